@@ -1,0 +1,3 @@
+module github.com/circuit-project/circuit
+
+go 1.26.8
