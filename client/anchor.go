@@ -1,0 +1,148 @@
+package client
+
+import (
+	"context"
+	"strings"
+
+	"github.com/circuit-project/circuit/internal/anchor"
+)
+
+// Anchor is a node of the circuit namespace, in the seeds' style: methods
+// panic with *HostLostError or *DialinLostError when the connection is lost.
+//
+// The root anchor is the *Client itself; its children are the servers. Below
+// a server, anchors are created by walking to them and garbage-collected
+// when they hold no element and have no children.
+type Anchor interface {
+	// Walk returns the anchor at the given path below this one. It never
+	// blocks and never fails: nothing is created until an element is made.
+	Walk(walk []string) Anchor
+	// View returns the children of this anchor by name.
+	View() map[string]Anchor
+	// Path is the anchor's absolute path.
+	Path() string
+	// ServerID is the ID of the server hosting the anchor ("" for the root).
+	ServerID() string
+	// Addr is the circuit URL of the hosting server ("" for the root).
+	Addr() string
+	// Get returns the element at this anchor: a Server for a server's
+	// anchor, nil for an anchor with no element.
+	Get() interface{}
+	// Scrub removes the element at this anchor, if any.
+	Scrub()
+}
+
+// Split splits a path into its components: Split("/X1/a/b") is
+// ["X1", "a", "b"].
+func Split(path string) []string { return anchor.Split(path) }
+
+// must panics with err, keeping the seeds' convention.
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
+// Walk from the root: the first component is a server ID.
+func (c *Client) Walk(walk []string) Anchor {
+	if len(walk) == 0 {
+		return c
+	}
+	return &pathAnchor{c: c, server: walk[0], elems: append([]string(nil), walk[1:]...)}
+}
+
+// View returns the servers of the cluster by ID.
+func (c *Client) View() map[string]Anchor {
+	members, err := c.members(context.Background())
+	must(err)
+	out := make(map[string]Anchor, len(members))
+	for _, m := range members {
+		out[m.ID] = &pathAnchor{c: c, server: m.ID}
+	}
+	return out
+}
+
+// Path of the root is "/".
+func (c *Client) Path() string { return "/" }
+
+// ServerID of the root is "".
+func (c *Client) ServerID() string { return "" }
+
+// Addr of the root is "".
+func (c *Client) Addr() string { return "" }
+
+// Get of the root is nil: the root holds no element.
+func (c *Client) Get() interface{} { return nil }
+
+// Scrub of the root does nothing.
+func (c *Client) Scrub() {}
+
+// pathAnchor is an anchor below the root, named by its path.
+type pathAnchor struct {
+	c      *Client
+	server string
+	elems  []string
+}
+
+func (a *pathAnchor) Walk(walk []string) Anchor {
+	elems := make([]string, 0, len(a.elems)+len(walk))
+	elems = append(append(elems, a.elems...), walk...)
+	return &pathAnchor{c: a.c, server: a.server, elems: elems}
+}
+
+func (a *pathAnchor) Path() string {
+	return "/" + strings.Join(append([]string{a.server}, a.elems...), "/")
+}
+
+func (a *pathAnchor) ServerID() string { return a.server }
+
+func (a *pathAnchor) Addr() string {
+	info, err := a.c.ServerInfo(context.Background(), a.server)
+	must(err)
+	return info.URL
+}
+
+func (a *pathAnchor) View() map[string]Anchor {
+	entries, err := a.c.List(context.Background(), a.Path())
+	must(err)
+	out := make(map[string]Anchor, len(entries))
+	for _, e := range entries {
+		name := e.Path[strings.LastIndexByte(e.Path, '/')+1:]
+		out[name] = a.Walk([]string{name})
+	}
+	return out
+}
+
+func (a *pathAnchor) Get() interface{} {
+	if len(a.elems) == 0 {
+		return &Server{c: a.c, id: a.server}
+	}
+	return nil
+}
+
+func (a *pathAnchor) Scrub() {}
+
+// Server is the element at a server's anchor.
+type Server struct {
+	c  *Client
+	id string
+}
+
+// Peek describes the server. It panics if the server is lost.
+func (s *Server) Peek() ServerInfo {
+	info, err := s.c.ServerInfo(context.Background(), s.id)
+	must(err)
+	return info
+}
+
+// Stack returns the server's goroutine stacks.
+func (s *Server) Stack() []byte {
+	b, err := s.c.Stack(context.Background(), s.id)
+	must(err)
+	return b
+}
+
+// Suicide makes the server leave the cluster and exit.
+func (s *Server) Suicide() {
+	must(s.c.StopServer(context.Background(), s.id))
+}

@@ -1,0 +1,336 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/discover"
+	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/security"
+	"github.com/circuit-project/circuit/internal/wire"
+)
+
+// DefaultDialTimeout bounds Connect when its context has no deadline.
+const DefaultDialTimeout = 3 * time.Second
+
+// Options says how to reach a cluster.
+type Options struct {
+	// Addr is the dial-in server: a circuit URL or host:port.
+	Addr string
+	// Discover, when Addr is empty, is a multicast group:port on which to
+	// find a server (servers started with -discover).
+	Discover string
+	// Key is the cluster key (the contents of the key file); nil for none.
+	Key []byte
+}
+
+// Client is a connection to a circuit cluster. It is the root anchor (/) of
+// the cluster's namespace. It is safe for concurrent use.
+type Client struct {
+	dialin string // host:port
+	key    *security.Key
+
+	mu     sync.Mutex
+	conns  map[ident.ID]*serverConn
+	closed bool
+}
+
+// Connect dials into a cluster. It fails within the context's deadline, or
+// DefaultDialTimeout, saying what it tried.
+func Connect(ctx context.Context, opt Options) (*Client, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultDialTimeout)
+		defer cancel()
+	}
+	var key *security.Key
+	if opt.Key != nil {
+		var err error
+		if key, err = security.New(bytes.TrimSpace(opt.Key)); err != nil {
+			return nil, fmt.Errorf("cluster key: %w", err)
+		}
+	}
+	addr := opt.Addr
+	if addr == "" {
+		if opt.Discover == "" {
+			return nil, errors.New("no dial-in server given")
+		}
+		dc := discover.Config{Group: opt.Discover}
+		if key != nil {
+			dc.Key = key.DiscoveryKey()
+		}
+		found, err := discover.Find(ctx, dc)
+		if err != nil {
+			return nil, err
+		}
+		addr = found
+	}
+	u, err := ident.ParseURL(addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{dialin: u.Addr, key: key, conns: map[ident.ID]*serverConn{}}
+	first, err := wire.Dial(ctx, u.Addr, wire.KindRPC, 0, key)
+	if err != nil {
+		var r *wire.Refusal
+		switch {
+		case errors.As(err, &r) && r.IsAuth(), errors.Is(err, security.ErrKeyMismatch):
+			return nil, &AuthError{Addr: u.Addr, Err: err}
+		case ctx.Err() != nil:
+			return nil, &DialinLostError{Addr: u.Addr, Err: fmt.Errorf("no answer within the dial timeout: %v", err)}
+		}
+		return nil, &DialinLostError{Addr: u.Addr, Err: errors.New(dialErrorText(err))}
+	}
+	sc, err := newServerConn(u.Addr, 0, key, first)
+	if err != nil {
+		first.Close()
+		return nil, err
+	}
+	c.conns[0] = sc
+	return c, nil
+}
+
+// Dial connects to the circuit server at addr (a circuit URL or host:port),
+// with authkey the cluster key or nil. As the seeds' API does, it panics if
+// the server cannot be reached; the panic value is an error.
+func Dial(addr string, authkey []byte) *Client {
+	c, err := Connect(context.Background(), Options{Addr: addr, Key: authkey})
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// DialDiscover finds a circuit server by UDP multicast on the group
+// multicast (group:port) and connects to it. It panics on failure.
+func DialDiscover(multicast string, authkey []byte) *Client {
+	c, err := Connect(context.Background(), Options{Discover: multicast, Key: authkey})
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// Close closes every connection of the client.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	for _, sc := range c.conns {
+		errs = append(errs, sc.cc.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// DialinAddr is the host:port of the dial-in server.
+func (c *Client) DialinAddr() string { return c.dialin }
+
+// Member is a server of the cluster.
+type Member struct {
+	ID   string // X and 16 hex digits; the server's anchor is "/"+ID
+	Addr string // host:port
+	URL  string // circuit://host:port/pid/id
+	PID  int
+}
+
+func fromMember(m *api.Member) Member {
+	return Member{ID: m.GetId(), Addr: m.GetAddr(), URL: m.GetUrl(), PID: int(m.GetPid())}
+}
+
+// Members lists the servers the dial-in server sees, sorted by ID.
+func (c *Client) Members(ctx context.Context) ([]Member, error) { return c.members(ctx) }
+
+func (c *Client) members(ctx context.Context) ([]Member, error) {
+	sc, err := c.conn(0)
+	if err != nil {
+		return nil, err
+	}
+	r, err := sc.api.Members(ctx, &api.MembersRequest{})
+	if err != nil {
+		return nil, c.wrap(ctx, sc, err)
+	}
+	out := make([]Member, 0, len(r.GetMembers()))
+	for _, m := range r.GetMembers() {
+		out = append(out, fromMember(m))
+	}
+	return out, nil
+}
+
+// ServerInfo is what peek shows of a server.
+type ServerInfo struct {
+	ID        string
+	URL       string
+	Addr      string
+	PID       int
+	Started   time.Time
+	Version   string
+	GoVersion string
+	Keyed     bool
+	Members   []Member
+	Elements  int
+}
+
+// server returns the connection to the server with the given ID.
+func (c *Client) server(id string) (*serverConn, error) {
+	sid, err := ident.ParseID(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return c.conn(sid)
+}
+
+// ServerInfo describes the server with the given ID.
+func (c *Client) ServerInfo(ctx context.Context, id string) (ServerInfo, error) {
+	sc, err := c.server(id)
+	if err != nil {
+		return ServerInfo{}, err
+	}
+	r, err := sc.api.Info(ctx, &api.InfoRequest{})
+	if err != nil {
+		return ServerInfo{}, c.wrap(ctx, sc, err)
+	}
+	info := ServerInfo{
+		ID: r.GetId(), URL: r.GetUrl(), Addr: r.GetAddr(), PID: int(r.GetPid()),
+		Started: time.Unix(0, r.GetStartedUnixNano()), Version: r.GetVersion(), GoVersion: r.GetGoVersion(),
+		Keyed: r.GetKeyed(), Elements: int(r.GetElements()),
+	}
+	for _, m := range r.GetMembers() {
+		info.Members = append(info.Members, fromMember(m))
+	}
+	return info, nil
+}
+
+// Stack returns the goroutine stacks of the server with the given ID.
+func (c *Client) Stack(ctx context.Context, id string) ([]byte, error) {
+	sc, err := c.server(id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := sc.api.Stack(ctx, &api.StackRequest{})
+	if err != nil {
+		return nil, c.wrap(ctx, sc, err)
+	}
+	return r.GetStacks(), nil
+}
+
+// StopServer makes the server with the given ID leave the cluster and exit.
+func (c *Client) StopServer(ctx context.Context, id string) error {
+	sc, err := c.server(id)
+	if err != nil {
+		return err
+	}
+	_, err = sc.api.Stop(ctx, &api.StopRequest{})
+	return c.wrap(ctx, sc, err)
+}
+
+// JoinCluster asks the server with the given ID to join the cluster of the
+// server at url, merging the two clusters.
+func (c *Client) JoinCluster(ctx context.Context, id, url string) error {
+	sc, err := c.server(id)
+	if err != nil {
+		return err
+	}
+	_, err = sc.api.Join(ctx, &api.JoinRequest{Url: url})
+	return c.wrap(ctx, sc, err)
+}
+
+// JoinDialin asks the dial-in server to join the cluster of the server at
+// url.
+func (c *Client) JoinDialin(ctx context.Context, url string) error {
+	sc, err := c.conn(0)
+	if err != nil {
+		return err
+	}
+	_, err = sc.api.Join(ctx, &api.JoinRequest{Url: url})
+	return c.wrap(ctx, sc, err)
+}
+
+// Entry is one anchor in a listing.
+type Entry struct {
+	Path string
+	Kind string // "server", "proc", "chan", ...; "" for an anchor with no element
+}
+
+// List lists the namespace at path, as `circuit ls` does: "/" lists the
+// servers; "/Xid/a" lists the anchors under /Xid/a; a trailing "/..." lists
+// every descendant. The result is sorted by path.
+func (c *Client) List(ctx context.Context, path string) ([]Entry, error) {
+	p, err := anchor.Parse(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if p.Server != 0 {
+		return c.listServer(ctx, p.Server, p.String())
+	}
+	members, err := c.members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, 0, len(members))
+	for _, m := range members {
+		out = append(out, Entry{Path: "/" + m.ID, Kind: "server"})
+	}
+	if !p.Recursive {
+		return out, nil
+	}
+	// Every server's subtree, in parallel; a server that left meanwhile is
+	// simply no longer there.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	for _, m := range members {
+		wg.Go(func() {
+			id, err := ident.ParseID(m.ID)
+			if err != nil {
+				return
+			}
+			entries, err := c.listServer(ctx, id, "/"+m.ID+"/...")
+			mu.Lock()
+			defer mu.Unlock()
+			var lost *HostLostError
+			switch {
+			case errors.As(err, &lost):
+			case err != nil:
+				if firstErr == nil {
+					firstErr = err
+				}
+			default:
+				out = append(out, entries...)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+func (c *Client) listServer(ctx context.Context, id ident.ID, path string) ([]Entry, error) {
+	sc, err := c.conn(id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := sc.api.List(ctx, &api.ListRequest{Path: path})
+	if err != nil {
+		return nil, c.wrap(ctx, sc, err)
+	}
+	out := make([]Entry, 0, len(r.GetEntries()))
+	for _, e := range r.GetEntries() {
+		out = append(out, Entry{Path: e.GetPath(), Kind: e.GetKind()})
+	}
+	return out, nil
+}

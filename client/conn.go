@@ -1,0 +1,146 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/security"
+	"github.com/circuit-project/circuit/internal/wire"
+)
+
+// serverConn is the client's gRPC connection to one server, reached through
+// the dial-in server (target 0 is the dial-in server itself).
+type serverConn struct {
+	target ident.ID
+	cc     *grpc.ClientConn
+	api    api.ServerClient
+
+	mu      sync.Mutex
+	first   net.Conn // handed to gRPC on its first dial
+	lastErr error    // the last dial failure
+}
+
+func (sc *serverConn) dialErr() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.lastErr
+}
+
+// newServerConn makes a gRPC connection whose transport is a connection to
+// the dial-in server, relayed to target. first, if not nil, is an already
+// opened connection for gRPC to use first.
+func newServerConn(dialin string, target ident.ID, key *security.Key, first net.Conn) (*serverConn, error) {
+	sc := &serverConn{target: target, first: first}
+	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
+		sc.mu.Lock()
+		if c := sc.first; c != nil {
+			sc.first = nil
+			sc.mu.Unlock()
+			return c, nil
+		}
+		sc.mu.Unlock()
+		c, err := wire.Dial(ctx, dialin, wire.KindRPC, target, key)
+		sc.mu.Lock()
+		sc.lastErr = err
+		sc.mu.Unlock()
+		return c, err
+	}
+	cc, err := grpc.NewClient("passthrough:///"+dialin,
+		grpc.WithContextDialer(dialer),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), // TLS, when keyed, is done by the dialer
+	)
+	if err != nil {
+		return nil, fmt.Errorf("making connection to %s: %w", dialin, err)
+	}
+	sc.cc = cc
+	sc.api = api.NewServerClient(cc)
+	return sc, nil
+}
+
+// conn returns the connection to server id, making it on first use.
+func (c *Client) conn(id ident.ID) (*serverConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, &DialinLostError{Addr: c.dialin, Err: errors.New("client closed")}
+	}
+	if sc, ok := c.conns[id]; ok {
+		return sc, nil
+	}
+	sc, err := newServerConn(c.dialin, id, c.key, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.conns[id] = sc
+	return sc, nil
+}
+
+// wrap turns a failed call on server target (0: the dial-in server) into the
+// client's error types.
+func (c *Client) wrap(ctx context.Context, sc *serverConn, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.InvalidArgument, codes.OutOfRange:
+		return fmt.Errorf("%w: %s", ErrBadRequest, st.Message())
+	case codes.NotFound:
+		return fmt.Errorf("%w: %s", ErrNotFound, st.Message())
+	case codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted, codes.Internal, codes.Unknown, codes.Unimplemented, codes.PermissionDenied, codes.ResourceExhausted:
+		return fmt.Errorf("%w: %s", ErrRemote, st.Message())
+	case codes.Canceled, codes.DeadlineExceeded:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	// The connection failed: find out whose fault it was.
+	cause := sc.dialErr()
+	if cause == nil {
+		cause = errors.New(st.Message())
+	}
+	var refusal *wire.Refusal
+	if errors.As(cause, &refusal) {
+		switch {
+		case refusal.IsAuth():
+			return &AuthError{Addr: c.dialin, Err: refusal}
+		case refusal.Code == wire.CodeUnknownServer || refusal.Code == wire.CodeUnreachable:
+			return &HostLostError{Server: sc.target.String(), Err: refusal}
+		}
+	}
+	if errors.Is(cause, security.ErrKeyMismatch) {
+		return &AuthError{Addr: c.dialin, Err: cause}
+	}
+	if sc.target == 0 {
+		return &DialinLostError{Addr: c.dialin, Err: cause}
+	}
+	// The relayed connection broke: if the dial-in server still answers,
+	// only the host is lost.
+	if _, perr := c.members(ctx); perr != nil {
+		var dl *DialinLostError
+		if errors.As(perr, &dl) {
+			return perr
+		}
+	}
+	return &HostLostError{Server: sc.target.String(), Err: cause}
+}
+
+// dialErrorText makes dial failures readable in one line.
+func dialErrorText(err error) string {
+	s := err.Error()
+	return strings.TrimPrefix(s, "dial tcp ")
+}

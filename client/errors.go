@@ -1,0 +1,56 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+)
+
+// HostLostError says that the server hosting an anchor cannot be reached: it
+// left the cluster, crashed or was cut off. The client itself is still
+// usable.
+type HostLostError struct {
+	Server string // X and 16 hex digits
+	Err    error
+}
+
+func (e *HostLostError) Error() string {
+	return fmt.Sprintf("host %s lost: %v", e.Server, e.Err)
+}
+
+func (e *HostLostError) Unwrap() error { return e.Err }
+
+// DialinLostError says that the client's dial-in server cannot be reached.
+// The client and every anchor derived from it are unusable; dial again.
+type DialinLostError struct {
+	Addr string
+	Err  error
+}
+
+func (e *DialinLostError) Error() string {
+	return fmt.Sprintf("cannot reach dial-in server %s: %v", e.Addr, e.Err)
+}
+
+func (e *DialinLostError) Unwrap() error { return e.Err }
+
+// AuthError says that a server refused the client's key, or its lack of one.
+type AuthError struct {
+	Addr string
+	Err  error
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("server %s refused this client: %v", e.Addr, e.Err)
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
+
+// ErrNotFound is wrapped by errors about anchors or elements that do not
+// exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrBadRequest is wrapped by errors about malformed requests: bad paths,
+// bad arguments.
+var ErrBadRequest = errors.New("bad request")
+
+// ErrRemote is wrapped by other failures reported by a server.
+var ErrRemote = errors.New("server error")

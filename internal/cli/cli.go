@@ -1,0 +1,245 @@
+// Package cli is the circuit command-line tool: one command per file, each a
+// client of the public client package (except start, which runs a server).
+// Flags are Go-style single-dash long flags (-discover, -hmac) and may come
+// before or after the arguments; the dial-in flags are defined once, in
+// dial.go, and shared by every command that talks to a cluster.
+//
+// Exit codes: 0 success; 1 the operation failed remotely; 2 usage error;
+// 3 not found; 4 cannot connect or authenticate.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/circuit-project/circuit/client"
+)
+
+// Exit codes.
+const (
+	ExitOK       = 0
+	ExitFailed   = 1
+	ExitUsage    = 2
+	ExitNotFound = 3
+	ExitConnect  = 4
+)
+
+// Env is what a command runs with.
+type Env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+	Ctx    context.Context
+}
+
+// command is one circuit command.
+type command struct {
+	name  string
+	args  string // synopsis of the positional arguments
+	short string // one line for `circuit help`
+	long  string // more, for `circuit help CMD`
+	dial  bool   // takes the dial-in flags
+	flags func(fs *flag.FlagSet) any
+	run   func(env *Env, cmd *invocation) error
+}
+
+// invocation is a command with its parsed flags and arguments.
+type invocation struct {
+	cmd   *command
+	fs    *flag.FlagSet
+	dial  *dialFlags
+	opts  any // what cmd.flags returned
+	args  []string
+	dials *client.Client
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) { commands[c.name] = c }
+
+// usageError is an error in how the command was called.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// Main runs the command line args (without the program name) and returns
+// the exit code.
+func Main(env *Env, args []string) int {
+	if env.Ctx == nil {
+		env.Ctx = context.Background()
+	}
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if len(args) == 0 {
+		printHelp(env.Stderr)
+		return ExitUsage
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			c, ok := commands[args[1]]
+			if !ok {
+				return unknown(env, args[1])
+			}
+			printCommandHelp(env.Stdout, c)
+			return ExitOK
+		}
+		printHelp(env.Stdout)
+		return ExitOK
+	}
+	c, ok := commands[name]
+	if !ok {
+		return unknown(env, name)
+	}
+	inv := &invocation{cmd: c, fs: flag.NewFlagSet("circuit "+name, flag.ContinueOnError)}
+	inv.fs.SetOutput(io.Discard)
+	if c.dial {
+		inv.dial = addDialFlags(inv.fs)
+	}
+	if c.flags != nil {
+		inv.opts = c.flags(inv.fs)
+	}
+	pos, err := parseInterspersed(inv.fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		printCommandHelp(env.Stdout, c)
+		return ExitOK
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "circuit %s: %v\n", name, err)
+		fmt.Fprintf(env.Stderr, "usage: circuit %s %s (circuit help %s shows the flags)\n", name, c.args, name)
+		return ExitUsage
+	}
+	inv.args = pos
+	err = c.run(env, inv)
+	if inv.dials != nil {
+		inv.dials.Close()
+	}
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(env.Stderr, "circuit %s: %v\n", name, err)
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	var ue *usageError
+	var auth *client.AuthError
+	var dl *client.DialinLostError
+	var ex interface{ ExitCode() int }
+	switch {
+	case errors.As(err, &ex):
+		return ex.ExitCode()
+	case errors.As(err, &ue), errors.Is(err, client.ErrBadRequest):
+		return ExitUsage
+	case errors.Is(err, client.ErrNotFound):
+		return ExitNotFound
+	case errors.As(err, &auth), errors.As(err, &dl):
+		return ExitConnect
+	}
+	return ExitFailed
+}
+
+// parseInterspersed parses flags wherever they appear among the arguments;
+// "--" ends flag parsing.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprintln(w, "circuit: one binary that is both the server and the client of a circuit cluster.")
+	fmt.Fprintln(w, "\nusage: circuit COMMAND [flags] [arguments]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].short)
+	}
+	fmt.Fprintln(w, "\n'circuit help COMMAND' or 'circuit COMMAND -h' shows a command's flags.")
+}
+
+func printCommandHelp(w io.Writer, c *command) {
+	fmt.Fprintf(w, "usage: circuit %s [flags] %s\n\n%s\n", c.name, c.args, c.short)
+	if c.long != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.long))
+	}
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	if c.dial {
+		addDialFlags(fs)
+	}
+	if c.flags != nil {
+		c.flags(fs)
+	}
+	has := false
+	fs.VisitAll(func(*flag.Flag) { has = true })
+	if has {
+		fmt.Fprintln(w, "\nflags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+	if c.dial {
+		fmt.Fprintln(w, "\nWith no -d or -discover, the dial-in server is read from the file named by\n$CIRCUIT, or found by multicast on $CIRCUIT_DISCOVER. The key file may be\ngiven by $CIRCUIT_HMAC.")
+	}
+}
+
+func unknown(env *Env, name string) int {
+	best, bestD := "", 1<<30
+	for n := range commands {
+		if d := distance(name, n); d < bestD || (d == bestD && n < best) {
+			best, bestD = n, d
+		}
+	}
+	if bestD <= max(2, len(name)/2) {
+		fmt.Fprintf(env.Stderr, "circuit: unknown command %q; did you mean %q?\n", name, best)
+	} else {
+		fmt.Fprintf(env.Stderr, "circuit: unknown command %q; 'circuit help' lists the commands\n", name)
+	}
+	return ExitUsage
+}
+
+// distance is the Levenshtein edit distance.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/anchor"
+)
+
+// serverArg parses a path that must name a server's anchor, /Xid.
+func serverArg(inv *invocation, verb string) (string, error) {
+	if len(inv.args) != 1 {
+		return "", usagef("%s takes one server path, e.g. circuit %s /X88550014d4c82e4d", verb, verb)
+	}
+	p, err := anchor.Parse(inv.args[0])
+	if err != nil {
+		return "", usagef("%v", err)
+	}
+	if p.Server == 0 || len(p.Elems) != 0 || p.Recursive {
+		return "", usagef("%s %s: want a server's anchor, /X followed by 16 hex digits", verb, inv.args[0])
+	}
+	return p.Server.String(), nil
+}
+
+// serverPeek is the JSON that peek prints for a server.
+type serverPeek struct {
+	ID        string
+	URL       string
+	Addr      string
+	PID       int
+	Started   time.Time
+	Version   string
+	GoVersion string
+	Keyed     bool
+	Members   []client.Member
+	Elements  int
+}
+
+func printJSON(env *Env, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
+	return err
+}
+
+func init() {
+	register(&command{
+		name:  "peek",
+		args:  "PATH",
+		short: "print the state of the element at PATH as JSON",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			if len(inv.args) != 1 {
+				return usagef("peek takes one path")
+			}
+			p, err := anchor.Parse(inv.args[0])
+			if err != nil {
+				return usagef("%v", err)
+			}
+			if p.Server == 0 || p.Recursive {
+				return usagef("peek %s: want the path of one element, such as /X88550014d4c82e4d", inv.args[0])
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			if len(p.Elems) != 0 {
+				return fmt.Errorf("peek %s: %w: no element at this anchor", inv.args[0], client.ErrNotFound)
+			}
+			info, err := c.ServerInfo(env.Ctx, p.Server.String())
+			if err != nil {
+				return fmt.Errorf("peek %s: %w", inv.args[0], err)
+			}
+			return printJSON(env, serverPeek(info))
+		},
+	})
+	register(&command{
+		name:  "stk",
+		args:  "/Xid",
+		short: "print the goroutine stacks of a server",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			id, err := serverArg(inv, "stk")
+			if err != nil {
+				return err
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			b, err := c.Stack(env.Ctx, id)
+			if err != nil {
+				return fmt.Errorf("stk /%s: %w", id, err)
+			}
+			_, err = env.Stdout.Write(b)
+			return err
+		},
+	})
+	register(&command{
+		name:  "suicide",
+		args:  "/Xid",
+		short: "stop a server: it leaves the cluster and exits",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			id, err := serverArg(inv, "suicide")
+			if err != nil {
+				return err
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			if err := c.StopServer(env.Ctx, id); err != nil {
+				return fmt.Errorf("suicide /%s: %w", id, err)
+			}
+			return nil
+		},
+	})
+	register(&command{
+		name:  "join",
+		args:  "URL",
+		short: "make the dial-in server join the cluster of the server at URL, merging the two",
+		long: `Example, merging the clusters of two servers:
+  circuit join -d circuit://10.0.0.1:11022/78517/X56e7a2a0d47a7b5d circuit://10.0.0.9:11022/1234/X0123456789abcdef`,
+		dial: true,
+		run: func(env *Env, inv *invocation) error {
+			if len(inv.args) != 1 {
+				return usagef("join takes one URL, of a server of the other cluster")
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			if err := c.JoinDialin(env.Ctx, inv.args[0]); err != nil {
+				return fmt.Errorf("join %s: %w", inv.args[0], err)
+			}
+			return nil
+		},
+	})
+}

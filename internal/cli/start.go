@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/circuit-project/circuit/internal/cluster"
+	"github.com/circuit-project/circuit/internal/security"
+	"github.com/circuit-project/circuit/internal/server"
+)
+
+type startFlags struct {
+	addr, iface, discover, hmac, varDir, timing, logLevel string
+	join                                                  multiFlag
+}
+
+// multiFlag is a flag that may be given several times.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func init() {
+	register(&command{
+		name:  "start",
+		short: "run a circuit server on this host",
+		long: `Prints the server's URL (circuit://HOST:PORT/PID/ID) on standard output, one
+line, then serves until stopped (SIGTERM, SIGINT, or circuit suicide). Logs
+go to standard error, and to DIR/circuit.log with -var DIR.
+
+Examples:
+  circuit start -a 10.0.0.1:11022
+  circuit start -a 10.0.0.2:11088 -j circuit://10.0.0.1:11022/78517/X56e7a2a0d47a7b5d
+  circuit start -if eth0 -discover 228.8.8.8:7711`,
+		flags: func(fs *flag.FlagSet) any {
+			f := &startFlags{}
+			fs.StringVar(&f.addr, "a", "", "address to bind and advertise, `HOST[:PORT]` (port 11022 if omitted; 0 picks a free one)")
+			fs.StringVar(&f.iface, "if", "", "bind the address of this network `INTERFACE`")
+			fs.Var(&f.join, "j", "join the cluster of the server at this `URL` (retried until it answers; may repeat)")
+			fs.StringVar(&f.discover, "discover", "", "find and be found by other servers by UDP multicast on `GROUP:PORT` (default $CIRCUIT_DISCOVER)")
+			addKeyFlag(fs, &f.hmac)
+			fs.StringVar(&f.varDir, "var", "", "state `DIR`: a lock against a second server, and circuit.log")
+			fs.StringVar(&f.timing, "timing", string(cluster.LAN), "failure-detection timers: lan, or local for clusters on one machine")
+			fs.StringVar(&f.logLevel, "log", "info", "log level: debug, info, warn or error")
+			return f
+		},
+		run: runStart,
+	})
+}
+
+func runStart(env *Env, inv *invocation) error {
+	f := inv.opts.(*startFlags)
+	if len(inv.args) != 0 {
+		return usagef("start takes no arguments, got %q", inv.args)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return usagef("-log %q: want debug, info, warn or error", f.logLevel)
+	}
+	timing := cluster.Timing(f.timing)
+	if timing != cluster.LAN && timing != cluster.Local {
+		return usagef("-timing %q: want lan or local", f.timing)
+	}
+	handlers := []slog.Handler{slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level})}
+	if f.varDir != "" {
+		if err := os.MkdirAll(f.varDir, 0o700); err != nil {
+			return fmt.Errorf("-var: %w", err)
+		}
+	}
+	cfg := server.Config{Addr: f.addr, Iface: f.iface, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing}
+	if cfg.Discover == "" {
+		cfg.Discover = env.Getenv("CIRCUIT_DISCOVER")
+	}
+	keyFile := f.hmac
+	if keyFile == "" {
+		keyFile = env.Getenv("CIRCUIT_HMAC")
+	}
+	if keyFile != "" {
+		k, err := security.LoadFile(expandHome(keyFile))
+		if err != nil {
+			return err
+		}
+		cfg.Key = k
+	}
+	ctx, stop := signal.NotifyContext(env.Ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	if f.varDir != "" {
+		// Opening (not writing) the log before the server takes the -var
+		// lock is harmless: a refused second server writes nothing to it.
+		logFile, err := os.OpenFile(filepath.Join(f.varDir, "circuit.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("-var: opening log: %w", err)
+		}
+		defer logFile.Close()
+		handlers = append(handlers, slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: level}))
+	}
+	cfg.Logger = slog.New(slog.NewMultiHandler(handlers...))
+	srv, err := server.Start(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, srv.URL().String())
+	select {
+	case <-ctx.Done():
+	case <-srv.StopRequested():
+	}
+	srv.Stop()
+	return nil
+}

@@ -1,0 +1,301 @@
+// Package cluster owns membership: which servers are in the cluster, joining
+// and leaving, and the ordered stream of join and leave events.
+//
+// It runs hashicorp/memberlist (SWIM gossip with Lifeguard) over a transport
+// that shares the server's one port: gossip packets travel as UDP datagrams
+// on the same port number as the server's TCP listener, and gossip streams
+// arrive over that TCP listener, told apart from other connections by their
+// preamble (package wire). With a cluster key, memberlist encrypts both with
+// an AES-256 key derived from it.
+//
+// Each member's node name is its server ID; its metadata carries its PID.
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/circuit-project/circuit/internal/ident"
+)
+
+// Member is one server as this server sees it.
+type Member struct {
+	ID   ident.ID
+	Addr string // advertised host:port
+	PID  int
+}
+
+// URL is the member's circuit URL.
+func (m Member) URL() ident.URL { return ident.URL{Addr: m.Addr, PID: m.PID, ID: m.ID} }
+
+// EventType tells a join from a leave.
+type EventType int
+
+const (
+	Join EventType = iota + 1
+	Leave
+)
+
+func (t EventType) String() string {
+	if t == Join {
+		return "join"
+	}
+	return "leave"
+}
+
+// Event is a change of membership, in the order this server saw it.
+type Event struct {
+	Type   EventType
+	Member Member
+}
+
+// Timing selects a preset of failure-detection timers.
+type Timing string
+
+const (
+	// LAN is memberlist's LAN preset: a killed or cut-off server is seen
+	// after about 5-6 s, with no false alarms under load.
+	LAN Timing = "lan"
+	// Local shrinks the timers for clusters on one machine, as in tests:
+	// detection in about 1 s.
+	Local Timing = "local"
+)
+
+// Config configures a Cluster.
+type Config struct {
+	ID        ident.ID
+	Advertise *net.TCPAddr // the server's one address
+	PID       int
+	Timing    Timing
+	// GossipKey, when set, encrypts gossip (AES-256, 32 bytes).
+	GossipKey []byte
+	// UDP is the packet socket, bound to the advertised port.
+	UDP *net.UDPConn
+	// DialStream opens a gossip stream to another server's address.
+	DialStream func(ctx context.Context, addr string) (net.Conn, error)
+	// OnEvent, if set, is called for every event, in order, from one
+	// goroutine at a time; it must not block for long.
+	OnEvent func(Event)
+	Logger  *slog.Logger
+}
+
+// Cluster is this server's view of, and part in, the membership.
+type Cluster struct {
+	cfg Config
+	ml  *memberlist.Memberlist
+	tr  *transport
+	log *slog.Logger
+
+	mu      sync.Mutex
+	members map[ident.ID]Member
+	joiners sync.WaitGroup
+	stop    chan struct{}
+	stopped bool
+}
+
+// New starts membership with this server alone in its cluster.
+func New(cfg Config) (*Cluster, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, members: map[ident.ID]Member{}, stop: make(chan struct{})}
+	c.tr = newTransport(cfg.UDP, cfg.Advertise, cfg.DialStream, cfg.Logger)
+
+	mc := memberlist.DefaultLANConfig()
+	if cfg.Timing == Local {
+		mc = memberlist.DefaultLocalConfig()
+		mc.ProbeInterval = 200 * time.Millisecond
+		mc.ProbeTimeout = 100 * time.Millisecond
+		mc.SuspicionMult = 3
+		mc.GossipInterval = 50 * time.Millisecond
+	}
+	mc.Name = cfg.ID.String()
+	mc.Transport = c.tr
+	mc.BindAddr = cfg.Advertise.IP.String()
+	mc.BindPort = cfg.Advertise.Port
+	mc.AdvertiseAddr = cfg.Advertise.IP.String()
+	mc.AdvertisePort = cfg.Advertise.Port
+	mc.SecretKey = cfg.GossipKey
+	mc.Delegate = delegate{meta: c.meta()}
+	mc.Events = eventDelegate{c}
+	mc.DNSConfigPath = ""
+	mc.Logger = log.New(&logWriter{cfg.Logger}, "", 0)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		c.tr.Shutdown()
+		return nil, fmt.Errorf("starting membership: %w", err)
+	}
+	c.ml = ml
+	return c, nil
+}
+
+func (c *Cluster) meta() []byte {
+	b, _ := json.Marshal(nodeMeta{PID: c.cfg.PID})
+	return b
+}
+
+type nodeMeta struct {
+	PID int `json:"pid"`
+}
+
+// HandleStream takes a gossip stream accepted by the server's listener.
+func (c *Cluster) HandleStream(conn net.Conn) { c.tr.handleStream(conn) }
+
+// Members returns the live members, this server included, sorted by ID.
+func (c *Cluster) Members() []Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Member, 0, len(c.members))
+	for _, m := range c.members {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID.String(), b.ID.String()) })
+	return out
+}
+
+// Lookup finds a live member by ID.
+func (c *Cluster) Lookup(id ident.ID) (Member, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.members[id]
+	return m, ok
+}
+
+// Join joins the cluster of the server at addr (host:port) once.
+func (c *Cluster) Join(addr string) error {
+	if _, err := c.ml.Join([]string{addr}); err != nil {
+		// memberlist's multierror spans lines; keep log lines whole.
+		return fmt.Errorf("joining %s: %s", addr, strings.Join(strings.Fields(err.Error()), " "))
+	}
+	return nil
+}
+
+// JoinRetry joins the cluster of the server at addr in the background,
+// retrying with backoff until it succeeds or the cluster stops, so the same
+// command line works whichever server comes up first.
+func (c *Cluster) JoinRetry(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return
+	}
+	c.joiners.Add(1)
+	go func() {
+		defer c.joiners.Done()
+		wait := 100 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			err := c.Join(addr)
+			if err == nil {
+				c.log.Info("joined", "addr", addr, "attempts", attempt)
+				return
+			}
+			c.log.Warn("join failed; will retry", "addr", addr, "attempt", attempt, "retry_in", wait, "err", err)
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(wait):
+			}
+			wait = min(wait*2, 10*time.Second)
+		}
+	}()
+}
+
+// Leave tells the others that this server is going, waits up to timeout for
+// the news to spread, and stops membership. It is idempotent.
+func (c *Cluster) Leave(timeout time.Duration) {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return
+	}
+	c.stopped = true
+	close(c.stop)
+	c.mu.Unlock()
+	c.joiners.Wait()
+	if err := c.ml.Leave(timeout); err != nil {
+		c.log.Warn("leave broadcast", "err", err)
+	}
+	if err := c.ml.Shutdown(); err != nil {
+		c.log.Warn("membership shutdown", "err", err)
+	}
+}
+
+func (c *Cluster) event(t EventType, n *memberlist.Node) {
+	id, err := ident.ParseID(n.Name)
+	if err != nil {
+		c.log.Warn("ignoring member with a foreign name", "name", n.Name)
+		return
+	}
+	var meta nodeMeta
+	_ = json.Unmarshal(n.Meta, &meta) // absent metadata leaves PID 0
+	m := Member{ID: id, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), PID: meta.PID}
+	c.mu.Lock()
+	_, had := c.members[id]
+	if t == Join {
+		c.members[id] = m
+	} else {
+		delete(c.members, id)
+	}
+	c.mu.Unlock()
+	if (t == Join) == had {
+		return // an update, or a leave of a member never seen
+	}
+	if id != c.cfg.ID {
+		c.log.Info("member "+t.String(), "id", id.String(), "addr", m.Addr)
+	}
+	if c.cfg.OnEvent != nil {
+		c.cfg.OnEvent(Event{Type: t, Member: m})
+	}
+}
+
+// eventDelegate receives memberlist's callbacks, which it makes one at a
+// time, in order.
+type eventDelegate struct{ c *Cluster }
+
+func (d eventDelegate) NotifyJoin(n *memberlist.Node)   { d.c.event(Join, n) }
+func (d eventDelegate) NotifyLeave(n *memberlist.Node)  { d.c.event(Leave, n) }
+func (d eventDelegate) NotifyUpdate(n *memberlist.Node) { d.c.event(Join, n) }
+
+// delegate gives memberlist this server's metadata; circuit gossips nothing
+// else.
+type delegate struct{ meta []byte }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	if len(d.meta) > limit {
+		return nil
+	}
+	return d.meta
+}
+func (delegate) NotifyMsg([]byte)                    {}
+func (delegate) GetBroadcasts(int, int) [][]byte     { return nil }
+func (delegate) LocalState(bool) []byte              { return nil }
+func (delegate) MergeRemoteState(buf []byte, _ bool) {}
+
+// logWriter turns memberlist's "[LEVEL] memberlist: ..." lines into slog
+// records.
+type logWriter struct{ log *slog.Logger }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	level := slog.LevelInfo
+	for prefix, l := range map[string]slog.Level{"[DEBUG]": slog.LevelDebug, "[WARN]": slog.LevelWarn, "[ERR]": slog.LevelError, "[INFO]": slog.LevelInfo} {
+		if strings.HasPrefix(line, prefix) {
+			level, line = l, strings.TrimSpace(strings.TrimPrefix(line, prefix))
+			break
+		}
+	}
+	w.log.Log(context.Background(), level, line)
+	return len(p), nil
+}

@@ -1,0 +1,114 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// transport is memberlist's view of the server's one port: datagrams on the
+// UDP socket of the same number, streams dialled and accepted through the
+// server's TCP listener.
+type transport struct {
+	udp     *net.UDPConn
+	adv     *net.TCPAddr
+	dial    func(ctx context.Context, addr string) (net.Conn, error)
+	log     *slog.Logger
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+
+	once sync.Once
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// maxPacket bounds one gossip datagram; memberlist sends at most
+// UDPBufferSize (1400) bytes.
+const maxPacket = 65536
+
+func newTransport(udp *net.UDPConn, adv *net.TCPAddr, dial func(context.Context, string) (net.Conn, error), log *slog.Logger) *transport {
+	t := &transport{
+		udp: udp, adv: adv, dial: dial, log: log,
+		packets: make(chan *memberlist.Packet),
+		streams: make(chan net.Conn),
+		done:    make(chan struct{}),
+	}
+	t.wg.Add(1)
+	go t.readPackets()
+	return t
+}
+
+func (t *transport) readPackets() {
+	defer t.wg.Done()
+	for {
+		buf := make([]byte, maxPacket)
+		n, from, err := t.udp.ReadFrom(buf)
+		now := time.Now()
+		if err != nil {
+			select {
+			case <-t.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			t.log.Warn("gossip packet read", "err", err)
+			continue
+		}
+		if n == 0 {
+			continue
+		}
+		select {
+		case t.packets <- &memberlist.Packet{Buf: buf[:n], From: from, Timestamp: now}:
+		case <-t.done:
+			return
+		}
+	}
+}
+
+func (t *transport) FinalAdvertiseAddr(string, int) (net.IP, int, error) {
+	return t.adv.IP, t.adv.Port, nil
+}
+
+func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("gossip address %q: %w", addr, err)
+	}
+	_, err = t.udp.WriteTo(b, ua)
+	return time.Now(), err
+}
+
+func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packets }
+
+func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return t.dial(ctx, addr)
+}
+
+func (t *transport) StreamCh() <-chan net.Conn { return t.streams }
+
+func (t *transport) handleStream(c net.Conn) {
+	select {
+	case t.streams <- c:
+	case <-t.done:
+		c.Close()
+	}
+}
+
+func (t *transport) Shutdown() error {
+	t.once.Do(func() {
+		close(t.done)
+		t.udp.Close()
+	})
+	t.wg.Wait()
+	return nil
+}

@@ -1,0 +1,139 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/cluster"
+	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/version"
+)
+
+// opName turns "/circuit.v1.Server/List" into "Server.List".
+func opName(fullMethod string) string {
+	name := strings.TrimPrefix(fullMethod, "/circuit.v1.")
+	return strings.Replace(name, "/", ".", 1)
+}
+
+func opAttrs(ctx context.Context, req any) []slog.Attr {
+	var attrs []slog.Attr
+	if p, ok := req.(interface{ GetPath() string }); ok && p.GetPath() != "" {
+		attrs = append(attrs, slog.String("path", p.GetPath()))
+	}
+	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
+		attrs = append(attrs, slog.String("from", pr.Addr.String()))
+	}
+	return attrs
+}
+
+// unaryOp numbers and logs every unary operation (package oplog).
+func (s *Server) unaryOp(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	op := s.ops.Begin(opName(info.FullMethod), opAttrs(ctx, req)...)
+	resp, err := h(ctx, req)
+	op.End(err)
+	return resp, err
+}
+
+// streamOp numbers and logs every streaming operation when it starts.
+func (s *Server) streamOp(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	op := s.ops.Begin(opName(info.FullMethod), opAttrs(ss.Context(), nil)...)
+	err := h(srv, ss)
+	op.End(err)
+	return err
+}
+
+// serverService implements the server element and the namespace listing.
+type serverService struct {
+	api.UnimplementedServerServer
+	s *Server
+}
+
+func toMember(m cluster.Member) *api.Member {
+	return &api.Member{Id: m.ID.String(), Addr: m.Addr, Url: m.URL().String(), Pid: int64(m.PID)}
+}
+
+func (v *serverService) members() []*api.Member {
+	var out []*api.Member
+	for _, m := range v.s.cluster.Members() {
+		out = append(out, toMember(m))
+	}
+	return out
+}
+
+func (v *serverService) Info(context.Context, *api.InfoRequest) (*api.InfoReply, error) {
+	s := v.s
+	return &api.InfoReply{
+		Id: s.id.String(), Url: s.url.String(), Addr: s.url.Addr, Pid: int64(os.Getpid()),
+		StartedUnixNano: s.started.UnixNano(), Version: version.String(), GoVersion: version.Go(),
+		Members: v.members(), Elements: int64(s.tree.Count()), Keyed: s.cfg.Key != nil,
+	}, nil
+}
+
+func (v *serverService) Members(context.Context, *api.MembersRequest) (*api.MembersReply, error) {
+	return &api.MembersReply{Members: v.members()}, nil
+}
+
+// localPath parses a path and checks that it lives on this server.
+func (s *Server) localPath(raw string) (anchor.Path, error) {
+	p, err := anchor.Parse(raw)
+	if err != nil {
+		return p, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if p.Server != s.id {
+		return p, status.Errorf(codes.InvalidArgument, "path %s is not on server %s", raw, s.id)
+	}
+	return p, nil
+}
+
+func (v *serverService) List(_ context.Context, req *api.ListRequest) (*api.ListReply, error) {
+	p, err := v.s.localPath(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	var out []*api.Entry
+	for _, e := range v.s.tree.List(p.Elems, req.GetRecursive() || p.Recursive) {
+		out = append(out, &api.Entry{Path: e.Path, Kind: e.Kind})
+	}
+	return &api.ListReply{Entries: out}, nil
+}
+
+func (v *serverService) Stack(context.Context, *api.StackRequest) (*api.StackReply, error) {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return &api.StackReply{Stacks: buf[:n]}, nil
+		}
+		if len(buf) >= 64<<20 {
+			return &api.StackReply{Stacks: buf[:n]}, nil
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+func (v *serverService) Stop(context.Context, *api.StopRequest) (*api.StopReply, error) {
+	v.s.log.Warn("stop requested by a client")
+	v.s.requestStop()
+	return &api.StopReply{}, nil
+}
+
+func (v *serverService) Join(_ context.Context, req *api.JoinRequest) (*api.JoinReply, error) {
+	u, err := ident.ParseURL(req.GetUrl())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := v.s.cluster.Join(u.Addr); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &api.JoinReply{}, nil
+}

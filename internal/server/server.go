@@ -1,0 +1,253 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/cluster"
+	"github.com/circuit-project/circuit/internal/discover"
+	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/oplog"
+	"github.com/circuit-project/circuit/internal/security"
+	"github.com/circuit-project/circuit/internal/wire"
+)
+
+// Config configures a server.
+type Config struct {
+	Addr     string // -a: host[:port]; port 0 picks a free one
+	Iface    string // -if: bind this interface's address
+	Join     []string
+	Discover string        // -discover: multicast group:port, "" for none
+	Key      *security.Key // nil: plaintext
+	VarDir   string        // -var: lock, logs; "" for none
+	Timing   cluster.Timing
+	Logger   *slog.Logger
+}
+
+// Server is one running circuit server.
+type Server struct {
+	cfg     Config
+	id      ident.ID
+	url     ident.URL
+	started time.Time
+	log     *slog.Logger
+	ops     *oplog.Log
+
+	ln      *net.TCPListener
+	cluster *cluster.Cluster
+	disc    *discover.Node
+	rpc     *grpc.Server
+	rpcLn   *connListener
+	tree    *anchor.Tree
+	lock    *os.File
+
+	ctx    context.Context // canceled by Stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the server starts
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+
+	stopOnce sync.Once
+	done     chan struct{} // closed when Stop has finished
+	stopReq  chan struct{} // closed when a client asked the server to stop
+	reqOnce  sync.Once
+}
+
+// Start binds, joins and begins serving. The returned server runs until Stop.
+func Start(cfg Config) (s *Server, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Timing == "" {
+		cfg.Timing = cluster.LAN
+	}
+	ip, port, err := bindAddr(cfg.Addr, cfg.Iface)
+	if err != nil {
+		return nil, err
+	}
+	s = &Server{
+		cfg: cfg, id: ident.NewID(), started: time.Now(),
+		conns: map[net.Conn]struct{}{}, done: make(chan struct{}), stopReq: make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	if cfg.VarDir != "" {
+		if s.lock, err = lockVar(cfg.VarDir); err != nil {
+			return s, err
+		}
+	}
+	ln, udp, err := listen(ip, port)
+	if err != nil {
+		return s, err
+	}
+	s.ln = ln
+	adv := ln.Addr().(*net.TCPAddr)
+	s.url = ident.URL{Addr: adv.String(), PID: os.Getpid(), ID: s.id}
+	s.log = cfg.Logger.With("server", s.id.String())
+	s.ops = oplog.New(s.log)
+	s.tree = anchor.NewTree(s.id)
+	if cfg.Key == nil && !adv.IP.IsLoopback() {
+		s.log.Warn("NO KEY: all traffic to this server is plaintext and unauthenticated, and it listens on a non-loopback address; anyone who reaches " + adv.String() + " controls this host. Use -hmac FILE (make one with: circuit keygen)")
+	}
+
+	var gossipKey []byte
+	if cfg.Key != nil {
+		gossipKey = cfg.Key.GossipKey()
+	}
+	s.cluster, err = cluster.New(cluster.Config{
+		ID: s.id, Advertise: adv, PID: os.Getpid(), Timing: cfg.Timing,
+		GossipKey: gossipKey, UDP: udp, Logger: s.log,
+		DialStream: func(ctx context.Context, addr string) (net.Conn, error) {
+			return wire.Dial(ctx, addr, wire.KindGossip, 0, cfg.Key)
+		},
+	})
+	if err != nil {
+		udp.Close()
+		return s, err
+	}
+
+	s.rpcLn = newConnListener(adv)
+	s.rpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(s.unaryOp),
+		grpc.ChainStreamInterceptor(s.streamOp),
+	)
+	api.RegisterServerServer(s.rpc, &serverService{s: s})
+	s.goFunc(func() {
+		if err := s.rpc.Serve(s.rpcLn); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("rpc serving stopped", "err", err)
+		}
+	})
+	s.goFunc(s.acceptLoop)
+
+	for _, j := range cfg.Join {
+		u, err := ident.ParseURL(j)
+		if err != nil {
+			return s, fmt.Errorf("-j: %w", err)
+		}
+		s.cluster.JoinRetry(u.Addr)
+	}
+	if cfg.Discover != "" {
+		dc := discover.Config{Group: cfg.Discover, LocalIP: adv.IP, Logger: s.log}
+		if cfg.Iface != "" {
+			if dc.Iface, err = net.InterfaceByName(cfg.Iface); err != nil {
+				return s, fmt.Errorf("-if %s: %w", cfg.Iface, err)
+			}
+		}
+		if cfg.Key != nil {
+			dc.Key = cfg.Key.DiscoveryKey()
+		}
+		s.disc, err = discover.Serve(s.ctx, dc, s.url.String(), s.discovered)
+		if err != nil {
+			return s, fmt.Errorf("-discover %s: %w", cfg.Discover, err)
+		}
+	}
+	s.log.Info("serving", "url", s.url.String(), "keyed", cfg.Key != nil, "timing", string(cfg.Timing))
+	return s, nil
+}
+
+// discovered joins a server heard of by multicast unless it is a member.
+func (s *Server) discovered(raw string) {
+	u, err := ident.ParseURL(raw)
+	if err != nil || u.ID == 0 {
+		s.log.Warn("ignoring a malformed discovery announcement", "url", raw)
+		return
+	}
+	if _, ok := s.cluster.Lookup(u.ID); ok {
+		return
+	}
+	s.goFunc(func() {
+		if err := s.cluster.Join(u.Addr); err != nil {
+			s.log.Warn("joining a discovered server", "url", raw, "err", err)
+		}
+	})
+}
+
+// ID returns the server's ID.
+func (s *Server) ID() ident.ID { return s.id }
+
+// URL returns the server's circuit URL.
+func (s *Server) URL() ident.URL { return s.url }
+
+// Members returns the servers this server sees.
+func (s *Server) Members() []cluster.Member { return s.cluster.Members() }
+
+// StopRequested is closed when a client asked the server to stop.
+func (s *Server) StopRequested() <-chan struct{} { return s.stopReq }
+
+// Done is closed once Stop has finished.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// goFunc runs f in a goroutine that Stop waits for.
+func (s *Server) goFunc(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Stop leaves the cluster, closes everything and waits for every goroutine.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		defer close(s.done)
+		if s.cluster != nil {
+			s.cluster.Leave(2 * time.Second)
+		}
+		s.cancel()
+		if s.disc != nil {
+			s.disc.Close()
+		}
+		if s.ln != nil {
+			s.ln.Close()
+		}
+		if s.rpc != nil {
+			stopped := make(chan struct{})
+			go func() { s.rpc.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(time.Second):
+				s.rpc.Stop()
+				<-stopped
+			}
+		}
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+		if s.log != nil {
+			s.log.Info("stopped", "ops", s.ops.Last())
+		}
+		if s.lock != nil {
+			s.lock.Close()
+		}
+	})
+	<-s.done
+}
+
+// requestStop stops the server on a client's request. Stop runs in a
+// goroutine of its own, not one the server tracks, since Stop waits for
+// those; the RPC's answer goes out before the connections close because
+// Stop leaves the cluster first and then stops gRPC gracefully.
+func (s *Server) requestStop() {
+	s.reqOnce.Do(func() {
+		close(s.stopReq)
+		go s.Stop()
+	})
+}

@@ -1,0 +1,375 @@
+// Package testcluster starts real circuit servers for tests: as processes of
+// the built binary (Start), or inside the test process (StartInProcess). All
+// servers listen on loopback with free ports and are stopped, by their own
+// PIDs, when the test ends. Eventually polls a condition with a deadline, so
+// tests never sleep to synchronise.
+package testcluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/circuit-project/circuit/internal/cluster"
+	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/security"
+	"github.com/circuit-project/circuit/internal/server"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	binDir    string
+)
+
+// Main runs a test binary's tests and removes the circuit binary built for
+// them. Call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// Binary builds the circuit binary once per test process (with the race
+// detector when the test has it) and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "circuit-testbin-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "circuit")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "github.com/circuit-project/circuit/cmd/circuit")
+		out, err := exec.Command("go", args...).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Eventually polls cond every 20 ms until it holds or timeout passes, and
+// fails the test with msg if it never does.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: "+msg, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Options configure a cluster of processes.
+type Options struct {
+	Key   bool     // make a key file and give it to every server and CLI call
+	Args  []string // extra arguments for every server
+	Local bool     // fast failure-detection timers (-timing local)
+}
+
+// Cluster is a set of server processes.
+type Cluster struct {
+	t       testing.TB
+	Bin     string
+	KeyFile string // "" without a key
+	opts    Options
+	mu      sync.Mutex
+	Servers []*Proc
+}
+
+// Proc is one server process.
+type Proc struct {
+	URL    string
+	ID     string // X...
+	Addr   string
+	Cmd    *exec.Cmd
+	stderr *syncBuffer
+	exited chan struct{}
+	err    error
+}
+
+// Start starts n server processes; each after the first joins the first.
+func Start(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, Bin: Binary(t), opts: opts}
+	if opts.Key {
+		c.KeyFile = filepath.Join(t.TempDir(), "key")
+		if err := os.WriteFile(c.KeyFile, []byte(security.Generate()+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		var args []string
+		if i > 0 {
+			args = []string{"-j", c.Servers[0].URL}
+		}
+		c.StartServer(args...)
+	}
+	c.WaitMembers(n)
+	return c
+}
+
+// StartServer starts one more server on a free loopback port with extra
+// arguments, and waits for its URL.
+func (c *Cluster) StartServer(extra ...string) *Proc {
+	c.t.Helper()
+	args := []string{"start", "-a", "127.0.0.1:0"}
+	if c.KeyFile != "" {
+		args = append(args, "-hmac", c.KeyFile)
+	}
+	if c.opts.Local {
+		args = append(args, "-timing", "local")
+	}
+	args = append(append(args, c.opts.Args...), extra...)
+	p := c.Spawn(args...)
+	c.mu.Lock()
+	c.Servers = append(c.Servers, p)
+	c.mu.Unlock()
+	return p
+}
+
+// Spawn runs `circuit ARGS` expecting a server: it waits for the URL line on
+// stdout and registers the process to be killed at the end of the test.
+func (c *Cluster) Spawn(args ...string) *Proc {
+	c.t.Helper()
+	cmd := exec.Command(c.Bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	p := &Proc{Cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		if p.Running() {
+			cmd.Process.Kill()
+		}
+		<-p.exited
+		if c.t.Failed() {
+			c.t.Logf("stderr of %s (pid %d):\n%s", p.ID, cmd.Process.Pid, p.Stderr())
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		io.Copy(io.Discard, stdout)
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	select {
+	case line, ok := <-lines:
+		if !ok {
+			<-p.exited
+			c.t.Fatalf("circuit %s exited without a URL: %v\n%s", strings.Join(args, " "), p.err, p.Stderr())
+		}
+		u, err := ident.ParseURL(line)
+		if err != nil {
+			c.t.Fatalf("circuit start printed %q: %v", line, err)
+		}
+		p.URL, p.ID, p.Addr = line, u.ID.String(), u.Addr
+	case <-time.After(30 * time.Second):
+		c.t.Fatalf("circuit %s printed no URL within 30s\n%s", strings.Join(args, " "), p.Stderr())
+	}
+	return p
+}
+
+// Running reports whether the process has not exited.
+func (p *Proc) Running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stderr is what the process has logged so far.
+func (p *Proc) Stderr() string { return p.stderr.String() }
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig syscall.Signal) error { return p.Cmd.Process.Signal(sig) }
+
+// Wait waits up to timeout for the process to exit and returns its error.
+func (p *Proc) Wait(timeout time.Duration) error {
+	select {
+	case <-p.exited:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("server %s (pid %d) still running after %v", p.ID, p.Cmd.Process.Pid, timeout)
+	}
+}
+
+// Kill sends SIGKILL and waits for the exit.
+func (p *Proc) Kill() {
+	p.Cmd.Process.Kill()
+	<-p.exited
+}
+
+// Result is the outcome of one CLI run.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// Run runs the CLI with the given arguments, dialled into server 0 (with -d
+// and the key), and returns its output and exit code.
+func (c *Cluster) Run(args ...string) Result {
+	c.t.Helper()
+	return c.RunVia(c.Servers[0], "", args...)
+}
+
+// RunVia runs the CLI dialled into p, with stdin.
+func (c *Cluster) RunVia(p *Proc, stdin string, args ...string) Result {
+	c.t.Helper()
+	full := append([]string{args[0], "-d", p.URL}, args[1:]...)
+	return c.RunEnv(nil, stdin, full...)
+}
+
+// RunEnv runs the CLI with exactly the given arguments, extra environment,
+// and the cluster's key in $CIRCUIT_HMAC.
+func (c *Cluster) RunEnv(env []string, stdin string, args ...string) Result {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.Bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	if c.KeyFile != "" {
+		cmd.Env = append(cmd.Env, "CIRCUIT_HMAC="+c.KeyFile)
+	}
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("running circuit %s: %v", strings.Join(args, " "), err)
+	}
+	return Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// Lines splits output into its non-empty lines.
+func Lines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// WaitMembers waits until `ls /` at every running server lists exactly n
+// servers.
+func (c *Cluster) WaitMembers(n int) {
+	c.t.Helper()
+	Eventually(c.t, 20*time.Second, func() bool {
+		c.mu.Lock()
+		servers := append([]*Proc(nil), c.Servers...)
+		c.mu.Unlock()
+		for _, p := range servers {
+			if !p.Running() {
+				continue
+			}
+			r := c.RunVia(p, "", "ls", "/")
+			if r.Code != 0 || len(Lines(r.Stdout)) != n {
+				return false
+			}
+		}
+		return true
+	}, "the servers never all saw %d members", n)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// StartInProcess starts n servers inside the test process with fast timers,
+// each after the first joining the first, and waits until all see all.
+func StartInProcess(t testing.TB, n int, key *security.Key) []*server.Server {
+	t.Helper()
+	var out []*server.Server
+	for i := 0; i < n; i++ {
+		cfg := server.Config{Addr: "127.0.0.1:0", Key: key, Timing: cluster.Local, Logger: testLogger(t)}
+		if i > 0 {
+			cfg.Join = []string{out[0].URL().String()}
+		}
+		s, err := server.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Stop)
+		out = append(out, s)
+	}
+	Eventually(t, 20*time.Second, func() bool {
+		for _, s := range out {
+			if len(s.Members()) != n {
+				return false
+			}
+		}
+		return true
+	}, "in-process servers never all saw %d members", n)
+	return out
+}
+
+// testLogger routes server logs to t.Log, at warning level and above unless
+// CIRCUIT_TEST_LOG=debug.
+func testLogger(t testing.TB) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("CIRCUIT_TEST_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

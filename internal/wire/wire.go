@@ -1,0 +1,238 @@
+// Package wire owns how a connection to a circuit server begins.
+//
+// Every TCP connection to a server's one port opens with a fixed-size
+// preamble that says what the connection is for (gossip, RPC, or a byte
+// stream), which server it is meant for, and, when the cluster has a key, a
+// MAC proving that the dialler holds the key. The receiving server answers
+// with a status: OK, or a refusal with a reason. After OK, an RPC or stream
+// connection is wrapped in mutually verified TLS 1.3 when a key is in use;
+// gossip connections are encrypted by the membership library itself.
+//
+// A preamble naming another server is relayed: the receiving server dials
+// that member's advertised address, forwards the preamble unchanged but for
+// its hop count, and splices the two connections. TLS then runs end to end
+// between the client and the hosting server, so a relay never decrypts.
+package wire
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/security"
+)
+
+// Kind says what a connection carries.
+type Kind byte
+
+const (
+	KindRPC    Kind = 'G' // gRPC control traffic
+	KindGossip Kind = 'M' // membership library streams
+	KindStream Kind = 'S' // a raw byte stream of an element
+)
+
+func (k Kind) valid() bool { return k == KindRPC || k == KindGossip || k == KindStream }
+
+const (
+	magic       = "CIR1"
+	flagKeyed   = 1
+	PreambleLen = 4 + 1 + 1 + 1 + 8 + 16 + 32
+	macOffset   = PreambleLen - 32
+	hopOffset   = 6
+)
+
+// Preamble is the first thing on every connection.
+type Preamble struct {
+	Kind   Kind
+	Keyed  bool     // a MAC under the cluster key follows
+	Hop    uint8    // 0 from the original dialler, 1 once relayed
+	Target ident.ID // 0: the receiving server itself
+	raw    [PreambleLen]byte
+}
+
+// NewPreamble builds a preamble, signed when key is not nil.
+func NewPreamble(kind Kind, target ident.ID, key *security.Key) Preamble {
+	p := Preamble{Kind: kind, Target: target, Keyed: key != nil}
+	b := p.raw[:]
+	copy(b, magic)
+	b[4] = byte(kind)
+	if key != nil {
+		b[5] = flagKeyed
+	}
+	binary.BigEndian.PutUint64(b[7:15], uint64(target))
+	if _, err := rand.Read(b[15:31]); err != nil {
+		panic(fmt.Sprintf("wire: reading random bytes: %v", err))
+	}
+	if key != nil {
+		copy(b[macOffset:], key.MAC(signed(b)))
+	}
+	return p
+}
+
+// signed is the part of the preamble covered by the MAC: all but the hop
+// count, which relays change.
+func signed(b []byte) []byte {
+	s := make([]byte, 0, macOffset-1)
+	s = append(s, b[:hopOffset]...)
+	return append(s, b[hopOffset+1:macOffset]...)
+}
+
+// ErrBadPreamble is wrapped by errors about malformed preambles.
+var ErrBadPreamble = errors.New("not a circuit connection")
+
+// ReadPreamble reads exactly one preamble.
+func ReadPreamble(r io.Reader) (Preamble, error) {
+	var p Preamble
+	if _, err := io.ReadFull(r, p.raw[:]); err != nil {
+		return p, fmt.Errorf("reading preamble: %w", err)
+	}
+	b := p.raw[:]
+	if string(b[:4]) != magic {
+		return p, fmt.Errorf("%w: bad magic %q", ErrBadPreamble, b[:4])
+	}
+	p.Kind = Kind(b[4])
+	if !p.Kind.valid() {
+		return p, fmt.Errorf("%w: unknown kind %q", ErrBadPreamble, b[4])
+	}
+	if b[5]&^flagKeyed != 0 {
+		return p, fmt.Errorf("%w: unknown flags %#x", ErrBadPreamble, b[5])
+	}
+	p.Keyed = b[5]&flagKeyed != 0
+	p.Hop = b[hopOffset]
+	p.Target = ident.ID(binary.BigEndian.Uint64(b[7:15]))
+	return p, nil
+}
+
+// Bytes is the preamble as sent, with its current hop count.
+func (p Preamble) Bytes() []byte {
+	b := p.raw
+	b[hopOffset] = p.Hop
+	return b[:]
+}
+
+// Check verifies the preamble against the receiver's key (nil: none). The
+// refusal says which side lacks or differs in key.
+func (p Preamble) Check(key *security.Key) *Refusal {
+	switch {
+	case key == nil && p.Keyed:
+		return &Refusal{Code: CodeNoKeyHere, Msg: "this server runs without a key, but the dialler uses one"}
+	case key != nil && !p.Keyed:
+		return &Refusal{Code: CodeKeyRequired, Msg: "this server requires the cluster key (-hmac FILE or CIRCUIT_HMAC)"}
+	case key != nil && !key.VerifyMAC(signed(p.raw[:]), p.raw[macOffset:]):
+		return &Refusal{Code: CodeBadKey, Msg: "authentication failed: the dialler's key differs from this server's"}
+	}
+	return nil
+}
+
+// Code is a status code answering a preamble.
+type Code byte
+
+const (
+	CodeOK            Code = 0
+	CodeUnknownServer Code = 1 // the target is not a member here
+	CodeKeyRequired   Code = 2
+	CodeBadKey        Code = 3
+	CodeNoKeyHere     Code = 4
+	CodeUnreachable   Code = 5 // the relay could not reach the target
+	CodeBadRequest    Code = 6
+)
+
+// Refusal is a non-OK answer to a preamble.
+type Refusal struct {
+	Code Code
+	Msg  string
+}
+
+func (r *Refusal) Error() string { return r.Msg }
+
+// IsAuth reports whether the refusal is about keys.
+func (r *Refusal) IsAuth() bool {
+	return r.Code == CodeKeyRequired || r.Code == CodeBadKey || r.Code == CodeNoKeyHere
+}
+
+// WriteStatus answers a preamble: nil for OK.
+func WriteStatus(w io.Writer, r *Refusal) error {
+	if r == nil {
+		_, err := w.Write([]byte{byte(CodeOK)})
+		return err
+	}
+	msg := r.Msg
+	if len(msg) > 255 {
+		msg = msg[:255]
+	}
+	_, err := w.Write(append([]byte{byte(r.Code), byte(len(msg))}, msg...))
+	return err
+}
+
+// ReadStatus reads the answer to a preamble; a refusal is returned as a
+// *Refusal error.
+func ReadStatus(r io.Reader) error {
+	var b [2]byte
+	if _, err := io.ReadFull(r, b[:1]); err != nil {
+		return fmt.Errorf("reading answer to preamble: %w", err)
+	}
+	if Code(b[0]) == CodeOK {
+		return nil
+	}
+	if _, err := io.ReadFull(r, b[1:2]); err != nil {
+		return fmt.Errorf("reading refusal: %w", err)
+	}
+	msg := make([]byte, b[1])
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return fmt.Errorf("reading refusal: %w", err)
+	}
+	return &Refusal{Code: Code(b[0]), Msg: string(msg)}
+}
+
+// HandshakeTimeout bounds the preamble exchange and the TLS handshake.
+const HandshakeTimeout = 5 * time.Second
+
+// Dial connects to the server at addr for a connection of the given kind
+// meant for target (0: that server itself), and returns it ready for use:
+// preamble answered and, for RPC and streams under a key, TLS established.
+func Dial(ctx context.Context, addr string, kind Kind, target ident.ID, key *security.Key) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := Open(ctx, c, NewPreamble(kind, target, key), key)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// Open sends the preamble on an established connection, reads the answer and
+// wraps the connection in TLS when that is due.
+func Open(ctx context.Context, c net.Conn, p Preamble, key *security.Key) (net.Conn, error) {
+	deadline := time.Now().Add(HandshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c.SetDeadline(deadline)
+	if _, err := c.Write(p.Bytes()); err != nil {
+		return nil, fmt.Errorf("sending preamble: %w", err)
+	}
+	if err := ReadStatus(c); err != nil {
+		return nil, err
+	}
+	if key == nil || p.Kind == KindGossip {
+		c.SetDeadline(time.Time{})
+		return c, nil
+	}
+	tc := tls.Client(c, key.ClientTLS())
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", security.ExplainTLS(err))
+	}
+	c.SetDeadline(time.Time{})
+	return tc, nil
+}
