@@ -129,7 +129,7 @@ func (c *Client) Close() error {
 	c.closed = true
 	var errs []error
 	for _, sc := range c.conns {
-		errs = append(errs, sc.cc.Close())
+		errs = append(errs, sc.close())
 	}
 	return errors.Join(errs...)
 }

@@ -31,6 +31,18 @@ type serverConn struct {
 	lastErr error    // the last dial failure
 }
 
+// close closes the gRPC connection, and the first connection if gRPC never
+// took it.
+func (sc *serverConn) close() error {
+	sc.mu.Lock()
+	if sc.first != nil {
+		sc.first.Close()
+		sc.first = nil
+	}
+	sc.mu.Unlock()
+	return sc.cc.Close()
+}
+
 func (sc *serverConn) dialErr() error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()

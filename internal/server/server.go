@@ -123,6 +123,7 @@ func Start(cfg Config) (s *Server, err error) {
 
 	s.rpcLn = newConnListener(adv)
 	s.rpc = grpc.NewServer(
+		grpc.ConnectionTimeout(wire.HandshakeTimeout),
 		grpc.ChainUnaryInterceptor(s.unaryOp),
 		grpc.ChainStreamInterceptor(s.streamOp),
 	)
@@ -221,15 +222,12 @@ func (s *Server) Stop() {
 			select {
 			case <-stopped:
 			case <-time.After(time.Second):
+				s.closeConns()
 				s.rpc.Stop()
 				<-stopped
 			}
 		}
-		s.mu.Lock()
-		for c := range s.conns {
-			c.Close()
-		}
-		s.mu.Unlock()
+		s.closeConns()
 		s.wg.Wait()
 		if s.log != nil {
 			s.log.Info("stopped", "ops", s.ops.Last())
@@ -245,6 +243,14 @@ func (s *Server) Stop() {
 // goroutine of its own, not one the server tracks, since Stop waits for
 // those; the RPC's answer goes out before the connections close because
 // Stop leaves the cluster first and then stops gRPC gracefully.
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
 func (s *Server) requestStop() {
 	s.reqOnce.Do(func() {
 		close(s.stopReq)
