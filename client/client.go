@@ -186,7 +186,7 @@ type ServerInfo struct {
 func (c *Client) server(id string) (*serverConn, error) {
 	sid, err := ident.ParseID(id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, classify(ErrBadRequest, err.Error())
 	}
 	return c.conn(sid)
 }
@@ -269,7 +269,7 @@ type Entry struct {
 func (c *Client) List(ctx context.Context, path string) ([]Entry, error) {
 	p, err := anchor.Parse(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, classify(ErrBadRequest, err.Error())
 	}
 	if p.Server != 0 {
 		return c.listServer(ctx, p.Server, p.String())

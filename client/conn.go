@@ -110,11 +110,11 @@ func (c *Client) wrap(ctx context.Context, sc *serverConn, err error) error {
 	}
 	switch st.Code() {
 	case codes.InvalidArgument, codes.OutOfRange:
-		return fmt.Errorf("%w: %s", ErrBadRequest, st.Message())
+		return classify(ErrBadRequest, st.Message())
 	case codes.NotFound:
-		return fmt.Errorf("%w: %s", ErrNotFound, st.Message())
+		return classify(ErrNotFound, st.Message())
 	case codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted, codes.Internal, codes.Unknown, codes.Unimplemented, codes.PermissionDenied, codes.ResourceExhausted:
-		return fmt.Errorf("%w: %s", ErrRemote, st.Message())
+		return classify(ErrRemote, st.Message())
 	case codes.Canceled, codes.DeadlineExceeded:
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -54,3 +54,15 @@ var ErrBadRequest = errors.New("bad request")
 
 // ErrRemote is wrapped by other failures reported by a server.
 var ErrRemote = errors.New("server error")
+
+// classified is an error whose message is the server's (or the parser's),
+// and which errors.Is matches against one of the sentinels above.
+type classified struct {
+	kind error
+	msg  string
+}
+
+func (e *classified) Error() string { return e.msg }
+func (e *classified) Unwrap() error { return e.kind }
+
+func classify(kind error, msg string) error { return &classified{kind: kind, msg: msg} }

@@ -128,7 +128,11 @@ func Main(env *Env, args []string) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(env.Stderr, "circuit %s: %v\n", name, err)
+	if msg := err.Error(); strings.HasPrefix(msg, name+" ") {
+		fmt.Fprintf(env.Stderr, "circuit %s\n", msg) // the error names the command already
+	} else {
+		fmt.Fprintf(env.Stderr, "circuit %s: %s\n", name, msg)
+	}
 	return exitCode(err)
 }
 

@@ -3,17 +3,17 @@ package discover
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/circuit-project/circuit/internal/testnet"
 )
 
 var (
@@ -181,10 +181,7 @@ func FuzzDecode(f *testing.F) {
 // binary, re-executed under "ip netns exec") inside a fresh network namespace
 // whose only interface is lo, so no packet reaches a real network.
 
-const (
-	helperEnv  = "CIRCUIT_DISCOVER_HELPER"
-	requireEnv = "CIRCUIT_REQUIRE_NETNS"
-)
+const helperEnv = "CIRCUIT_DISCOVER_HELPER"
 
 func TestMain(m *testing.M) {
 	if name := os.Getenv(helperEnv); name != "" {
@@ -209,58 +206,14 @@ var scenarios = map[string]func(context.Context, *slog.Logger) error{
 // deletes the namespace.
 func inNetns(t *testing.T, scenario string) {
 	t.Parallel()
-	skip := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv(requireEnv) == "1" {
-			t.Fatalf(format+" (and %s=1)", append(args, requireEnv)...)
-		}
-		t.Skipf(format+"; set %s=1 to fail instead", append(args, requireEnv)...)
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root to create a network namespace")
-	}
-	ipPath, err := exec.LookPath("ip")
-	if err != nil {
-		skip("needs ip (iproute2): %v", err)
-	}
+	ns := testnet.Netns(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatalf("finding the test binary: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	ip := func(args ...string) error {
-		out, err := exec.CommandContext(ctx, ipPath, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-		}
-		return nil
-	}
-
-	var rnd [4]byte
-	rand.Read(rnd[:])
-	ns := fmt.Sprintf("circuit-disc-%x", rnd)
-	if err := ip("netns", "add", ns); err != nil {
-		skip("cannot create a network namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if out, err := exec.CommandContext(ctx, ipPath, "netns", "delete", ns).CombinedOutput(); err != nil {
-			t.Errorf("deleting network namespace %s: %v: %s", ns, err, out)
-		}
-	})
-	for _, args := range [][]string{
-		{"link", "set", "lo", "up"},
-		{"link", "set", "lo", "multicast", "on"},
-		{"route", "add", "224.0.0.0/4", "dev", "lo"},
-	} {
-		if err := ip(append([]string{"netns", "exec", ns, "ip"}, args...)...); err != nil {
-			t.Fatalf("setting up network namespace: %v", err)
-		}
-	}
-
-	cmd := exec.CommandContext(ctx, ipPath, "netns", "exec", ns, exe, "-test.run=^$")
+	cmd := testnet.Command(ctx, ns, exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+scenario)
 	out, err := cmd.CombinedOutput()
 	t.Logf("scenario %s in namespace %s:\n%s", scenario, ns, out)

@@ -26,6 +26,7 @@ import (
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/server"
+	"github.com/circuit-project/circuit/internal/testnet"
 )
 
 var (
@@ -87,6 +88,7 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 // Options configure a cluster of processes.
 type Options struct {
 	Key   bool     // make a key file and give it to every server and CLI call
+	Netns string   // run every server and CLI call inside this network namespace
 	Args  []string // extra arguments for every server
 	Local bool     // fast failure-detection timers (-timing local)
 }
@@ -156,7 +158,16 @@ func (c *Cluster) StartServer(extra ...string) *Proc {
 // stdout and registers the process to be killed at the end of the test.
 func (c *Cluster) Spawn(args ...string) *Proc {
 	c.t.Helper()
-	cmd := exec.Command(c.Bin, args...)
+	return c.SpawnEnv(nil, args...)
+}
+
+// SpawnEnv is Spawn with extra environment variables.
+func (c *Cluster) SpawnEnv(env []string, args ...string) *Proc {
+	c.t.Helper()
+	cmd := c.command(context.Background(), args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		c.t.Fatal(err)
@@ -201,6 +212,14 @@ func (c *Cluster) Spawn(args ...string) *Proc {
 		c.t.Fatalf("circuit %s printed no URL within 30s\n%s", strings.Join(args, " "), p.Stderr())
 	}
 	return p
+}
+
+// command runs the binary, inside the cluster's namespace if it has one.
+func (c *Cluster) command(ctx context.Context, args ...string) *exec.Cmd {
+	if c.opts.Netns != "" {
+		return testnet.Command(ctx, c.opts.Netns, c.Bin, args...)
+	}
+	return exec.CommandContext(ctx, c.Bin, args...)
 }
 
 // Running reports whether the process has not exited.
@@ -261,11 +280,13 @@ func (c *Cluster) RunEnv(env []string, stdin string, args ...string) Result {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.Bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := c.command(ctx, args...)
+	cmd.Env = os.Environ()
 	if c.KeyFile != "" {
 		cmd.Env = append(cmd.Env, "CIRCUIT_HMAC="+c.KeyFile)
 	}
+	cmd.Env = append(cmd.Env, env...) // last wins
+
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

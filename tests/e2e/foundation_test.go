@@ -1,0 +1,445 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/circuit-project/circuit/internal/testcluster"
+)
+
+var urlRE = regexp.MustCompile(`^circuit://127\.0\.0\.1:([0-9]+)/([0-9]+)/(X[0-9a-f]{16})$`)
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestStartPrintsExactlyOneURL(t *testing.T) {
+	bin := testcluster.Binary(t)
+	cmd := exec.Command(bin, "start", "-a", "127.0.0.1:0")
+	var stdout, stderr bytes.Buffer
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the URL: %v", err)
+	}
+	m := urlRE.FindStringSubmatch(strings.TrimSpace(line))
+	if m == nil {
+		t.Fatalf("start printed %q, want circuit://127.0.0.1:PORT/PID/ID", line)
+	}
+	if m[1] == "0" || m[2] != strconv.Itoa(cmd.Process.Pid) {
+		t.Fatalf("URL %q: want the real port and the server's PID %d", line, cmd.Process.Pid)
+	}
+	if c, err := net.Dial("tcp", "127.0.0.1:"+m[1]); err != nil {
+		t.Fatalf("nothing listens on the URL's port: %v", err)
+	} else {
+		c.Close()
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	rest := make(chan []byte)
+	go func() { b, _ := bufio.NewReader(pr).ReadBytes(0); rest <- b }()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("SIGTERM: exit %v\n%s", err, stderr.String())
+	}
+	if b := <-rest; len(b) != 0 {
+		t.Fatalf("stdout had more than the URL: %q", b)
+	}
+	stdout.Reset()
+	if !strings.Contains(stderr.String(), "serving") {
+		t.Fatalf("no log on stderr: %q", stderr.String())
+	}
+}
+
+func TestInterfaceFlag(t *testing.T) {
+	c := &testcluster.Cluster{Bin: testcluster.Binary(t)}
+	_ = c
+	cl := testcluster.Start(t, 0, testcluster.Options{})
+	p := cl.Spawn("start", "-if", "lo", "-a", ":0")
+	if !urlRE.MatchString(p.URL) {
+		t.Fatalf("-if lo gave %q, want a 127.0.0.1 URL", p.URL)
+	}
+	bad := cl.RunEnv(nil, "", "start", "-if", "no-such-interface0")
+	if bad.Code == 0 || !strings.Contains(bad.Stderr, "no-such-interface0") {
+		t.Fatalf("unknown interface: code %d, %q", bad.Code, bad.Stderr)
+	}
+}
+
+func TestVarDirLockAndOperationLog(t *testing.T) {
+	cl := testcluster.Start(t, 0, testcluster.Options{})
+	dir := t.TempDir()
+	p := cl.Spawn("start", "-a", "127.0.0.1:0", "-var", dir)
+	cl.Servers = append(cl.Servers, p)
+
+	second := cl.RunEnv(nil, "", "start", "-a", "127.0.0.1:0", "-var", dir)
+	if second.Code == 0 || !strings.Contains(second.Stderr, "in use by another circuit server (pid "+strconv.Itoa(p.Cmd.Process.Pid)+")") {
+		t.Fatalf("second server on the same -var: code %d, stderr %q", second.Code, second.Stderr)
+	}
+	if second.Stdout != "" {
+		t.Fatalf("a refused server printed %q", second.Stdout)
+	}
+	for range 5 {
+		if r := cl.Run("ls", "/"); r.Code != 0 {
+			t.Fatalf("ls: %+v", r)
+		}
+	}
+	cl.Run("peek", "/"+p.ID)
+
+	// The operation log, in -var DIR/circuit.log: numbered in order.
+	var seqs []int
+	testcluster.Eventually(t, 5*time.Second, func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "circuit.log"))
+		if err != nil {
+			return false
+		}
+		seqs = seqs[:0]
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			var rec struct {
+				Msg string `json:"msg"`
+				Seq int    `json:"seq"`
+				Op  string `json:"op"`
+			}
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "op" {
+				seqs = append(seqs, rec.Seq)
+			}
+		}
+		return len(seqs) >= 6
+	}, "the operation log in -var has no numbered operations")
+	for i, s := range seqs {
+		if s != i+1 {
+			t.Fatalf("operation numbers %v are not 1, 2, 3, ... in order", seqs)
+		}
+	}
+}
+
+func TestJoinInAnyOrder(t *testing.T) {
+	cl := testcluster.Start(t, 0, testcluster.Options{})
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	// The joiner starts first, with the other's plain host:port; it must
+	// keep retrying until that server comes up.
+	b := cl.Spawn("start", "-a", "127.0.0.1:0", "-j", addr)
+	time.Sleep(300 * time.Millisecond) // let it fail at least once; not synchronisation
+	a := cl.Spawn("start", "-a", addr)
+	cl.Servers = append(cl.Servers, a, b)
+	cl.WaitMembers(2)
+	if !strings.Contains(b.Stderr(), "will retry") {
+		t.Fatalf("the early joiner never retried:\n%s", b.Stderr())
+	}
+}
+
+func TestJoinMergesClusters(t *testing.T) {
+	left := testcluster.Start(t, 2, testcluster.Options{})
+	right := testcluster.Start(t, 2, testcluster.Options{})
+	r := left.RunEnv(nil, "", "join", "-d", left.Servers[0].URL, right.Servers[1].URL)
+	if r.Code != 0 {
+		t.Fatalf("join: %+v", r)
+	}
+	left.Servers = append(left.Servers, right.Servers...)
+	left.WaitMembers(4)
+}
+
+func TestDialInWays(t *testing.T) {
+	cl := testcluster.Start(t, 2, testcluster.Options{})
+	want := cl.Run("ls", "/").Stdout
+	if len(testcluster.Lines(want)) != 2 {
+		t.Fatalf("ls /: %q", want)
+	}
+	// Plain host:port.
+	if r := cl.RunEnv(nil, "", "ls", "-d", cl.Servers[1].Addr, "/"); r.Stdout != want {
+		t.Fatalf("-d host:port: %+v", r)
+	}
+	// $CIRCUIT names a file holding the URL, with a quoted ~.
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, ".circuit"), []byte(cl.Servers[1].URL+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cl.RunEnv([]string{"HOME=" + home, "CIRCUIT=~/.circuit"}, "", "ls", "/"); r.Stdout != want {
+		t.Fatalf("CIRCUIT=~/.circuit: %+v", r)
+	}
+	// Flags after the argument work too.
+	if r := cl.RunEnv(nil, "", "ls", "/", "-d", cl.Servers[1].URL); r.Stdout != want {
+		t.Fatalf("flag after the path: %+v", r)
+	}
+}
+
+func TestDialInFailures(t *testing.T) {
+	cl := testcluster.Start(t, 0, testcluster.Options{})
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		var held []net.Conn
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	home := t.TempDir()
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		says string
+	}{
+		{"nothing given", []string{"CIRCUIT=", "CIRCUIT_DISCOVER="}, []string{"ls", "/"}, 2, "no dial-in server"},
+		{"refused port", nil, []string{"ls", "-d", "127.0.0.1:1", "/"}, 4, "tried -d 127.0.0.1:1"},
+		{"silent port", nil, []string{"ls", "-d", silent.Addr().String(), "/"}, 4, "tried -d " + silent.Addr().String()},
+		{"missing dial file", []string{"CIRCUIT=" + filepath.Join(home, "none")}, []string{"ls", "/"}, 4, "$CIRCUIT names"},
+		{"bad URL", nil, []string{"ls", "-d", "circuit://127.0.0.1:5/x/y", "/"}, 4, "malformed circuit URL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			r := cl.RunEnv(tc.env, "", tc.args...)
+			if r.Code != tc.code || !strings.Contains(r.Stderr, tc.says) {
+				t.Fatalf("code %d stderr %q; want code %d saying %q", r.Code, r.Stderr, tc.code, tc.says)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("took %v; a failed dial must end within a few seconds", d)
+			}
+		})
+	}
+}
+
+func TestNamespaceListing(t *testing.T) {
+	cl := testcluster.Start(t, 3, testcluster.Options{})
+	ids := []string{}
+	for _, p := range cl.Servers {
+		ids = append(ids, "/"+p.ID)
+	}
+	slices.Sort(ids)
+	for _, path := range []string{"/", "/..."} {
+		if got := testcluster.Lines(cl.Run("ls", path).Stdout); !slices.Equal(got, ids) {
+			t.Fatalf("ls %s = %q, want %q", path, got, ids)
+		}
+	}
+	long := testcluster.Lines(cl.Run("ls", "-l", "/").Stdout)
+	for i, l := range long {
+		if f := strings.Fields(l); len(f) != 2 || f[0] != "server" || f[1] != ids[i] {
+			t.Fatalf("ls -l / line %q", l)
+		}
+	}
+	// Another server's anchors, reached through the dial-in server.
+	for _, path := range []string{ids[2], ids[2] + "/...", ids[2] + "/a/..."} {
+		if r := cl.Run("ls", path); r.Code != 0 || r.Stdout != "" {
+			t.Fatalf("ls %s: %+v", path, r)
+		}
+	}
+	bad := []struct{ path, says string }{
+		{"relative", `must start with "/"`},
+		{ids[0] + "//a", "empty"},
+		{ids[0] + "/../a", ".."},
+		{"/Xnothex", "server ID"},
+		{"/X0123456789abcdef", "not a member"},
+	}
+	for _, b := range bad {
+		r := cl.Run("ls", b.path)
+		if r.Code == 0 || !strings.Contains(r.Stderr, b.says) {
+			t.Errorf("ls %s: code %d, stderr %q; want an error saying %q", b.path, r.Code, r.Stderr, b.says)
+		}
+	}
+}
+
+func TestServerElement(t *testing.T) {
+	cl := testcluster.Start(t, 3, testcluster.Options{})
+	target := cl.Servers[2]
+	r := cl.Run("peek", "/"+target.ID)
+	var info struct {
+		ID, URL, Addr, Version string
+		PID                    int
+		Started                time.Time
+		Members                []struct{ ID, URL string }
+		Elements               int
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &info); err != nil {
+		t.Fatalf("peek printed %q: %v", r.Stdout, err)
+	}
+	if info.ID != target.ID || info.URL != target.URL || info.PID != target.Cmd.Process.Pid || len(info.Members) != 3 || info.Version == "" || time.Since(info.Started) > time.Minute {
+		t.Fatalf("peek: %+v", info)
+	}
+	if r := cl.Run("stk", "/"+target.ID); r.Code != 0 || !strings.Contains(r.Stdout, "goroutine ") {
+		t.Fatalf("stk: code %d, %.200q", r.Code, r.Stdout)
+	}
+	if r := cl.Run("suicide", "/"+target.ID); r.Code != 0 {
+		t.Fatalf("suicide: %+v", r)
+	}
+	if err := target.Wait(10 * time.Second); err != nil {
+		t.Fatalf("after suicide: %v", err)
+	}
+	start := time.Now()
+	cl.WaitMembers(2)
+	t.Logf("suicided server gone from ls / after %v", time.Since(start))
+}
+
+// TestMembershipFaults uses the default (LAN) timers, as a user would.
+func TestMembershipFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for real failure detection")
+	}
+	cl := testcluster.Start(t, 3, testcluster.Options{})
+
+	// SIGTERM: a graceful leave, seen at once.
+	start := time.Now()
+	cl.Servers[2].Signal(syscall.SIGTERM)
+	if err := cl.Servers[2].Wait(10 * time.Second); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	cl.WaitMembers(2)
+	t.Logf("SIGTERM seen after %v", time.Since(start))
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("a graceful stop took %v to be seen", d)
+	}
+
+	// kill -9: seen within 15 s.
+	victim := cl.Servers[1]
+	victim.Kill()
+	start = time.Now()
+	testcluster.Eventually(t, 15*time.Second, func() bool {
+		return !strings.Contains(cl.Run("ls", "/").Stdout, victim.ID)
+	}, "kill -9 of %s not seen", victim.ID)
+	t.Logf("kill -9 seen after %v", time.Since(start))
+
+	// The same command line again: it rejoins.
+	again := cl.Spawn(victim.Cmd.Args[1:]...)
+	cl.Servers = append(cl.Servers, again)
+	cl.WaitMembers(2)
+	if !strings.Contains(cl.Run("ls", "/").Stdout, again.ID) {
+		t.Fatal("the restarted server is not listed")
+	}
+}
+
+func TestKeys(t *testing.T) {
+	cl := testcluster.Start(t, 2, testcluster.Options{Key: true})
+	r := cl.Run("ls", "/...")
+	if r.Code != 0 || len(testcluster.Lines(r.Stdout)) != 2 {
+		t.Fatalf("keyed ls: %+v", r)
+	}
+	// keygen makes distinct keys.
+	k1, k2 := cl.RunEnv(nil, "", "keygen").Stdout, cl.RunEnv(nil, "", "keygen").Stdout
+	if k1 == k2 || len(strings.TrimSpace(k1)) < 40 {
+		t.Fatalf("keygen: %q, %q", k1, k2)
+	}
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	os.WriteFile(wrong, []byte(k1), 0o600)
+	noKey := &testcluster.Cluster{Bin: cl.Bin}
+	_ = noKey
+	cases := []struct {
+		name string
+		args []string
+		says string
+	}{
+		{"no key", []string{"ls", "-d", cl.Servers[0].URL, "/"}, "requires the cluster key"},
+		{"wrong key", []string{"ls", "-hmac", wrong, "-d", cl.Servers[0].URL, "/"}, "differs"},
+	}
+	for _, tc := range cases {
+		start := time.Now()
+		cmd := exec.Command(cl.Bin, tc.args...)
+		cmd.Env = append(os.Environ(), "CIRCUIT_HMAC=")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errorsAs(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(stderr.String(), tc.says) {
+			t.Errorf("%s: %v, stderr %q; want exit 4 saying %q", tc.name, err, stderr.String(), tc.says)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("%s: took %v", tc.name, time.Since(start))
+		}
+	}
+	if !strings.Contains(cl.Servers[0].Stderr(), "refused connection") {
+		t.Error("the server did not log the refusals")
+	}
+	// A server with another key cannot join; the cluster keeps serving.
+	intruder := cl.Spawn("start", "-a", "127.0.0.1:0", "-hmac", wrong, "-j", cl.Servers[0].URL)
+	testcluster.Eventually(t, 10*time.Second, func() bool { return strings.Contains(intruder.Stderr(), "will retry") }, "the intruder never tried")
+	if got := testcluster.Lines(cl.Run("ls", "/").Stdout); len(got) != 2 {
+		t.Fatalf("after a foreign server tried to join: %q", got)
+	}
+}
+
+func errorsAs(err error, target **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+func TestHelp(t *testing.T) {
+	cl := testcluster.Start(t, 0, testcluster.Options{})
+	r := cl.RunEnv(nil, "", "help")
+	for _, cmd := range []string{"start", "join", "ls", "peek", "stk", "suicide", "keygen"} {
+		if !regexp.MustCompile(`(?m)^  ` + cmd + ` +\S`).MatchString(r.Stdout) {
+			t.Errorf("help does not list %s on a line of its own:\n%s", cmd, r.Stdout)
+		}
+	}
+	for _, args := range [][]string{{"help", "ls"}, {"ls", "-h"}} {
+		if r := cl.RunEnv(nil, "", args...); r.Code != 0 || !strings.Contains(r.Stdout, "-l") || !strings.Contains(r.Stdout, "-discover") || !strings.Contains(r.Stdout, "-hmac") {
+			t.Errorf("circuit %s: %+v", strings.Join(args, " "), r)
+		}
+	}
+	if r := cl.RunEnv(nil, "", "lss", "/"); r.Code != 2 || !strings.Contains(r.Stderr, `did you mean "ls"`) {
+		t.Errorf("unknown command: %+v", r)
+	}
+	if r := cl.RunEnv(nil, "", "ls", "-nosuchflag", "/"); r.Code != 2 || !strings.Contains(r.Stderr, "nosuchflag") {
+		t.Errorf("unknown flag: %+v", r)
+	}
+}
+
+// TestHostileBytes sends garbage to a server's port; it must keep serving.
+func TestHostileBytes(t *testing.T) {
+	cl := testcluster.Start(t, 1, testcluster.Options{})
+	for i := range 20 {
+		c, err := net.Dial("tcp", cl.Servers[0].Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		junk := make([]byte, 1+i*997)
+		rand.Read(junk)
+		if i%2 == 0 {
+			copy(junk, "CIR1G") // a plausible start, then garbage
+		}
+		c.Write(junk)
+		c.Close()
+	}
+	if r := cl.Run("ls", "/"); r.Code != 0 || len(testcluster.Lines(r.Stdout)) != 1 {
+		t.Fatalf("after garbage: %+v", r)
+	}
+}
