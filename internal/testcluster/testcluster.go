@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/security"
@@ -252,6 +253,25 @@ func (p *Proc) Wait(timeout time.Duration) error {
 func (p *Proc) Kill() {
 	p.Cmd.Process.Kill()
 	<-p.exited
+}
+
+// Client connects the client library to server p, with the cluster's key,
+// and closes it when the test ends.
+func (c *Cluster) Client(p *Proc) *client.Client {
+	c.t.Helper()
+	var key []byte
+	if c.KeyFile != "" {
+		var err error
+		if key, err = os.ReadFile(c.KeyFile); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	cl, err := client.Connect(context.Background(), client.Options{Addr: p.URL, Key: key})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
 }
 
 // Result is the outcome of one CLI run.
