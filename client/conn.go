@@ -131,7 +131,7 @@ func (c *Client) wrap(ctx context.Context, sc *serverConn, err error) error {
 		case refusal.IsAuth():
 			return &AuthError{Addr: c.dialin, Err: refusal}
 		case refusal.Code == wire.CodeUnknownServer || refusal.Code == wire.CodeUnreachable:
-			return &HostLostError{Server: sc.target.String(), Err: refusal}
+			return &HostLostError{Server: sc.target.String(), NotMember: refusal.Code == wire.CodeUnknownServer, Err: refusal}
 		}
 	}
 	if errors.Is(cause, security.ErrKeyMismatch) {

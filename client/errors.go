@@ -9,8 +9,9 @@ import (
 // left the cluster, crashed or was cut off. The client itself is still
 // usable.
 type HostLostError struct {
-	Server string // X and 16 hex digits
-	Err    error
+	Server    string // X and 16 hex digits
+	NotMember bool   // the dial-in server does not know the server at all
+	Err       error
 }
 
 func (e *HostLostError) Error() string {

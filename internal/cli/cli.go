@@ -141,14 +141,17 @@ func exitCode(err error) int {
 	var auth *client.AuthError
 	var dl *client.DialinLostError
 	var ex interface{ ExitCode() int }
+	var lost *client.HostLostError
 	switch {
+	case errors.As(err, &lost) && lost.NotMember:
+		return ExitNotFound
 	case errors.As(err, &ex):
 		return ex.ExitCode()
 	case errors.As(err, &ue), errors.Is(err, client.ErrBadRequest):
 		return ExitUsage
 	case errors.Is(err, client.ErrNotFound):
 		return ExitNotFound
-	case errors.As(err, &auth), errors.As(err, &dl):
+	case errors.As(err, &auth), errors.As(err, &dl), errors.As(err, &lost):
 		return ExitConnect
 	}
 	return ExitFailed
