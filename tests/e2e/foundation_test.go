@@ -340,6 +340,25 @@ func TestMembershipFaults(t *testing.T) {
 		t.Fatalf("SIGTERM: %v", err)
 	}
 
+	// A stopped process is like a host cut off: no reset ever arrives. It
+	// is dropped within 15 s, and comes back when it resumes.
+	paused := cl.Servers[0]
+	if err := paused.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	watcher2 := cl.Client(cl.Servers[2])
+	start := time.Now()
+	testcluster.Eventually(t, 15*time.Second, func() bool {
+		ms, err := watcher2.Members(context.Background())
+		return err == nil && !slices.ContainsFunc(ms, func(m client.Member) bool { return m.ID == paused.ID })
+	}, "SIGSTOP of %s not seen", paused.ID)
+	t.Logf("SIGSTOP seen after %v", time.Since(start))
+	paused.Signal(syscall.SIGCONT)
+	testcluster.Eventually(t, 15*time.Second, func() bool {
+		ms, err := watcher2.Members(context.Background())
+		return err == nil && slices.ContainsFunc(ms, func(m client.Member) bool { return m.ID == paused.ID })
+	}, "%s did not come back after SIGCONT", paused.ID)
+
 	// kill -9: seen within 15 s.
 	victim := cl.Servers[2]
 	victim.Kill()
