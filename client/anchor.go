@@ -28,8 +28,12 @@ type Anchor interface {
 	// Get returns the element at this anchor: a Server for a server's
 	// anchor, nil for an anchor with no element.
 	Get() interface{}
-	// Scrub removes the element at this anchor, if any.
+	// Scrub removes the element at this anchor, if any, aborting it.
 	Scrub()
+	// MakeProc starts a process and attaches it here. It returns as soon
+	// as the process runs. The error is non-nil if the binary cannot be
+	// started or the anchor holds an element already.
+	MakeProc(cmd Cmd) (Proc, error)
 }
 
 // Split splits a path into its components: Split("/X1/a/b") is
@@ -77,6 +81,11 @@ func (c *Client) Get() interface{} { return nil }
 // Scrub of the root does nothing.
 func (c *Client) Scrub() {}
 
+// MakeProc at the root is an error: processes live below a server.
+func (c *Client) MakeProc(Cmd) (Proc, error) {
+	return nil, classify(ErrBadRequest, "processes live below a server's anchor, not at /")
+}
+
 // pathAnchor is an anchor below the root, named by its path.
 type pathAnchor struct {
 	c      *Client
@@ -117,10 +126,36 @@ func (a *pathAnchor) Get() interface{} {
 	if len(a.elems) == 0 {
 		return &Server{c: a.c, id: a.server}
 	}
+	kind, err := a.c.KindAt(context.Background(), a.Path())
+	if lost(err) {
+		panic(err)
+	}
+	switch kind {
+	case "proc":
+		return a.c.ProcAt(a.Path()).Proc()
+	}
 	return nil
 }
 
-func (a *pathAnchor) Scrub() {}
+func (a *pathAnchor) Scrub() {
+	if len(a.elems) == 0 {
+		return
+	}
+	if err := a.c.ScrubAt(context.Background(), a.Path()); lost(err) {
+		panic(err)
+	}
+}
+
+func (a *pathAnchor) MakeProc(cmd Cmd) (Proc, error) {
+	h, err := a.c.MakeProcAt(context.Background(), a.Path(), cmd)
+	if lost(err) {
+		panic(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return h.Proc(), nil
+}
 
 // Server is the element at a server's anchor.
 type Server struct {

@@ -151,6 +151,10 @@ func (c *Client) wrap(ctx context.Context, sc *serverConn, err error) error {
 	return &HostLostError{Server: sc.target.String(), Err: cause}
 }
 
+// errConnFailed stands for a connection that failed outside gRPC; wrap
+// classifies it by the serverConn's recorded dial error.
+var errConnFailed = status.Error(codes.Unavailable, "connection failed")
+
 // dialErrorText makes dial failures readable in one line.
 func dialErrorText(err error) string {
 	s := err.Error()

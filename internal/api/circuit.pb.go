@@ -708,6 +708,506 @@ func (*JoinReply) Descriptor() ([]byte, []int) {
 	return file_circuit_proto_rawDescGZIP(), []int{13}
 }
 
+type PathRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathRequest) Reset() {
+	*x = PathRequest{}
+	mi := &file_circuit_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathRequest) ProtoMessage() {}
+
+func (x *PathRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathRequest.ProtoReflect.Descriptor instead.
+func (*PathRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PathRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type GetReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "" when the anchor holds no element
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReply) Reset() {
+	*x = GetReply{}
+	mi := &file_circuit_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReply) ProtoMessage() {}
+
+func (x *GetReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReply.ProtoReflect.Descriptor instead.
+func (*GetReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetReply) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+type ScrubReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScrubReply) Reset() {
+	*x = ScrubReply{}
+	mi := &file_circuit_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScrubReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScrubReply) ProtoMessage() {}
+
+func (x *ScrubReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScrubReply.ProtoReflect.Descriptor instead.
+func (*ScrubReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{16}
+}
+
+type Cmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Args          []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	Env           []string               `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
+	Dir           string                 `protobuf:"bytes,4,opt,name=dir,proto3" json:"dir,omitempty"`
+	Scrub         bool                   `protobuf:"varint,5,opt,name=scrub,proto3" json:"scrub,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cmd) Reset() {
+	*x = Cmd{}
+	mi := &file_circuit_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cmd) ProtoMessage() {}
+
+func (x *Cmd) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cmd.ProtoReflect.Descriptor instead.
+func (*Cmd) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Cmd) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Cmd) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *Cmd) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *Cmd) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *Cmd) GetScrub() bool {
+	if x != nil {
+		return x.Scrub
+	}
+	return false
+}
+
+type MakeProcRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Cmd           *Cmd                   `protobuf:"bytes,2,opt,name=cmd,proto3" json:"cmd,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MakeProcRequest) Reset() {
+	*x = MakeProcRequest{}
+	mi := &file_circuit_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MakeProcRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MakeProcRequest) ProtoMessage() {}
+
+func (x *MakeProcRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MakeProcRequest.ProtoReflect.Descriptor instead.
+func (*MakeProcRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *MakeProcRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MakeProcRequest) GetCmd() *Cmd {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+type ProcStat struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Cmd             *Cmd                   `protobuf:"bytes,1,opt,name=cmd,proto3" json:"cmd,omitempty"`
+	Phase           string                 `protobuf:"bytes,2,opt,name=phase,proto3" json:"phase,omitempty"` // running or exited
+	Pid             int64                  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	StartedUnixNano int64                  `protobuf:"varint,4,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	ExitedUnixNano  int64                  `protobuf:"varint,5,opt,name=exited_unix_nano,json=exitedUnixNano,proto3" json:"exited_unix_nano,omitempty"` // 0 while running
+	ExitCode        int32                  `protobuf:"varint,6,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`                     // -1 while running; 128+signal when killed
+	Signal          string                 `protobuf:"bytes,7,opt,name=signal,proto3" json:"signal,omitempty"`                                          // the signal that killed it
+	Exit            string                 `protobuf:"bytes,8,opt,name=exit,proto3" json:"exit,omitempty"`                                              // "" on success, else why it failed
+	Serial          uint64                 `protobuf:"varint,9,opt,name=serial,proto3" json:"serial,omitempty"`                                         // identifies this process among all at the path
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ProcStat) Reset() {
+	*x = ProcStat{}
+	mi := &file_circuit_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcStat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcStat) ProtoMessage() {}
+
+func (x *ProcStat) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcStat.ProtoReflect.Descriptor instead.
+func (*ProcStat) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ProcStat) GetCmd() *Cmd {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+func (x *ProcStat) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *ProcStat) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ProcStat) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *ProcStat) GetExitedUnixNano() int64 {
+	if x != nil {
+		return x.ExitedUnixNano
+	}
+	return 0
+}
+
+func (x *ProcStat) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *ProcStat) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
+func (x *ProcStat) GetExit() string {
+	if x != nil {
+		return x.Exit
+	}
+	return ""
+}
+
+func (x *ProcStat) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+type WaitRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Serial        uint64                 `protobuf:"varint,2,opt,name=serial,proto3" json:"serial,omitempty"` // 0: whatever process is at the path
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitRequest) Reset() {
+	*x = WaitRequest{}
+	mi := &file_circuit_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitRequest) ProtoMessage() {}
+
+func (x *WaitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
+func (*WaitRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *WaitRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *WaitRequest) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+type SignalRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Signal        string                 `protobuf:"bytes,2,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalRequest) Reset() {
+	*x = SignalRequest{}
+	mi := &file_circuit_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalRequest) ProtoMessage() {}
+
+func (x *SignalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
+func (*SignalRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SignalRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *SignalRequest) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
+type SignalReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalReply) Reset() {
+	*x = SignalReply{}
+	mi := &file_circuit_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalReply) ProtoMessage() {}
+
+func (x *SignalReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalReply.ProtoReflect.Descriptor instead.
+func (*SignalReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{22}
+}
+
 var File_circuit_proto protoreflect.FileDescriptor
 
 const file_circuit_proto_rawDesc = "" +
@@ -752,14 +1252,54 @@ const file_circuit_proto_rawDesc = "" +
 	"\tStopReply\"\x1f\n" +
 	"\vJoinRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\"\v\n" +
-	"\tJoinReply2\xe4\x02\n" +
+	"\tJoinReply\"!\n" +
+	"\vPathRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"\x1e\n" +
+	"\bGetReply\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\"\f\n" +
+	"\n" +
+	"ScrubReply\"g\n" +
+	"\x03Cmd\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
+	"\x03env\x18\x03 \x03(\tR\x03env\x12\x10\n" +
+	"\x03dir\x18\x04 \x01(\tR\x03dir\x12\x14\n" +
+	"\x05scrub\x18\x05 \x01(\bR\x05scrub\"H\n" +
+	"\x0fMakeProcRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
+	"\x03cmd\x18\x02 \x01(\v2\x0f.circuit.v1.CmdR\x03cmd\"\x8c\x02\n" +
+	"\bProcStat\x12!\n" +
+	"\x03cmd\x18\x01 \x01(\v2\x0f.circuit.v1.CmdR\x03cmd\x12\x14\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x03R\x03pid\x12*\n" +
+	"\x11started_unix_nano\x18\x04 \x01(\x03R\x0fstartedUnixNano\x12(\n" +
+	"\x10exited_unix_nano\x18\x05 \x01(\x03R\x0eexitedUnixNano\x12\x1b\n" +
+	"\texit_code\x18\x06 \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06signal\x18\a \x01(\tR\x06signal\x12\x12\n" +
+	"\x04exit\x18\b \x01(\tR\x04exit\x12\x16\n" +
+	"\x06serial\x18\t \x01(\x04R\x06serial\"9\n" +
+	"\vWaitRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\x04R\x06serial\";\n" +
+	"\rSignalRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06signal\x18\x02 \x01(\tR\x06signal\"\r\n" +
+	"\vSignalReply2\xe4\x02\n" +
 	"\x06Server\x126\n" +
 	"\x04Info\x12\x17.circuit.v1.InfoRequest\x1a\x15.circuit.v1.InfoReply\x12?\n" +
 	"\aMembers\x12\x1a.circuit.v1.MembersRequest\x1a\x18.circuit.v1.MembersReply\x126\n" +
 	"\x04List\x12\x17.circuit.v1.ListRequest\x1a\x15.circuit.v1.ListReply\x129\n" +
 	"\x05Stack\x12\x18.circuit.v1.StackRequest\x1a\x16.circuit.v1.StackReply\x126\n" +
 	"\x04Stop\x12\x17.circuit.v1.StopRequest\x1a\x15.circuit.v1.StopReply\x126\n" +
-	"\x04Join\x12\x17.circuit.v1.JoinRequest\x1a\x15.circuit.v1.JoinReplyB1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
+	"\x04Join\x12\x17.circuit.v1.JoinRequest\x1a\x15.circuit.v1.JoinReply2x\n" +
+	"\x06Anchor\x124\n" +
+	"\x03Get\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.GetReply\x128\n" +
+	"\x05Scrub\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.ScrubReply2\xed\x01\n" +
+	"\x04Proc\x129\n" +
+	"\x04Make\x12\x1b.circuit.v1.MakeProcRequest\x1a\x14.circuit.v1.ProcStat\x125\n" +
+	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.ProcStat\x125\n" +
+	"\x04Wait\x12\x17.circuit.v1.WaitRequest\x1a\x14.circuit.v1.ProcStat\x12<\n" +
+	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReplyB1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
 
 var (
 	file_circuit_proto_rawDescOnce sync.Once
@@ -773,44 +1313,67 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_circuit_proto_goTypes = []any{
-	(*Member)(nil),         // 0: circuit.v1.Member
-	(*InfoRequest)(nil),    // 1: circuit.v1.InfoRequest
-	(*InfoReply)(nil),      // 2: circuit.v1.InfoReply
-	(*MembersRequest)(nil), // 3: circuit.v1.MembersRequest
-	(*MembersReply)(nil),   // 4: circuit.v1.MembersReply
-	(*ListRequest)(nil),    // 5: circuit.v1.ListRequest
-	(*Entry)(nil),          // 6: circuit.v1.Entry
-	(*ListReply)(nil),      // 7: circuit.v1.ListReply
-	(*StackRequest)(nil),   // 8: circuit.v1.StackRequest
-	(*StackReply)(nil),     // 9: circuit.v1.StackReply
-	(*StopRequest)(nil),    // 10: circuit.v1.StopRequest
-	(*StopReply)(nil),      // 11: circuit.v1.StopReply
-	(*JoinRequest)(nil),    // 12: circuit.v1.JoinRequest
-	(*JoinReply)(nil),      // 13: circuit.v1.JoinReply
+	(*Member)(nil),          // 0: circuit.v1.Member
+	(*InfoRequest)(nil),     // 1: circuit.v1.InfoRequest
+	(*InfoReply)(nil),       // 2: circuit.v1.InfoReply
+	(*MembersRequest)(nil),  // 3: circuit.v1.MembersRequest
+	(*MembersReply)(nil),    // 4: circuit.v1.MembersReply
+	(*ListRequest)(nil),     // 5: circuit.v1.ListRequest
+	(*Entry)(nil),           // 6: circuit.v1.Entry
+	(*ListReply)(nil),       // 7: circuit.v1.ListReply
+	(*StackRequest)(nil),    // 8: circuit.v1.StackRequest
+	(*StackReply)(nil),      // 9: circuit.v1.StackReply
+	(*StopRequest)(nil),     // 10: circuit.v1.StopRequest
+	(*StopReply)(nil),       // 11: circuit.v1.StopReply
+	(*JoinRequest)(nil),     // 12: circuit.v1.JoinRequest
+	(*JoinReply)(nil),       // 13: circuit.v1.JoinReply
+	(*PathRequest)(nil),     // 14: circuit.v1.PathRequest
+	(*GetReply)(nil),        // 15: circuit.v1.GetReply
+	(*ScrubReply)(nil),      // 16: circuit.v1.ScrubReply
+	(*Cmd)(nil),             // 17: circuit.v1.Cmd
+	(*MakeProcRequest)(nil), // 18: circuit.v1.MakeProcRequest
+	(*ProcStat)(nil),        // 19: circuit.v1.ProcStat
+	(*WaitRequest)(nil),     // 20: circuit.v1.WaitRequest
+	(*SignalRequest)(nil),   // 21: circuit.v1.SignalRequest
+	(*SignalReply)(nil),     // 22: circuit.v1.SignalReply
 }
 var file_circuit_proto_depIdxs = []int32{
 	0,  // 0: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
 	0,  // 1: circuit.v1.MembersReply.members:type_name -> circuit.v1.Member
 	6,  // 2: circuit.v1.ListReply.entries:type_name -> circuit.v1.Entry
-	1,  // 3: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
-	3,  // 4: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
-	5,  // 5: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
-	8,  // 6: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
-	10, // 7: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
-	12, // 8: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
-	2,  // 9: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 10: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 11: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 12: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 13: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 14: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	17, // 3: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
+	17, // 4: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
+	1,  // 5: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
+	3,  // 6: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
+	5,  // 7: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
+	8,  // 8: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
+	10, // 9: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
+	12, // 10: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
+	14, // 11: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
+	14, // 12: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
+	18, // 13: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
+	14, // 14: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
+	20, // 15: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
+	21, // 16: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
+	2,  // 17: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 18: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 19: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 20: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 21: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 22: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	15, // 23: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	16, // 24: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	19, // 25: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	19, // 26: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	19, // 27: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	22, // 28: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	17, // [17:29] is the sub-list for method output_type
+	5,  // [5:17] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_circuit_proto_init() }
@@ -824,9 +1387,9 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   23,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   3,
 		},
 		GoTypes:           file_circuit_proto_goTypes,
 		DependencyIndexes: file_circuit_proto_depIdxs,

@@ -332,3 +332,381 @@ var Server_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "circuit.proto",
 }
+
+const (
+	Anchor_Get_FullMethodName   = "/circuit.v1.Anchor/Get"
+	Anchor_Scrub_FullMethodName = "/circuit.v1.Anchor/Scrub"
+)
+
+// AnchorClient is the client API for Anchor service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Anchor holds what every anchor below a server has in common.
+type AnchorClient interface {
+	// Get tells what element, if any, is at a path.
+	Get(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*GetReply, error)
+	// Scrub removes the element at a path, aborting it.
+	Scrub(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*ScrubReply, error)
+}
+
+type anchorClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAnchorClient(cc grpc.ClientConnInterface) AnchorClient {
+	return &anchorClient{cc}
+}
+
+func (c *anchorClient) Get(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*GetReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetReply)
+	err := c.cc.Invoke(ctx, Anchor_Get_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *anchorClient) Scrub(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*ScrubReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScrubReply)
+	err := c.cc.Invoke(ctx, Anchor_Scrub_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AnchorServer is the server API for Anchor service.
+// All implementations must embed UnimplementedAnchorServer
+// for forward compatibility.
+//
+// Anchor holds what every anchor below a server has in common.
+type AnchorServer interface {
+	// Get tells what element, if any, is at a path.
+	Get(context.Context, *PathRequest) (*GetReply, error)
+	// Scrub removes the element at a path, aborting it.
+	Scrub(context.Context, *PathRequest) (*ScrubReply, error)
+	mustEmbedUnimplementedAnchorServer()
+}
+
+// UnimplementedAnchorServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAnchorServer struct{}
+
+func (UnimplementedAnchorServer) Get(context.Context, *PathRequest) (*GetReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
+}
+func (UnimplementedAnchorServer) Scrub(context.Context, *PathRequest) (*ScrubReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Scrub not implemented")
+}
+func (UnimplementedAnchorServer) mustEmbedUnimplementedAnchorServer() {}
+func (UnimplementedAnchorServer) testEmbeddedByValue()                {}
+
+// UnsafeAnchorServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AnchorServer will
+// result in compilation errors.
+type UnsafeAnchorServer interface {
+	mustEmbedUnimplementedAnchorServer()
+}
+
+func RegisterAnchorServer(s grpc.ServiceRegistrar, srv AnchorServer) {
+	// If the following call panics, it indicates UnimplementedAnchorServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Anchor_ServiceDesc, srv)
+}
+
+func _Anchor_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnchorServer).Get(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Anchor_Get_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnchorServer).Get(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Anchor_Scrub_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnchorServer).Scrub(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Anchor_Scrub_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnchorServer).Scrub(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Anchor_ServiceDesc is the grpc.ServiceDesc for Anchor service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Anchor_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "circuit.v1.Anchor",
+	HandlerType: (*AnchorServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Get",
+			Handler:    _Anchor_Get_Handler,
+		},
+		{
+			MethodName: "Scrub",
+			Handler:    _Anchor_Scrub_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "circuit.proto",
+}
+
+const (
+	Proc_Make_FullMethodName   = "/circuit.v1.Proc/Make"
+	Proc_Peek_FullMethodName   = "/circuit.v1.Proc/Peek"
+	Proc_Wait_FullMethodName   = "/circuit.v1.Proc/Wait"
+	Proc_Signal_FullMethodName = "/circuit.v1.Proc/Signal"
+)
+
+// ProcClient is the client API for Proc service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Proc is the process element.
+type ProcClient interface {
+	// Make starts a process at a path. It fails, leaving nothing behind, if
+	// the binary cannot be started or the anchor holds an element already.
+	Make(ctx context.Context, in *MakeProcRequest, opts ...grpc.CallOption) (*ProcStat, error)
+	// Peek describes the process without blocking.
+	Peek(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*ProcStat, error)
+	// Wait blocks until the process exits and returns its final state.
+	Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (*ProcStat, error)
+	// Signal sends a signal, by name, to the process group.
+	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalReply, error)
+}
+
+type procClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewProcClient(cc grpc.ClientConnInterface) ProcClient {
+	return &procClient{cc}
+}
+
+func (c *procClient) Make(ctx context.Context, in *MakeProcRequest, opts ...grpc.CallOption) (*ProcStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProcStat)
+	err := c.cc.Invoke(ctx, Proc_Make_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procClient) Peek(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*ProcStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProcStat)
+	err := c.cc.Invoke(ctx, Proc_Peek_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procClient) Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (*ProcStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProcStat)
+	err := c.cc.Invoke(ctx, Proc_Wait_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procClient) Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignalReply)
+	err := c.cc.Invoke(ctx, Proc_Signal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ProcServer is the server API for Proc service.
+// All implementations must embed UnimplementedProcServer
+// for forward compatibility.
+//
+// Proc is the process element.
+type ProcServer interface {
+	// Make starts a process at a path. It fails, leaving nothing behind, if
+	// the binary cannot be started or the anchor holds an element already.
+	Make(context.Context, *MakeProcRequest) (*ProcStat, error)
+	// Peek describes the process without blocking.
+	Peek(context.Context, *PathRequest) (*ProcStat, error)
+	// Wait blocks until the process exits and returns its final state.
+	Wait(context.Context, *WaitRequest) (*ProcStat, error)
+	// Signal sends a signal, by name, to the process group.
+	Signal(context.Context, *SignalRequest) (*SignalReply, error)
+	mustEmbedUnimplementedProcServer()
+}
+
+// UnimplementedProcServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedProcServer struct{}
+
+func (UnimplementedProcServer) Make(context.Context, *MakeProcRequest) (*ProcStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Make not implemented")
+}
+func (UnimplementedProcServer) Peek(context.Context, *PathRequest) (*ProcStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Peek not implemented")
+}
+func (UnimplementedProcServer) Wait(context.Context, *WaitRequest) (*ProcStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Wait not implemented")
+}
+func (UnimplementedProcServer) Signal(context.Context, *SignalRequest) (*SignalReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Signal not implemented")
+}
+func (UnimplementedProcServer) mustEmbedUnimplementedProcServer() {}
+func (UnimplementedProcServer) testEmbeddedByValue()              {}
+
+// UnsafeProcServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ProcServer will
+// result in compilation errors.
+type UnsafeProcServer interface {
+	mustEmbedUnimplementedProcServer()
+}
+
+func RegisterProcServer(s grpc.ServiceRegistrar, srv ProcServer) {
+	// If the following call panics, it indicates UnimplementedProcServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Proc_ServiceDesc, srv)
+}
+
+func _Proc_Make_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MakeProcRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcServer).Make(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Proc_Make_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcServer).Make(ctx, req.(*MakeProcRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Proc_Peek_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcServer).Peek(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Proc_Peek_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcServer).Peek(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Proc_Wait_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WaitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcServer).Wait(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Proc_Wait_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcServer).Wait(ctx, req.(*WaitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Proc_Signal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcServer).Signal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Proc_Signal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcServer).Signal(ctx, req.(*SignalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Proc_ServiceDesc is the grpc.ServiceDesc for Proc service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Proc_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "circuit.v1.Proc",
+	HandlerType: (*ProcServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Make",
+			Handler:    _Proc_Make_Handler,
+		},
+		{
+			MethodName: "Peek",
+			Handler:    _Proc_Peek_Handler,
+		},
+		{
+			MethodName: "Wait",
+			Handler:    _Proc_Wait_Handler,
+		},
+		{
+			MethodName: "Signal",
+			Handler:    _Proc_Signal_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "circuit.proto",
+}

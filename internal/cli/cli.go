@@ -128,6 +128,9 @@ func Main(env *Env, args []string) int {
 	if err == nil {
 		return ExitOK
 	}
+	if s, ok := err.(interface{ Silent() bool }); ok && s.Silent() {
+		return exitCode(err) // a process's own exit code, already reported
+	}
 	if msg := err.Error(); strings.HasPrefix(msg, name+" ") {
 		fmt.Fprintf(env.Stderr, "circuit %s\n", msg) // the error names the command already
 	} else {

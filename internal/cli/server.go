@@ -68,14 +68,28 @@ func init() {
 			if err != nil {
 				return err
 			}
-			if len(p.Elems) != 0 {
-				return fmt.Errorf("peek %s: %w: no element at this anchor", inv.args[0], client.ErrNotFound)
-			}
-			info, err := c.ServerInfo(env.Ctx, p.Server.String())
+			path := inv.args[0]
+			kind, err := c.KindAt(env.Ctx, path)
 			if err != nil {
-				return fmt.Errorf("peek %s: %w", inv.args[0], err)
+				return fmt.Errorf("peek %s: %w", path, err)
 			}
-			return printJSON(env, serverPeek(info))
+			switch kind {
+			case "server":
+				info, err := c.ServerInfo(env.Ctx, p.Server.String())
+				if err != nil {
+					return fmt.Errorf("peek %s: %w", path, err)
+				}
+				return printJSON(env, serverPeek(info))
+			case "proc":
+				st, err := c.ProcAt(path).Peek(env.Ctx)
+				if err != nil {
+					return fmt.Errorf("peek %s: %w", path, err)
+				}
+				return printJSON(env, toProcJSON(st))
+			case "":
+				return fmt.Errorf("peek %s: %w: no element at this anchor", path, client.ErrNotFound)
+			}
+			return fmt.Errorf("peek %s: this tool cannot show a %s element", path, kind)
 		},
 	})
 	register(&command{

@@ -3,10 +3,14 @@ package server
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/status"
 
 	"github.com/circuit-project/circuit/internal/wire"
 )
@@ -92,7 +96,7 @@ func (s *Server) serveConn(c net.Conn) {
 		c.SetDeadline(time.Time{})
 		handedOff = true
 		s.cluster.HandleStream(&untrackOnClose{Conn: c, s: s})
-	case wire.KindRPC:
+	case wire.KindRPC, wire.KindStream:
 		conn := c
 		if s.cfg.Key != nil {
 			tc := tls.Server(c, s.cfg.Key.ServerTLS())
@@ -102,13 +106,94 @@ func (s *Server) serveConn(c net.Conn) {
 			}
 			conn = tc
 		}
+		if p.Kind == wire.KindStream {
+			s.serveStream(conn)
+			conn.Close()
+			return
+		}
 		c.SetDeadline(time.Time{})
 		handedOff = true
 		s.rpcLn.push(&untrackOnClose{Conn: conn, raw: c, s: s})
-	default:
-		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeBadRequest, Msg: "connection kind not served yet"})
 	}
 }
+
+// Element streams: the element kinds that carry standard streams.
+type (
+	outputStreamer interface {
+		ClaimOutput(name string) error
+		CopyOutput(name string, w io.Writer)
+	}
+	inputStreamer interface {
+		ClaimStdin() error
+		CopyStdin(r io.Reader) error
+	}
+)
+
+// serveStream connects a stream connection to an element's stdin, stdout or
+// stderr. The connection's deadline still bounds reading the header.
+func (s *Server) serveStream(conn net.Conn) {
+	h, err := wire.ReadStreamHeader(conn)
+	if err != nil {
+		s.log.Warn("refused stream", "from", conn.RemoteAddr().String(), "err", err)
+		return
+	}
+	op := s.ops.Begin("Stream."+h.Stream, slog.String("path", h.Path), slog.String("from", conn.RemoteAddr().String()))
+	refuse := func(code wire.Code, msg string) {
+		op.End(errors.New(msg))
+		wire.WriteStatus(conn, &wire.Refusal{Code: code, Msg: msg})
+	}
+	_, e, err := s.element(h.Path)
+	if err != nil {
+		refuse(wire.CodeBadRequest, status.Convert(err).Message())
+		return
+	}
+	if pe, ok := e.(*procElement); ok && h.Serial != 0 && pe.serial != h.Serial {
+		refuse(wire.CodeBadRequest, "the process at "+h.Path+" is not the one asked for (it was replaced)")
+		return
+	}
+	switch h.Stream {
+	case "stdout", "stderr":
+		out, ok := e.(outputStreamer)
+		if !ok {
+			refuse(wire.CodeBadRequest, fmt.Sprintf("%s holds a %s, which has no %s", h.Path, e.Kind(), h.Stream))
+			return
+		}
+		if err := out.ClaimOutput(h.Stream); err != nil {
+			refuse(wire.CodeBadRequest, fmt.Sprintf("%s of %s: %v", h.Stream, h.Path, err))
+			return
+		}
+		conn.SetDeadline(time.Time{})
+		if err := wire.WriteStatus(conn, nil); err != nil {
+			out.CopyOutput(h.Stream, io.Discard)
+			return
+		}
+		out.CopyOutput(h.Stream, conn)
+	case "stdin":
+		in, ok := e.(inputStreamer)
+		if !ok {
+			refuse(wire.CodeBadRequest, fmt.Sprintf("%s holds a %s, which has no stdin", h.Path, e.Kind()))
+			return
+		}
+		if err := in.ClaimStdin(); err != nil {
+			refuse(wire.CodeBadRequest, fmt.Sprintf("stdin of %s: %v", h.Path, err))
+			return
+		}
+		conn.SetDeadline(time.Time{})
+		if err := wire.WriteStatus(conn, nil); err != nil {
+			in.CopyStdin(eofReader{})
+			return
+		}
+		if err := in.CopyStdin(conn); err != nil {
+			s.log.Warn("stdin copy", "path", h.Path, "err", err)
+		}
+	default:
+		refuse(wire.CodeBadRequest, fmt.Sprintf("no stream %q: want stdin, stdout or stderr", h.Stream))
+	}
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // relay connects a client to the member it named and splices the two
 // connections. Only members' advertised addresses are ever dialled.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -49,6 +50,8 @@ type Server struct {
 	rpc     *grpc.Server
 	rpcLn   *connListener
 	tree    *anchor.Tree
+	tomb    tomb
+	serial  atomic.Uint64 // numbers elements
 	lock    *os.File
 
 	ctx    context.Context // canceled by Stop
@@ -128,6 +131,8 @@ func Start(cfg Config) (s *Server, err error) {
 		grpc.ChainStreamInterceptor(s.streamOp),
 	)
 	api.RegisterServerServer(s.rpc, &serverService{s: s})
+	api.RegisterAnchorServer(s.rpc, &anchorService{s: s})
+	api.RegisterProcServer(s.rpc, &procService{s: s})
 	s.goFunc(func() {
 		if err := s.rpc.Serve(s.rpcLn); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("rpc serving stopped", "err", err)

@@ -1,0 +1,291 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/wire"
+)
+
+// Cmd describes a process to start, as in the seeds.
+type Cmd struct {
+	Env   []string
+	Dir   string
+	Path  string
+	Args  []string
+	Scrub bool // remove the element when the process exits
+}
+
+// ProcStat is the state of a process.
+type ProcStat struct {
+	Cmd   Cmd
+	Exit  error  // nil while running and after success; why it failed otherwise
+	Phase string // "running" or "exited"
+
+	PID      int
+	Started  time.Time
+	Exited   time.Time // zero while running
+	ExitCode int       // -1 while running; 128+signal when killed by a signal
+	Signal   string    // the signal that killed it, if one did
+}
+
+// ExitError is ProcStat.Exit for a process that failed.
+type ExitError struct {
+	Code   int
+	Signal string
+	Msg    string
+}
+
+func (e *ExitError) Error() string { return e.Msg }
+
+func fromCmd(c Cmd) *api.Cmd {
+	return &api.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub}
+}
+
+func fromProcStat(st *api.ProcStat) ProcStat {
+	c := st.GetCmd()
+	out := ProcStat{
+		Cmd:   Cmd{Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub()},
+		Phase: st.GetPhase(), PID: int(st.GetPid()), Started: time.Unix(0, st.GetStartedUnixNano()),
+		ExitCode: int(st.GetExitCode()), Signal: st.GetSignal(),
+	}
+	if st.GetExitedUnixNano() != 0 {
+		out.Exited = time.Unix(0, st.GetExitedUnixNano())
+	}
+	if st.GetExit() != "" {
+		out.Exit = &ExitError{Code: out.ExitCode, Signal: out.Signal, Msg: st.GetExit()}
+	}
+	return out
+}
+
+// serverOf parses a path below a server and returns the connection to it.
+func (c *Client) serverOf(path string) (*serverConn, error) {
+	p, err := anchor.Parse(path)
+	if err != nil {
+		return nil, classify(ErrBadRequest, err.Error())
+	}
+	if p.Server == 0 {
+		return nil, classify(ErrBadRequest, fmt.Sprintf("%s is not below a server", path))
+	}
+	return c.conn(p.Server)
+}
+
+// MakeProcAt starts a process at path and returns its handle. The process
+// runs until it exits; MakeProc does not wait.
+func (c *Client) MakeProcAt(ctx context.Context, path string, cmd Cmd) (*ProcHandle, error) {
+	sc, err := c.serverOf(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := api.NewProcClient(sc.cc).Make(ctx, &api.MakeProcRequest{Path: path, Cmd: fromCmd(cmd)})
+	if err != nil {
+		return nil, c.wrap(ctx, sc, err)
+	}
+	return &ProcHandle{c: c, path: path, serial: st.GetSerial(), cmd: cmd}, nil
+}
+
+// ProcAt returns a handle on whatever process is at path.
+func (c *Client) ProcAt(path string) *ProcHandle { return &ProcHandle{c: c, path: path} }
+
+// KindAt returns the kind of element at path ("" for none).
+func (c *Client) KindAt(ctx context.Context, path string) (string, error) {
+	sc, err := c.serverOf(path)
+	if err != nil {
+		return "", err
+	}
+	r, err := api.NewAnchorClient(sc.cc).Get(ctx, &api.PathRequest{Path: path})
+	if err != nil {
+		return "", c.wrap(ctx, sc, err)
+	}
+	return r.GetKind(), nil
+}
+
+// ScrubAt removes the element at path, aborting it (a process is killed).
+func (c *Client) ScrubAt(ctx context.Context, path string) error {
+	sc, err := c.serverOf(path)
+	if err != nil {
+		return err
+	}
+	_, err = api.NewAnchorClient(sc.cc).Scrub(ctx, &api.PathRequest{Path: path})
+	return c.wrap(ctx, sc, err)
+}
+
+// ProcHandle is a process element, in the context style. Its Proc method
+// gives the seeds' style.
+type ProcHandle struct {
+	c      *Client
+	path   string
+	serial uint64 // 0 when not known: whatever is at path
+	cmd    Cmd
+}
+
+// Path is the anchor of the process.
+func (h *ProcHandle) Path() string { return h.path }
+
+// Peek describes the process.
+func (h *ProcHandle) Peek(ctx context.Context) (ProcStat, error) {
+	sc, err := h.c.serverOf(h.path)
+	if err != nil {
+		return ProcStat{}, err
+	}
+	st, err := api.NewProcClient(sc.cc).Peek(ctx, &api.PathRequest{Path: h.path})
+	if err != nil {
+		return ProcStat{}, h.c.wrap(ctx, sc, err)
+	}
+	return fromProcStat(st), nil
+}
+
+// Wait blocks until the process exits and returns its final state, even if
+// Cmd.Scrub removed it meanwhile.
+func (h *ProcHandle) Wait(ctx context.Context) (ProcStat, error) {
+	sc, err := h.c.serverOf(h.path)
+	if err != nil {
+		return ProcStat{}, err
+	}
+	st, err := api.NewProcClient(sc.cc).Wait(ctx, &api.WaitRequest{Path: h.path, Serial: h.serial})
+	if err != nil {
+		return ProcStat{}, h.c.wrap(ctx, sc, err)
+	}
+	return fromProcStat(st), nil
+}
+
+// Signal sends a signal by name (KILL, TERM, INT, HUP, ...) to the
+// process's group.
+func (h *ProcHandle) Signal(ctx context.Context, sig string) error {
+	sc, err := h.c.serverOf(h.path)
+	if err != nil {
+		return err
+	}
+	_, err = api.NewProcClient(sc.cc).Signal(ctx, &api.SignalRequest{Path: h.path, Signal: sig})
+	return h.c.wrap(ctx, sc, err)
+}
+
+// OpenStream connects to the process's stdin, stdout or stderr. Reading the
+// returned connection reads the output; for stdin, writing writes and
+// CloseWrite (or Close) sends EOF.
+func (h *ProcHandle) OpenStream(ctx context.Context, name string) (net.Conn, error) {
+	return h.c.openStream(ctx, h.path, name, h.serial)
+}
+
+func (c *Client) openStream(ctx context.Context, path, name string, serial uint64) (net.Conn, error) {
+	p, err := anchor.Parse(path)
+	if err != nil {
+		return nil, classify(ErrBadRequest, err.Error())
+	}
+	conn, err := wire.Dial(ctx, c.dialin, wire.KindStream, p.Server, c.key)
+	if err != nil {
+		return nil, c.streamErr(ctx, p.Server, err)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	} else {
+		conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
+	}
+	if err := wire.WriteStreamHeader(conn, wire.StreamHeader{Path: path, Stream: name, Serial: serial}); err != nil {
+		conn.Close()
+		return nil, c.streamErr(ctx, p.Server, err)
+	}
+	if err := wire.ReadStatus(conn); err != nil {
+		conn.Close()
+		var r *wire.Refusal
+		if errors.As(err, &r) && r.Code == wire.CodeBadRequest {
+			return nil, classify(ErrRemote, r.Msg)
+		}
+		return nil, c.streamErr(ctx, p.Server, err)
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+// streamErr classifies a failure to open a stream like a failed call.
+func (c *Client) streamErr(ctx context.Context, server ident.ID, err error) error {
+	sc := &serverConn{target: server, lastErr: err}
+	return c.wrap(ctx, sc, errConnFailed)
+}
+
+// lazyStream is a standard stream that connects on first use, so that the
+// seeds' proc.Stdin() and proc.Stdout() never block or fail by themselves.
+type lazyStream struct {
+	h    *ProcHandle
+	name string
+
+	mu     sync.Mutex
+	conn   net.Conn
+	err    error
+	closed bool
+}
+
+func (s *lazyStream) get() (net.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("%s of %s: %w", s.name, s.h.path, net.ErrClosed)
+	}
+	if s.conn == nil && s.err == nil {
+		s.conn, s.err = s.h.OpenStream(context.Background(), s.name)
+	}
+	return s.conn, s.err
+}
+
+func (s *lazyStream) Read(b []byte) (int, error) {
+	c, err := s.get()
+	if err != nil {
+		return 0, err
+	}
+	return c.Read(b)
+}
+
+func (s *lazyStream) Write(b []byte) (int, error) {
+	c, err := s.get()
+	if err != nil {
+		return 0, err
+	}
+	return c.Write(b)
+}
+
+// WriteTo lets io.Copy from the stream use the connection's own fast path.
+func (s *lazyStream) WriteTo(w io.Writer) (int64, error) {
+	c, err := s.get()
+	if err != nil {
+		return 0, err
+	}
+	return io.Copy(w, c)
+}
+
+// ReadFrom lets io.Copy into stdin use the connection's fast path.
+func (s *lazyStream) ReadFrom(r io.Reader) (int64, error) {
+	c, err := s.get()
+	if err != nil {
+		return 0, err
+	}
+	return io.Copy(c, r)
+}
+
+// Close ends the stream: EOF for stdin, "discard the rest" for output. A
+// stream never used is connected just to say so.
+func (s *lazyStream) Close() error {
+	c, err := s.get()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if s.name == "stdin" {
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+			// Wait for the server to finish writing to the process, so
+			// that Close returning means the input was delivered.
+			io.Copy(io.Discard, c)
+		}
+	}
+	return c.Close()
+}

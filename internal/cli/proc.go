@@ -1,0 +1,301 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/tailscale/hujson"
+
+	"github.com/circuit-project/circuit/client"
+)
+
+// parseJSON decodes the seeds' JSON style: trailing commas and comments are
+// accepted, unknown fields are errors that name the field.
+func parseJSON(what string, src []byte, v any) error {
+	std, err := hujson.Standardize(bytes.Clone(src))
+	if err != nil {
+		return fmt.Errorf("%s: %v", what, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(std))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %v", what, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%s: more than one JSON value", what)
+	}
+	return nil
+}
+
+// procJSON is how the CLI prints a process's state.
+type procJSON struct {
+	Cmd      client.Cmd
+	Phase    string
+	Exit     *string // null while running and after success
+	ExitCode int
+	Signal   string `json:",omitempty"`
+	PID      int
+	Started  time.Time
+	Exited   *time.Time `json:",omitempty"`
+}
+
+func toProcJSON(st client.ProcStat) procJSON {
+	out := procJSON{Cmd: st.Cmd, Phase: st.Phase, ExitCode: st.ExitCode, Signal: st.Signal, PID: st.PID, Started: st.Started}
+	if st.Exit != nil {
+		msg := st.Exit.Error()
+		out.Exit = &msg
+	}
+	if !st.Exited.IsZero() {
+		out.Exited = &st.Exited
+	}
+	return out
+}
+
+// exitStatus makes the CLI exit with a process's own code.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit code %d", int(e)) }
+func (e exitStatus) ExitCode() int { return int(e) }
+func (e exitStatus) Silent() bool  { return true }
+
+type mkprocFlags struct{ scrub bool }
+
+// onePath checks that a command got exactly one path.
+func onePath(inv *invocation, verb string) (string, error) {
+	if len(inv.args) != 1 {
+		return "", usagef("%s takes one path, e.g. circuit %s /X88550014d4c82e4d/job", verb, verb)
+	}
+	return inv.args[0], nil
+}
+
+func init() {
+	register(&command{
+		name:  "mkproc",
+		args:  "PATH",
+		short: "start a process: reads the command as JSON on stdin",
+		long: `The command is a JSON object with the fields Path (required), Args, Env, Dir
+and Scrub; trailing commas are fine. With Scrub (or -scrub) the element is
+removed when the process exits. An unset Env means an empty environment.
+
+Example:
+  circuit mkproc /X88550014d4c82e4d/pippi << EOF
+  {
+      "Path": "/bin/ls",
+      "Args": ["/"],
+  }
+  EOF`,
+		dial: true,
+		flags: func(fs *flag.FlagSet) any {
+			f := &mkprocFlags{}
+			fs.BoolVar(&f.scrub, "scrub", false, "remove the element when the process exits")
+			return f
+		},
+		run: func(env *Env, inv *invocation) error {
+			path, err := onePath(inv, "mkproc")
+			if err != nil {
+				return err
+			}
+			src, err := io.ReadAll(io.LimitReader(env.Stdin, 1<<20))
+			if err != nil {
+				return fmt.Errorf("mkproc %s: reading the command: %w", path, err)
+			}
+			var cmd client.Cmd
+			if err := parseJSON("mkproc "+path+": the command on stdin", src, &cmd); err != nil {
+				return usagef("%v", err)
+			}
+			if cmd.Path == "" {
+				return usagef("mkproc %s: the command has no \"Path\"", path)
+			}
+			if inv.opts.(*mkprocFlags).scrub {
+				cmd.Scrub = true
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			if _, err := c.MakeProcAt(env.Ctx, path, cmd); err != nil {
+				return fmt.Errorf("mkproc %s: %w", path, err)
+			}
+			return nil
+		},
+	})
+	register(&command{
+		name:  "wait",
+		args:  "PATH",
+		short: "wait for a process to exit, print its final state, and exit with its exit code",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			path, err := onePath(inv, "wait")
+			if err != nil {
+				return err
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			st, err := c.ProcAt(path).Wait(env.Ctx)
+			if err != nil {
+				return fmt.Errorf("wait %s: %w", path, err)
+			}
+			if err := printJSON(env, toProcJSON(st)); err != nil {
+				return err
+			}
+			if st.ExitCode != 0 {
+				return exitStatus(st.ExitCode)
+			}
+			return nil
+		},
+	})
+	register(&command{
+		name:  "waitall",
+		args:  "PATH...",
+		short: "wait for every given process to exit; exit with the largest exit code",
+		long:  "Prints one JSON object mapping each path to its process's final state.",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			if len(inv.args) == 0 {
+				return usagef("waitall takes one or more process paths")
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			out := map[string]procJSON{}
+			var errs []error
+			worst := 0
+			for _, path := range inv.args {
+				wg.Go(func() {
+					st, err := c.ProcAt(path).Wait(env.Ctx)
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						errs = append(errs, fmt.Errorf("wait %s: %w", path, err))
+						return
+					}
+					out[path] = toProcJSON(st)
+					worst = max(worst, st.ExitCode)
+				})
+			}
+			wg.Wait()
+			if err := printJSON(env, out); err != nil {
+				return err
+			}
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			if worst != 0 {
+				return exitStatus(worst)
+			}
+			return nil
+		},
+	})
+	for _, name := range []string{"stdout", "stderr"} {
+		register(&command{
+			name:  name,
+			args:  "PATH",
+			short: "copy the " + name + " of a process to this " + name + ", until the process closes it",
+			dial:  true,
+			run: func(env *Env, inv *invocation) error {
+				path, err := onePath(inv, name)
+				if err != nil {
+					return err
+				}
+				c, err := connect(env, inv)
+				if err != nil {
+					return err
+				}
+				conn, err := c.ProcAt(path).OpenStream(env.Ctx, name)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", name, path, err)
+				}
+				defer conn.Close()
+				out := env.Stdout
+				if name == "stderr" {
+					out = env.Stderr
+				}
+				if _, err := io.Copy(out, conn); err != nil {
+					return fmt.Errorf("%s %s: %w", name, path, err)
+				}
+				return nil
+			},
+		})
+	}
+	register(&command{
+		name:  "stdin",
+		args:  "PATH",
+		short: "copy this stdin to a process's stdin; EOF closes it",
+		long:  "Example, closing a process's stdin at once:\n  cat /dev/null | circuit stdin /X88550014d4c82e4d/pippi",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			path, err := onePath(inv, "stdin")
+			if err != nil {
+				return err
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			conn, err := c.ProcAt(path).OpenStream(env.Ctx, "stdin")
+			if err != nil {
+				return fmt.Errorf("stdin %s: %w", path, err)
+			}
+			defer conn.Close()
+			if _, err := io.Copy(conn, env.Stdin); err != nil {
+				return fmt.Errorf("stdin %s: %w", path, err)
+			}
+			if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			}
+			io.Copy(io.Discard, conn) // the server closes once the process has it all
+			return nil
+		},
+	})
+	register(&command{
+		name:  "signal",
+		args:  "SIGNAL PATH",
+		short: "send a signal (KILL, TERM, INT, HUP, USR1, ...) to a process and its group",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			if len(inv.args) != 2 {
+				return usagef("signal takes a signal name and a path, e.g. circuit signal TERM /X88550014d4c82e4d/job")
+			}
+			sig, path := inv.args[0], inv.args[1]
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			if err := c.ProcAt(path).Signal(env.Ctx, sig); err != nil {
+				return fmt.Errorf("signal %s %s: %w", sig, path, err)
+			}
+			return nil
+		},
+	})
+	register(&command{
+		name:  "scrub",
+		args:  "PATH",
+		short: "abort and remove the element at PATH (a process is killed)",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			path, err := onePath(inv, "scrub")
+			if err != nil {
+				return err
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			if err := c.ScrubAt(env.Ctx, path); err != nil {
+				return fmt.Errorf("scrub %s: %w", path, err)
+			}
+			return nil
+		},
+	})
+}

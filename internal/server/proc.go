@@ -1,0 +1,246 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/element/proc"
+)
+
+// procElement is a process attached to an anchor.
+type procElement struct {
+	*proc.Proc
+	serial uint64
+}
+
+// tomb keeps the final status of processes removed by Cmd.Scrub, so that a
+// client that started one can still Wait for it. It is bounded in size and
+// age.
+type tomb struct {
+	mu    sync.Mutex
+	stats map[uint64]tombEntry
+}
+
+type tombEntry struct {
+	stat proc.Stat
+	at   time.Time
+}
+
+const (
+	tombMax = 4096
+	tombAge = 10 * time.Minute
+)
+
+func (t *tomb) put(serial uint64, st proc.Stat) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stats == nil {
+		t.stats = map[uint64]tombEntry{}
+	}
+	now := time.Now()
+	if len(t.stats) >= tombMax {
+		for k, e := range t.stats {
+			if now.Sub(e.at) > tombAge || len(t.stats) >= tombMax {
+				delete(t.stats, k)
+			}
+		}
+	}
+	t.stats[serial] = tombEntry{stat: st, at: now}
+}
+
+func (t *tomb) get(serial uint64) (proc.Stat, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.stats[serial]
+	if !ok || time.Since(e.at) > tombAge {
+		return proc.Stat{}, false
+	}
+	return e.stat, true
+}
+
+func toProcStat(st proc.Stat, serial uint64) *api.ProcStat {
+	out := &api.ProcStat{
+		Cmd:   &api.Cmd{Path: st.Cmd.Path, Args: st.Cmd.Args, Env: st.Cmd.Env, Dir: st.Cmd.Dir, Scrub: st.Cmd.Scrub},
+		Phase: st.Phase, Pid: int64(st.PID), StartedUnixNano: st.Started.UnixNano(),
+		ExitCode: int32(st.ExitCode), Signal: st.Signal, Exit: st.Exit, Serial: serial,
+	}
+	if !st.Exited.IsZero() {
+		out.ExitedUnixNano = st.Exited.UnixNano()
+	}
+	return out
+}
+
+type procService struct {
+	api.UnimplementedProcServer
+	s *Server
+}
+
+// element finds the element at a local path.
+func (s *Server) element(raw string) (anchor.Path, anchor.Element, error) {
+	p, err := s.localPath(raw)
+	if err != nil {
+		return p, nil, err
+	}
+	if len(p.Elems) == 0 {
+		return p, serverElement{}, nil
+	}
+	e, ok := s.tree.Get(p.Elems)
+	if !ok {
+		return p, nil, status.Errorf(codes.NotFound, "no element at %s", p)
+	}
+	return p, e, nil
+}
+
+// serverElement stands for the server's own anchor.
+type serverElement struct{}
+
+func (serverElement) Kind() string { return "server" }
+
+func (s *Server) procAt(raw string) (*procElement, error) {
+	p, e, err := s.element(raw)
+	if err != nil {
+		return nil, err
+	}
+	pe, ok := e.(*procElement)
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "%s holds a %s, not a proc", p, e.Kind())
+	}
+	return pe, nil
+}
+
+func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.ProcStat, error) {
+	s := v.s
+	p, err := s.localPath(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Elems) == 0 || p.Recursive {
+		return nil, status.Errorf(codes.InvalidArgument, "mkproc needs an anchor below a server, like %s/job, not %s", "/"+s.id.String(), p)
+	}
+	c := req.GetCmd()
+	if c == nil || c.GetPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "the command has no Path")
+	}
+	release, err := s.tree.Reserve(p.Elems, "proc")
+	if err != nil {
+		if anchor.IsOccupied(err) {
+			return nil, status.Error(codes.AlreadyExists, err.Error())
+		}
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	pr, err := proc.Start(proc.Cmd{Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub()})
+	if err != nil {
+		release(nil)
+		return nil, status.Errorf(codes.FailedPrecondition, "starting %s: %v", c.GetPath(), err)
+	}
+	pe := &procElement{Proc: pr, serial: s.serial.Add(1)}
+	if err := release(pe); err != nil {
+		pr.Scrub()
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	s.goFunc(func() { s.reap(p.Elems, pe) })
+	return toProcStat(pr.Peek(), pe.serial), nil
+}
+
+// reap waits for a process to exit and, with Cmd.Scrub, removes it, keeping
+// its status in the tomb. On server stop it stops the process.
+func (s *Server) reap(elems []string, pe *procElement) {
+	select {
+	case <-pe.Done():
+	case <-s.ctx.Done():
+		pe.Stop(2 * time.Second)
+	}
+	st := pe.Peek()
+	s.tomb.put(pe.serial, st) // whatever removes it, a Wait by serial still answers
+	if st.Cmd.Scrub {
+		s.tree.Remove(elems, pe)
+	}
+}
+
+func (v *procService) Peek(_ context.Context, req *api.PathRequest) (*api.ProcStat, error) {
+	pe, err := v.s.procAt(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	return toProcStat(pe.Peek(), pe.serial), nil
+}
+
+func (v *procService) Wait(ctx context.Context, req *api.WaitRequest) (*api.ProcStat, error) {
+	pe, err := v.s.procAt(req.GetPath())
+	if err == nil && (req.GetSerial() == 0 || req.GetSerial() == pe.serial) {
+		st, err := pe.Wait(ctx)
+		if err != nil {
+			return nil, status.FromContextError(err).Err()
+		}
+		return toProcStat(st, pe.serial), nil
+	}
+	if req.GetSerial() != 0 {
+		if st, ok := v.s.tomb.get(req.GetSerial()); ok {
+			return toProcStat(st, req.GetSerial()), nil
+		}
+	}
+	if err == nil {
+		err = status.Errorf(codes.NotFound, "the process waited for is no longer at %s", req.GetPath())
+	}
+	return nil, err
+}
+
+func (v *procService) Signal(_ context.Context, req *api.SignalRequest) (*api.SignalReply, error) {
+	pe, err := v.s.procAt(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if err := pe.Signal(req.GetSignal()); err != nil {
+		if errors.Is(err, proc.ErrBadSignal) {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &api.SignalReply{}, nil
+}
+
+type anchorService struct {
+	api.UnimplementedAnchorServer
+	s *Server
+}
+
+func (v *anchorService) Get(_ context.Context, req *api.PathRequest) (*api.GetReply, error) {
+	p, err := v.s.localPath(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Elems) == 0 {
+		return &api.GetReply{Kind: "server"}, nil
+	}
+	e, ok := v.s.tree.Get(p.Elems)
+	if !ok {
+		return &api.GetReply{}, nil
+	}
+	return &api.GetReply{Kind: e.Kind()}, nil
+}
+
+// scrubber is an element that can be aborted.
+type scrubber interface{ Scrub() }
+
+func (v *anchorService) Scrub(_ context.Context, req *api.PathRequest) (*api.ScrubReply, error) {
+	p, e, err := v.s.element(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := e.(serverElement); ok {
+		return nil, status.Errorf(codes.InvalidArgument, "%s is a server; stop it with circuit suicide", p)
+	}
+	if v.s.tree.Remove(p.Elems, e) {
+		if sc, ok := e.(scrubber); ok {
+			sc.Scrub()
+		}
+	}
+	return &api.ScrubReply{}, nil
+}
