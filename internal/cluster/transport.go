@@ -83,6 +83,11 @@ func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("gossip address %q: %w", addr, err)
 	}
 	_, err = t.udp.WriteTo(b, ua)
+	select {
+	case <-t.done:
+		err = nil // shutting down: not worth an error in the log
+	default:
+	}
 	return time.Now(), err
 }
 

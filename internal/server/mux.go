@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/circuit-project/circuit/internal/wire"
@@ -143,12 +144,17 @@ func (s *Server) serveStream(conn net.Conn) {
 		wire.WriteStatus(conn, &wire.Refusal{Code: code, Msg: msg})
 	}
 	_, e, err := s.element(h.Path)
+	if pe, ok := e.(*procElement); h.Serial != 0 && (err != nil || !ok || pe.serial != h.Serial) {
+		// A process removed by Cmd.Scrub at its exit: its output is still
+		// there for a while.
+		if gone, ok := s.tomb.element(h.Serial); ok {
+			e, err = gone, nil
+		} else if err == nil {
+			err = status.Error(codes.NotFound, "the process at "+h.Path+" is not the one asked for (it was replaced)")
+		}
+	}
 	if err != nil {
 		refuse(wire.CodeBadRequest, status.Convert(err).Message())
-		return
-	}
-	if pe, ok := e.(*procElement); ok && h.Serial != 0 && pe.serial != h.Serial {
-		refuse(wire.CodeBadRequest, "the process at "+h.Path+" is not the one asked for (it was replaced)")
 		return
 	}
 	switch h.Stream {

@@ -31,6 +31,7 @@ type tomb struct {
 type tombEntry struct {
 	stat proc.Stat
 	at   time.Time
+	pe   *procElement // while its output may still be read (Cmd.Scrub)
 }
 
 const (
@@ -38,7 +39,7 @@ const (
 	tombAge = 10 * time.Minute
 )
 
-func (t *tomb) put(serial uint64, st proc.Stat) {
+func (t *tomb) put(serial uint64, st proc.Stat, pe *procElement) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stats == nil {
@@ -52,7 +53,26 @@ func (t *tomb) put(serial uint64, st proc.Stat) {
 			}
 		}
 	}
-	t.stats[serial] = tombEntry{stat: st, at: now}
+	t.stats[serial] = tombEntry{stat: st, at: now, pe: pe}
+}
+
+// element returns the removed process with the given serial while its
+// output is still readable.
+func (t *tomb) element(serial uint64) (*procElement, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.stats[serial]
+	return e.pe, ok && e.pe != nil
+}
+
+// forget drops the tomb's hold on a removed process's output.
+func (t *tomb) forget(serial uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.stats[serial]; ok {
+		e.pe = nil
+		t.stats[serial] = e
+	}
 }
 
 func (t *tomb) get(serial uint64) (proc.Stat, bool) {
@@ -158,11 +178,27 @@ func (s *Server) reap(elems []string, pe *procElement) {
 		pe.Stop(2 * time.Second)
 	}
 	st := pe.Peek()
-	s.tomb.put(pe.serial, st) // whatever removes it, a Wait by serial still answers
-	if st.Cmd.Scrub {
-		s.tree.Remove(elems, pe)
+	if !st.Cmd.Scrub {
+		s.tomb.put(pe.serial, st, nil) // if scrubbed later, a Wait by serial still answers
+		return
 	}
+	// Cmd.Scrub: the anchor goes now, but the output the process wrote
+	// before exiting stays readable, by serial, for its creator, until read
+	// or for outputGrace.
+	s.tomb.put(pe.serial, st, pe)
+	s.tree.Remove(elems, pe)
+	select {
+	case <-pe.Drained():
+	case <-time.After(outputGrace):
+	case <-s.ctx.Done():
+	}
+	s.tomb.forget(pe.serial)
+	pe.Scrub() // discards what nobody read
 }
+
+// outputGrace is how long the output of a process removed by Cmd.Scrub
+// stays readable after its exit.
+const outputGrace = 30 * time.Second
 
 func (v *procService) Peek(_ context.Context, req *api.PathRequest) (*api.ProcStat, error) {
 	pe, err := v.s.procAt(req.GetPath())

@@ -399,18 +399,35 @@ func StartInProcess(t testing.TB, n int, key *security.Key) []*server.Server {
 }
 
 // testLogger routes server logs to t.Log, at warning level and above unless
-// CIRCUIT_TEST_LOG=debug.
+// CIRCUIT_TEST_LOG=debug. Lines logged after the test ends (memberlist's
+// goroutines outlive its Shutdown briefly) are dropped.
 func testLogger(t testing.TB) *slog.Logger {
 	level := slog.LevelWarn
 	if os.Getenv("CIRCUIT_TEST_LOG") == "debug" {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level}))
+	w := &tWriter{t: t}
+	t.Cleanup(w.close)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-type tWriter struct{ t testing.TB }
+type tWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
+}
+
+func (w *tWriter) close() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
 }

@@ -55,8 +55,9 @@ type Proc struct {
 
 	mu      sync.Mutex
 	stat    Stat
-	stdin   *stream
-	streams map[string]*stream // "stdin", "stdout", "stderr"
+	streams map[string]*stream
+	open    int           // output streams not yet ended
+	drained chan struct{} // closed when stdout and stderr have both ended // "stdin", "stdout", "stderr"
 }
 
 // stream is one standard stream of the process, at the server's end.
@@ -81,7 +82,7 @@ func Start(cmd Cmd) (*Proc, error) {
 	ec.Dir = cmd.Dir
 	ec.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 
-	p := &Proc{cmd: cmd, ec: ec, done: make(chan struct{}), streams: map[string]*stream{}}
+	p := &Proc{cmd: cmd, ec: ec, done: make(chan struct{}), streams: map[string]*stream{}, open: 2, drained: make(chan struct{})}
 	var child []*os.File
 	closeAll := func(fs []*os.File) {
 		for _, f := range fs {
@@ -255,15 +256,23 @@ func (p *Proc) release(name string, w io.Writer, discard bool) {
 	s.ended = true
 	p.mu.Unlock()
 	io.Copy(io.Discard, s.file)
-	s.file.Close()
+	p.endOutput(s)
 }
 
 func (p *Proc) endOutput(s *stream) {
 	p.mu.Lock()
 	s.ended, s.busy = true, false
+	p.open--
+	if p.open == 0 {
+		close(p.drained)
+	}
 	p.mu.Unlock()
 	s.file.Close()
 }
+
+// Drained is closed once stdout and stderr have both been read to the end
+// or discarded.
+func (p *Proc) Drained() <-chan struct{} { return p.drained }
 
 func (p *Proc) endStdin() {
 	s := p.streams["stdin"]
@@ -271,20 +280,6 @@ func (p *Proc) endStdin() {
 	s.ended, s.busy = true, false
 	p.mu.Unlock()
 	s.file.Close()
-}
-
-// ReadOutput gives the caller stdout or stderr: it copies the stream to w
-// until the process closes it (nil) or w fails (the reader went away: the
-// rest is discarded). A second concurrent reader gets ErrBusy at once.
-func (p *Proc) ReadOutput(name string, w io.Writer) error {
-	if name != "stdout" && name != "stderr" {
-		return fmt.Errorf("no output stream %q: want stdout or stderr", name)
-	}
-	if err := p.claim(name); err != nil {
-		return err
-	}
-	p.release(name, w, false)
-	return nil
 }
 
 // ClaimOutput reserves stdout or stderr for a reader that will call
@@ -296,7 +291,8 @@ func (p *Proc) ClaimOutput(name string) error {
 	return p.claim(name)
 }
 
-// CopyOutput copies a claimed output stream to w, as ReadOutput does.
+// CopyOutput copies a claimed output stream to w until the process closes
+// it, or w fails (the reader went away): then the rest is discarded.
 func (p *Proc) CopyOutput(name string, w io.Writer) { p.release(name, w, false) }
 
 // ClaimStdin reserves stdin for one writer.
