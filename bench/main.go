@@ -39,6 +39,8 @@ var benchmarks = []benchmark{
 	{"ls", benchLs},
 	{"join", benchJoin},
 	{"kill", benchKill},
+	{"launch", benchLaunch},
+	{"stdout", benchStdout},
 }
 
 func names() []string {

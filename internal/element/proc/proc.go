@@ -63,7 +63,7 @@ type Proc struct {
 // stream is one standard stream of the process, at the server's end.
 type stream struct {
 	name  string
-	file  *os.File // our end of the pipe
+	file  io.ReadWriteCloser // our end: a pipe for stdin, a socket for output
 	busy  bool
 	ended bool // stdin closed, or output discarded
 }
@@ -89,33 +89,36 @@ func Start(cmd Cmd) (*Proc, error) {
 			f.Close()
 		}
 	}
-	for _, name := range []string{"stdin", "stdout", "stderr"} {
-		r, w, err := os.Pipe()
-		if err != nil {
-			closeAll(child)
-			for _, s := range p.streams {
-				s.file.Close()
-			}
-			return nil, fmt.Errorf("making %s pipe: %w", name, err)
-		}
-		if name == "stdin" {
-			ec.Stdin = r
-			child = append(child, r)
-			p.streams[name] = &stream{name: name, file: w}
-		} else {
-			child = append(child, w)
-			p.streams[name] = &stream{name: name, file: r}
-		}
-	}
-	ec.Stdout, ec.Stderr = child[1], child[2]
-	err := ec.Start()
-	closeAll(child) // the child has its copies
-	if err != nil {
+	fail := func(err error) (*Proc, error) {
+		closeAll(child)
 		for _, s := range p.streams {
 			s.file.Close()
 		}
 		return nil, err
 	}
+	for _, name := range []string{"stdin", "stdout", "stderr"} {
+		if name == "stdin" {
+			r, w, err := os.Pipe()
+			if err != nil {
+				return fail(fmt.Errorf("making stdin pipe: %w", err))
+			}
+			ec.Stdin = r
+			child = append(child, r)
+			p.streams[name] = &stream{name: name, file: w}
+			continue
+		}
+		ours, theirs, err := outputPipe(name)
+		if err != nil {
+			return fail(err)
+		}
+		child = append(child, theirs)
+		p.streams[name] = &stream{name: name, file: ours}
+	}
+	ec.Stdout, ec.Stderr = child[1], child[2]
+	if err := ec.Start(); err != nil {
+		return fail(err)
+	}
+	closeAll(child) // the child has its copies
 	p.stat = Stat{Cmd: cmd, Phase: Running, PID: ec.Process.Pid, Started: time.Now(), ExitCode: -1}
 	go p.wait()
 	return p, nil
@@ -246,7 +249,7 @@ func (p *Proc) claim(name string) error {
 func (p *Proc) release(name string, w io.Writer, discard bool) {
 	s := p.streams[name]
 	if !discard {
-		_, err := io.Copy(w, s.file)
+		_, err := copyOut(w, s.file)
 		if err == nil { // EOF: the process closed it
 			p.endOutput(s)
 			return
@@ -351,3 +354,39 @@ func signalName(s syscall.Signal) string {
 	}
 	return fmt.Sprintf("signal %d", int(s))
 }
+
+// outputPipe makes the pipe of an output stream. Its buffer is raised to
+// 1 MiB (as far as the system allows) so that the server moves output in
+// large reads: with a 64 KiB pipe, a fast writer costs the server a system
+// call for every few KiB. Back-pressure stays: a writer blocks once the
+// pipe is full.
+func outputPipe(name string) (ours, theirs *os.File, err error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("making %s pipe: %w", name, err)
+	}
+	if rc, err := r.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_SETPIPE_SZ, 1<<20) // best effort
+		})
+	}
+	return r, w, nil
+}
+
+// copyBufs are the buffers output is copied through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// copyOut copies src to dst through a large pooled buffer.
+func copyOut(dst io.Writer, src io.Reader) (int64, error) {
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	return io.CopyBuffer(onlyWriter{dst}, onlyReader{src}, *buf)
+}
+
+// onlyWriter and onlyReader hide ReaderFrom and WriterTo, so that
+// io.CopyBuffer uses the buffer given (the fast paths of pipes and sockets
+// fall back to 32 KiB copies for a pipe into a socket).
+type (
+	onlyWriter struct{ io.Writer }
+	onlyReader struct{ io.Reader }
+)
