@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -213,5 +214,14 @@ func TestMakeProcErrors(t *testing.T) {
 	defer a.Scrub()
 	if _, err := a.MakeProc(client.Cmd{Path: "/bin/true"}); err == nil || !strings.Contains(err.Error(), "holds a proc") {
 		t.Fatalf("occupied anchor: %v", err)
+	}
+}
+
+// TestSeed002Compiles builds seed 002's program, whose only change is the
+// import path of this package.
+func TestSeed002Compiles(t *testing.T) {
+	out, err := exec.Command("go", "build", "-o", os.DevNull, "./testdata/seed002").CombinedOutput()
+	if err != nil {
+		t.Fatalf("seed 002's program does not compile: %v\n%s", err, out)
 	}
 }
