@@ -226,3 +226,25 @@ func rss(pid int) (int, error) {
 	}
 	return 0, os.ErrNotExist
 }
+
+// TestStdinThroughTheCLI pipes data into a remote process with circuit stdin
+// and reads it back with circuit stdout; a second reader is refused.
+func TestStdinThroughTheCLI(t *testing.T) {
+	cl := testcluster.Start(t, 2, testcluster.Options{})
+	path := "/" + cl.Servers[1].ID + "/upper"
+	if r := cl.RunVia(cl.Servers[0], `{"Path": "/usr/bin/tr", "Args": ["a-z", "A-Z"]}`, "mkproc", path); r.Code != 0 {
+		t.Fatal(r)
+	}
+	if r := cl.RunVia(cl.Servers[0], "hello, circuit\n", "stdin", path); r.Code != 0 {
+		t.Fatalf("stdin: %+v", r)
+	}
+	if r := cl.Run("stdout", path); r.Code != 0 || r.Stdout != "HELLO, CIRCUIT\n" {
+		t.Fatalf("stdout: %+v", r)
+	}
+	if r := cl.Run("stdout", path); r.Code == 0 || !strings.Contains(r.Stderr, "stdout") {
+		t.Fatalf("stdout read twice: %+v", r)
+	}
+	if r := cl.RunVia(cl.Servers[0], "more", "stdin", path); r.Code == 0 || !strings.Contains(r.Stderr, "closed") {
+		t.Fatalf("stdin after EOF: %+v", r)
+	}
+}
