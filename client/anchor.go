@@ -34,6 +34,14 @@ type Anchor interface {
 	// as the process runs. The error is non-nil if the binary cannot be
 	// started or the anchor holds an element already.
 	MakeProc(cmd Cmd) (Proc, error)
+	// MakeChan creates a channel of capacity n here.
+	MakeChan(n int) (Chan, error)
+	// MakeOnJoin creates an @join subscription here: it yields the path of
+	// every server that joins from now on.
+	MakeOnJoin() (Subscription, error)
+	// MakeOnLeave creates an @leave subscription here: it yields the path
+	// of every server that leaves or fails from now on.
+	MakeOnLeave() (Subscription, error)
 }
 
 // Split splits a path into its components: Split("/X1/a/b") is
@@ -81,10 +89,20 @@ func (c *Client) Get() interface{} { return nil }
 // Scrub of the root does nothing.
 func (c *Client) Scrub() {}
 
+// errRoot is the error of making an element at the root.
+var errRoot = classify(ErrBadRequest, "elements live below a server's anchor, not at /")
+
 // MakeProc at the root is an error: processes live below a server.
-func (c *Client) MakeProc(Cmd) (Proc, error) {
-	return nil, classify(ErrBadRequest, "processes live below a server's anchor, not at /")
-}
+func (c *Client) MakeProc(Cmd) (Proc, error) { return nil, errRoot }
+
+// MakeChan at the root is an error.
+func (c *Client) MakeChan(int) (Chan, error) { return nil, errRoot }
+
+// MakeOnJoin at the root is an error.
+func (c *Client) MakeOnJoin() (Subscription, error) { return nil, errRoot }
+
+// MakeOnLeave at the root is an error.
+func (c *Client) MakeOnLeave() (Subscription, error) { return nil, errRoot }
 
 // pathAnchor is an anchor below the root, named by its path.
 type pathAnchor struct {
@@ -133,6 +151,10 @@ func (a *pathAnchor) Get() interface{} {
 	switch kind {
 	case "proc":
 		return a.c.ProcAt(a.Path()).Proc()
+	case "chan":
+		return a.c.ChanAt(a.Path()).Chan()
+	case "@join", "@leave":
+		return a.c.ChanAt(a.Path()).Subscription()
 	}
 	return nil
 }
@@ -180,4 +202,29 @@ func (s *Server) Stack() []byte {
 // Suicide makes the server leave the cluster and exit.
 func (s *Server) Suicide() {
 	must(s.c.StopServer(context.Background(), s.id))
+}
+
+func (a *pathAnchor) MakeChan(n int) (Chan, error) {
+	h, err := a.c.MakeChanAt(context.Background(), a.Path(), n)
+	if lost(err) {
+		panic(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return h.Chan(), nil
+}
+
+func (a *pathAnchor) MakeOnJoin() (Subscription, error)  { return a.makeSub("@join") }
+func (a *pathAnchor) MakeOnLeave() (Subscription, error) { return a.makeSub("@leave") }
+
+func (a *pathAnchor) makeSub(kind string) (Subscription, error) {
+	h, err := a.c.MakeSubscriptionAt(context.Background(), a.Path(), kind)
+	if lost(err) {
+		panic(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return h.Subscription(), nil
 }

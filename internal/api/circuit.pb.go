@@ -1208,6 +1208,394 @@ func (*SignalReply) Descriptor() ([]byte, []int) {
 	return file_circuit_proto_rawDescGZIP(), []int{22}
 }
 
+type MakeChanRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Cap           int64                  `protobuf:"varint,2,opt,name=cap,proto3" json:"cap,omitempty"`
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"` // "chan", "@join" or "@leave"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MakeChanRequest) Reset() {
+	*x = MakeChanRequest{}
+	mi := &file_circuit_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MakeChanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MakeChanRequest) ProtoMessage() {}
+
+func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MakeChanRequest.ProtoReflect.Descriptor instead.
+func (*MakeChanRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *MakeChanRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MakeChanRequest) GetCap() int64 {
+	if x != nil {
+		return x.Cap
+	}
+	return 0
+}
+
+func (x *MakeChanRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+type SendChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"` // in the first chunk
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Last          bool                   `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendChunk) Reset() {
+	*x = SendChunk{}
+	mi := &file_circuit_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendChunk) ProtoMessage() {}
+
+func (x *SendChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendChunk.ProtoReflect.Descriptor instead.
+func (*SendChunk) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SendChunk) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *SendChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SendChunk) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+type SendReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendReply) Reset() {
+	*x = SendReply{}
+	mi := &file_circuit_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendReply) ProtoMessage() {}
+
+func (x *SendReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendReply.ProtoReflect.Descriptor instead.
+func (*SendReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{25}
+}
+
+type RecvAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"` // in the first message
+	Ack           bool                   `protobuf:"varint,2,opt,name=ack,proto3" json:"ack,omitempty"`  // the whole message arrived
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecvAck) Reset() {
+	*x = RecvAck{}
+	mi := &file_circuit_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecvAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecvAck) ProtoMessage() {}
+
+func (x *RecvAck) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecvAck.ProtoReflect.Descriptor instead.
+func (*RecvAck) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RecvAck) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *RecvAck) GetAck() bool {
+	if x != nil {
+		return x.Ack
+	}
+	return false
+}
+
+type RecvChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Last          bool                   `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecvChunk) Reset() {
+	*x = RecvChunk{}
+	mi := &file_circuit_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecvChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecvChunk) ProtoMessage() {}
+
+func (x *RecvChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecvChunk.ProtoReflect.Descriptor instead.
+func (*RecvChunk) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RecvChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *RecvChunk) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+type CloseReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseReply) Reset() {
+	*x = CloseReply{}
+	mi := &file_circuit_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseReply) ProtoMessage() {}
+
+func (x *CloseReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseReply.ProtoReflect.Descriptor instead.
+func (*CloseReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{28}
+}
+
+type ChanStat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Cap           int64                  `protobuf:"varint,2,opt,name=cap,proto3" json:"cap,omitempty"`
+	Closed        bool                   `protobuf:"varint,3,opt,name=closed,proto3" json:"closed,omitempty"`
+	Aborted       bool                   `protobuf:"varint,4,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	NumSend       int64                  `protobuf:"varint,5,opt,name=num_send,json=numSend,proto3" json:"num_send,omitempty"`
+	NumRecv       int64                  `protobuf:"varint,6,opt,name=num_recv,json=numRecv,proto3" json:"num_recv,omitempty"`
+	Pending       int64                  `protobuf:"varint,7,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChanStat) Reset() {
+	*x = ChanStat{}
+	mi := &file_circuit_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChanStat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChanStat) ProtoMessage() {}
+
+func (x *ChanStat) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChanStat.ProtoReflect.Descriptor instead.
+func (*ChanStat) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ChanStat) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ChanStat) GetCap() int64 {
+	if x != nil {
+		return x.Cap
+	}
+	return 0
+}
+
+func (x *ChanStat) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+func (x *ChanStat) GetAborted() bool {
+	if x != nil {
+		return x.Aborted
+	}
+	return false
+}
+
+func (x *ChanStat) GetNumSend() int64 {
+	if x != nil {
+		return x.NumSend
+	}
+	return 0
+}
+
+func (x *ChanStat) GetNumRecv() int64 {
+	if x != nil {
+		return x.NumRecv
+	}
+	return 0
+}
+
+func (x *ChanStat) GetPending() int64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
 var File_circuit_proto protoreflect.FileDescriptor
 
 const file_circuit_proto_rawDesc = "" +
@@ -1284,7 +1672,32 @@ const file_circuit_proto_rawDesc = "" +
 	"\rSignalRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\"\r\n" +
-	"\vSignalReply2\xe4\x02\n" +
+	"\vSignalReply\"K\n" +
+	"\x0fMakeChanRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
+	"\x03cap\x18\x02 \x01(\x03R\x03cap\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\"G\n" +
+	"\tSendChunk\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
+	"\x04last\x18\x03 \x01(\bR\x04last\"\v\n" +
+	"\tSendReply\"/\n" +
+	"\aRecvAck\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
+	"\x03ack\x18\x02 \x01(\bR\x03ack\"3\n" +
+	"\tRecvChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\bR\x04last\"\f\n" +
+	"\n" +
+	"CloseReply\"\xb2\x01\n" +
+	"\bChanStat\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03cap\x18\x02 \x01(\x03R\x03cap\x12\x16\n" +
+	"\x06closed\x18\x03 \x01(\bR\x06closed\x12\x18\n" +
+	"\aaborted\x18\x04 \x01(\bR\aaborted\x12\x19\n" +
+	"\bnum_send\x18\x05 \x01(\x03R\anumSend\x12\x19\n" +
+	"\bnum_recv\x18\x06 \x01(\x03R\anumRecv\x12\x18\n" +
+	"\apending\x18\a \x01(\x03R\apending2\xe4\x02\n" +
 	"\x06Server\x126\n" +
 	"\x04Info\x12\x17.circuit.v1.InfoRequest\x1a\x15.circuit.v1.InfoReply\x12?\n" +
 	"\aMembers\x12\x1a.circuit.v1.MembersRequest\x1a\x18.circuit.v1.MembersReply\x126\n" +
@@ -1299,7 +1712,13 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04Make\x12\x1b.circuit.v1.MakeProcRequest\x1a\x14.circuit.v1.ProcStat\x125\n" +
 	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.ProcStat\x125\n" +
 	"\x04Wait\x12\x17.circuit.v1.WaitRequest\x1a\x14.circuit.v1.ProcStat\x12<\n" +
-	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReplyB1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
+	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReply2\xa2\x02\n" +
+	"\x04Chan\x129\n" +
+	"\x04Make\x12\x1b.circuit.v1.MakeChanRequest\x1a\x14.circuit.v1.ChanStat\x126\n" +
+	"\x04Send\x12\x15.circuit.v1.SendChunk\x1a\x15.circuit.v1.SendReply(\x01\x126\n" +
+	"\x04Recv\x12\x13.circuit.v1.RecvAck\x1a\x15.circuit.v1.RecvChunk(\x010\x01\x128\n" +
+	"\x05Close\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.CloseReply\x125\n" +
+	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.ChanStatB1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
 
 var (
 	file_circuit_proto_rawDescOnce sync.Once
@@ -1313,7 +1732,7 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_circuit_proto_goTypes = []any{
 	(*Member)(nil),          // 0: circuit.v1.Member
 	(*InfoRequest)(nil),     // 1: circuit.v1.InfoRequest
@@ -1338,6 +1757,13 @@ var file_circuit_proto_goTypes = []any{
 	(*WaitRequest)(nil),     // 20: circuit.v1.WaitRequest
 	(*SignalRequest)(nil),   // 21: circuit.v1.SignalRequest
 	(*SignalReply)(nil),     // 22: circuit.v1.SignalReply
+	(*MakeChanRequest)(nil), // 23: circuit.v1.MakeChanRequest
+	(*SendChunk)(nil),       // 24: circuit.v1.SendChunk
+	(*SendReply)(nil),       // 25: circuit.v1.SendReply
+	(*RecvAck)(nil),         // 26: circuit.v1.RecvAck
+	(*RecvChunk)(nil),       // 27: circuit.v1.RecvChunk
+	(*CloseReply)(nil),      // 28: circuit.v1.CloseReply
+	(*ChanStat)(nil),        // 29: circuit.v1.ChanStat
 }
 var file_circuit_proto_depIdxs = []int32{
 	0,  // 0: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
@@ -1357,20 +1783,30 @@ var file_circuit_proto_depIdxs = []int32{
 	14, // 14: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
 	20, // 15: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
 	21, // 16: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
-	2,  // 17: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 18: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 19: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 20: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 21: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 22: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	15, // 23: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	16, // 24: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	19, // 25: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	19, // 26: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	19, // 27: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	22, // 28: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	17, // [17:29] is the sub-list for method output_type
-	5,  // [5:17] is the sub-list for method input_type
+	23, // 17: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
+	24, // 18: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
+	26, // 19: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
+	14, // 20: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
+	14, // 21: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
+	2,  // 22: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 23: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 24: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 25: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 26: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 27: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	15, // 28: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	16, // 29: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	19, // 30: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	19, // 31: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	19, // 32: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	22, // 33: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	29, // 34: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	25, // 35: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	27, // 36: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	28, // 37: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	29, // 38: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	22, // [22:39] is the sub-list for method output_type
+	5,  // [5:22] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -1387,9 +1823,9 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   30,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_circuit_proto_goTypes,
 		DependencyIndexes: file_circuit_proto_depIdxs,

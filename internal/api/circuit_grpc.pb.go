@@ -710,3 +710,269 @@ var Proc_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "circuit.proto",
 }
+
+const (
+	Chan_Make_FullMethodName  = "/circuit.v1.Chan/Make"
+	Chan_Send_FullMethodName  = "/circuit.v1.Chan/Send"
+	Chan_Recv_FullMethodName  = "/circuit.v1.Chan/Recv"
+	Chan_Close_FullMethodName = "/circuit.v1.Chan/Close"
+	Chan_Peek_FullMethodName  = "/circuit.v1.Chan/Peek"
+)
+
+// ChanClient is the client API for Chan service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Chan is the channel element, and the subscriptions (@join, @leave), which
+// are receive-only channels fed by the server.
+type ChanClient interface {
+	// Make creates a channel, or a subscription when kind is @join or @leave.
+	Make(ctx context.Context, in *MakeChanRequest, opts ...grpc.CallOption) (*ChanStat, error)
+	// Send sends one message: chunks of at most 32 KiB, the first naming the
+	// path, the last marked. It returns once the message is accepted (into the
+	// buffer or by a receiver); for a streamed message, once delivered.
+	Send(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SendChunk, SendReply], error)
+	// Recv receives one message: the client names the path, the server sends
+	// the chunks, the last marked, and the client acknowledges the whole
+	// message. A message not acknowledged is not delivered.
+	Recv(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RecvAck, RecvChunk], error)
+	// Close closes a channel; buffered messages still drain.
+	Close(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*CloseReply, error)
+	// Peek describes a channel or subscription.
+	Peek(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*ChanStat, error)
+}
+
+type chanClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewChanClient(cc grpc.ClientConnInterface) ChanClient {
+	return &chanClient{cc}
+}
+
+func (c *chanClient) Make(ctx context.Context, in *MakeChanRequest, opts ...grpc.CallOption) (*ChanStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChanStat)
+	err := c.cc.Invoke(ctx, Chan_Make_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chanClient) Send(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SendChunk, SendReply], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Chan_ServiceDesc.Streams[0], Chan_Send_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SendChunk, SendReply]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Chan_SendClient = grpc.ClientStreamingClient[SendChunk, SendReply]
+
+func (c *chanClient) Recv(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RecvAck, RecvChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Chan_ServiceDesc.Streams[1], Chan_Recv_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RecvAck, RecvChunk]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Chan_RecvClient = grpc.BidiStreamingClient[RecvAck, RecvChunk]
+
+func (c *chanClient) Close(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*CloseReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseReply)
+	err := c.cc.Invoke(ctx, Chan_Close_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chanClient) Peek(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*ChanStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChanStat)
+	err := c.cc.Invoke(ctx, Chan_Peek_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ChanServer is the server API for Chan service.
+// All implementations must embed UnimplementedChanServer
+// for forward compatibility.
+//
+// Chan is the channel element, and the subscriptions (@join, @leave), which
+// are receive-only channels fed by the server.
+type ChanServer interface {
+	// Make creates a channel, or a subscription when kind is @join or @leave.
+	Make(context.Context, *MakeChanRequest) (*ChanStat, error)
+	// Send sends one message: chunks of at most 32 KiB, the first naming the
+	// path, the last marked. It returns once the message is accepted (into the
+	// buffer or by a receiver); for a streamed message, once delivered.
+	Send(grpc.ClientStreamingServer[SendChunk, SendReply]) error
+	// Recv receives one message: the client names the path, the server sends
+	// the chunks, the last marked, and the client acknowledges the whole
+	// message. A message not acknowledged is not delivered.
+	Recv(grpc.BidiStreamingServer[RecvAck, RecvChunk]) error
+	// Close closes a channel; buffered messages still drain.
+	Close(context.Context, *PathRequest) (*CloseReply, error)
+	// Peek describes a channel or subscription.
+	Peek(context.Context, *PathRequest) (*ChanStat, error)
+	mustEmbedUnimplementedChanServer()
+}
+
+// UnimplementedChanServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedChanServer struct{}
+
+func (UnimplementedChanServer) Make(context.Context, *MakeChanRequest) (*ChanStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Make not implemented")
+}
+func (UnimplementedChanServer) Send(grpc.ClientStreamingServer[SendChunk, SendReply]) error {
+	return status.Error(codes.Unimplemented, "method Send not implemented")
+}
+func (UnimplementedChanServer) Recv(grpc.BidiStreamingServer[RecvAck, RecvChunk]) error {
+	return status.Error(codes.Unimplemented, "method Recv not implemented")
+}
+func (UnimplementedChanServer) Close(context.Context, *PathRequest) (*CloseReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
+}
+func (UnimplementedChanServer) Peek(context.Context, *PathRequest) (*ChanStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Peek not implemented")
+}
+func (UnimplementedChanServer) mustEmbedUnimplementedChanServer() {}
+func (UnimplementedChanServer) testEmbeddedByValue()              {}
+
+// UnsafeChanServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ChanServer will
+// result in compilation errors.
+type UnsafeChanServer interface {
+	mustEmbedUnimplementedChanServer()
+}
+
+func RegisterChanServer(s grpc.ServiceRegistrar, srv ChanServer) {
+	// If the following call panics, it indicates UnimplementedChanServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Chan_ServiceDesc, srv)
+}
+
+func _Chan_Make_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MakeChanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChanServer).Make(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Chan_Make_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChanServer).Make(ctx, req.(*MakeChanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Chan_Send_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ChanServer).Send(&grpc.GenericServerStream[SendChunk, SendReply]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Chan_SendServer = grpc.ClientStreamingServer[SendChunk, SendReply]
+
+func _Chan_Recv_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ChanServer).Recv(&grpc.GenericServerStream[RecvAck, RecvChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Chan_RecvServer = grpc.BidiStreamingServer[RecvAck, RecvChunk]
+
+func _Chan_Close_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChanServer).Close(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Chan_Close_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChanServer).Close(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Chan_Peek_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChanServer).Peek(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Chan_Peek_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChanServer).Peek(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Chan_ServiceDesc is the grpc.ServiceDesc for Chan service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Chan_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "circuit.v1.Chan",
+	HandlerType: (*ChanServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Make",
+			Handler:    _Chan_Make_Handler,
+		},
+		{
+			MethodName: "Close",
+			Handler:    _Chan_Close_Handler,
+		},
+		{
+			MethodName: "Peek",
+			Handler:    _Chan_Peek_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Send",
+			Handler:       _Chan_Send_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Recv",
+			Handler:       _Chan_Recv_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "circuit.proto",
+}

@@ -86,6 +86,18 @@ func init() {
 					return fmt.Errorf("peek %s: %w", path, err)
 				}
 				return printJSON(env, toProcJSON(st))
+			case "chan":
+				st, err := c.ChanAt(path).Peek(env.Ctx)
+				if err != nil {
+					return fmt.Errorf("peek %s: %w", path, err)
+				}
+				return printJSON(env, chanPeek(st))
+			case "@join", "@leave":
+				st, err := c.ChanAt(path).PeekSubscription(env.Ctx)
+				if err != nil {
+					return fmt.Errorf("peek %s: %w", path, err)
+				}
+				return printJSON(env, subPeek(st))
 			case "":
 				return fmt.Errorf("peek %s: %w: no element at this anchor", path, client.ErrNotFound)
 			}

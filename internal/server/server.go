@@ -51,6 +51,7 @@ type Server struct {
 	rpcLn   *connListener
 	tree    *anchor.Tree
 	tomb    tomb
+	subscriptions
 	serial  atomic.Uint64 // numbers elements
 	lock    *os.File
 
@@ -114,7 +115,7 @@ func Start(cfg Config) (s *Server, err error) {
 	}
 	s.cluster, err = cluster.New(cluster.Config{
 		ID: s.id, Advertise: adv, PID: os.Getpid(), Timing: cfg.Timing,
-		GossipKey: gossipKey, UDP: udp, Logger: s.log,
+		GossipKey: gossipKey, UDP: udp, Logger: s.log, OnEvent: s.onMember,
 		DialStream: func(ctx context.Context, addr string) (net.Conn, error) {
 			return wire.Dial(ctx, addr, wire.KindGossip, 0, cfg.Key)
 		},
@@ -133,6 +134,7 @@ func Start(cfg Config) (s *Server, err error) {
 	api.RegisterServerServer(s.rpc, &serverService{s: s})
 	api.RegisterAnchorServer(s.rpc, &anchorService{s: s})
 	api.RegisterProcServer(s.rpc, &procService{s: s})
+	api.RegisterChanServer(s.rpc, &chanService{s: s})
 	s.goFunc(func() {
 		if err := s.rpc.Serve(s.rpcLn); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("rpc serving stopped", "err", err)

@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// chanPeek is how the CLI prints a channel: the seed's names, exactly.
+type chanPeek struct {
+	Cap     int
+	Closed  bool
+	Aborted bool
+	NumSend int64
+	NumRecv int64
+}
+
+// subPeek is how the CLI prints a subscription.
+type subPeek struct {
+	Kind      string
+	Pending   int
+	Delivered int64
+	Aborted   bool
+}
+
+func init() {
+	register(&command{
+		name:  "mkchan",
+		args:  "PATH CAP",
+		short: "create a channel with buffer capacity CAP (0: unbuffered), as in Go",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			if len(inv.args) != 2 {
+				return usagef("mkchan takes a path and a capacity, e.g. circuit mkchan /X88550014d4c82e4d/this/is/charlie 3")
+			}
+			path := inv.args[0]
+			n, err := strconv.Atoi(inv.args[1])
+			if err != nil || n < 0 {
+				return usagef("mkchan %s: capacity %q is not a number of messages (0 or more)", path, inv.args[1])
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			if _, err := c.MakeChanAt(env.Ctx, path, n); err != nil {
+				return fmt.Errorf("mkchan %s: %w", path, err)
+			}
+			return nil
+		},
+	})
+	for _, kind := range []string{"@join", "@leave"} {
+		what := "joins"
+		if kind == "@leave" {
+			what = "leaves or fails"
+		}
+		register(&command{
+			name:  "mk" + kind,
+			args:  "PATH",
+			short: "create a subscription: recv on it yields the path of each server that " + what + " from now on",
+			dial:  true,
+			run: func(env *Env, inv *invocation) error {
+				path, err := onePath(inv, "mk"+kind)
+				if err != nil {
+					return err
+				}
+				c, err := connect(env, inv)
+				if err != nil {
+					return err
+				}
+				if _, err := c.MakeSubscriptionAt(env.Ctx, path, kind); err != nil {
+					return fmt.Errorf("mk%s %s: %w", kind, path, err)
+				}
+				return nil
+			},
+		})
+	}
+	register(&command{
+		name:  "send",
+		args:  "PATH",
+		short: "send this stdin as one message on a channel; blocks until a receiver or a buffer slot takes it",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			path, err := onePath(inv, "send")
+			if err != nil {
+				return err
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			if err := c.ChanAt(path).Send(env.Ctx, env.Stdin); err != nil {
+				return fmt.Errorf("send %s: %w", path, err)
+			}
+			return nil
+		},
+	})
+	register(&command{
+		name:  "recv",
+		args:  "PATH",
+		short: "receive one message from a channel or subscription onto this stdout",
+		long:  "Exits non-zero, printing nothing, once a closed channel has no messages left.",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			path, err := onePath(inv, "recv")
+			if err != nil {
+				return err
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			r, err := c.ChanAt(path).Recv(env.Ctx)
+			if err != nil {
+				return fmt.Errorf("recv %s: %w", path, err)
+			}
+			defer r.Close()
+			if _, err := io.Copy(env.Stdout, r); err != nil {
+				return fmt.Errorf("recv %s: %w", path, err)
+			}
+			return nil
+		},
+	})
+	register(&command{
+		name:  "close",
+		args:  "PATH",
+		short: "close a channel: buffered messages still drain, then recv reports it closed",
+		dial:  true,
+		run: func(env *Env, inv *invocation) error {
+			path, err := onePath(inv, "close")
+			if err != nil {
+				return err
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			if err := c.ChanAt(path).Close(env.Ctx); err != nil {
+				return fmt.Errorf("close %s: %w", path, err)
+			}
+			return nil
+		},
+	})
+}
