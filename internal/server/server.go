@@ -52,8 +52,8 @@ type Server struct {
 	tree    *anchor.Tree
 	tomb    tomb
 	subscriptions
-	serial  atomic.Uint64 // numbers elements
-	lock    *os.File
+	serial atomic.Uint64 // numbers elements
+	lock   *os.File
 
 	ctx    context.Context // canceled by Stop
 	cancel context.CancelFunc
