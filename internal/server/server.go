@@ -191,6 +191,9 @@ func (s *Server) ID() ident.ID { return s.id }
 // URL returns the server's circuit URL.
 func (s *Server) URL() ident.URL { return s.url }
 
+// JoinCluster joins the cluster of the server at addr (host:port).
+func (s *Server) JoinCluster(addr string) error { return s.cluster.Join(addr) }
+
 // Members returns the servers this server sees.
 func (s *Server) Members() []cluster.Member { return s.cluster.Members() }
 
