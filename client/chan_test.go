@@ -180,7 +180,7 @@ func TestChannelFaults(t *testing.T) {
 		}
 	}
 	rctx, die := context.WithCancel(ctx)
-	r, err := clients[1].ChanAt(path+"2").Recv(rctx)
+	r, err := clients[1].ChanAt(path + "2").Recv(rctx)
 	if err != nil {
 		t.Fatal(err)
 	}
