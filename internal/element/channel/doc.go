@@ -21,7 +21,8 @@
 //   - Delivery is exactly once and whole. A receive takes a message, and the
 //     server counts it delivered (NumRecv) only when the receiving client
 //     acknowledges it whole; if the receiver goes away first, a buffered
-//     message is put back at the head of the channel for the next receiver,
+//     message is put back at the head of the channel for the next receiver
+//     (a message another receiver took meanwhile may then come before it),
 //     and a streamed one fails its sender. A sender that goes away before
 //     its message is complete sends nothing. Messages of one sender keep
 //     their order.
