@@ -41,6 +41,7 @@ var benchmarks = []benchmark{
 	{"kill", benchKill},
 	{"launch", benchLaunch},
 	{"stdout", benchStdout},
+	{"chan", benchChan},
 }
 
 func names() []string {

@@ -27,9 +27,13 @@ type SubscriptionStat struct {
 	Aborted   bool
 }
 
-// chunkSize is the size of the pieces a message travels in; a message that
-// fits in one may wait in a channel's buffer.
-const chunkSize = 32 << 10
+// chunkSize is the size of the first piece of a message; a message that
+// fits in it may wait in a channel's buffer. A longer message is streamed,
+// and its later pieces are bigger, for throughput.
+const (
+	chunkSize       = 32 << 10
+	streamChunkSize = 512 << 10
+)
 
 // ChanHandle is a channel (or subscription) element, in the context style.
 type ChanHandle struct {
@@ -199,10 +203,14 @@ func (w *MessageWriter) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
-		take := min(len(p), chunkSize-len(w.buf))
+		size := chunkSize
+		if w.sent {
+			size = streamChunkSize
+		}
+		take := min(len(p), size-len(w.buf))
 		w.buf = append(w.buf, p[:take]...)
 		p, n = p[take:], n+take
-		if len(w.buf) == chunkSize && len(p) > 0 {
+		if len(w.buf) == size && len(p) > 0 {
 			if w.err = w.flush(false); w.err != nil {
 				return n, w.err
 			}

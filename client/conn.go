@@ -71,6 +71,8 @@ func newServerConn(dialin string, target ident.ID, key *security.Key, first net.
 	cc, err := grpc.NewClient("passthrough:///"+dialin,
 		grpc.WithContextDialer(dialer),
 		grpc.WithTransportCredentials(insecure.NewCredentials()), // TLS, when keyed, is done by the dialer
+		grpc.WithInitialWindowSize(windowSize),
+		grpc.WithInitialConnWindowSize(windowSize),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("making connection to %s: %w", dialin, err)
@@ -150,6 +152,11 @@ func (c *Client) wrap(ctx context.Context, sc *serverConn, err error) error {
 	}
 	return &HostLostError{Server: sc.target.String(), Err: cause}
 }
+
+// windowSize is the HTTP/2 flow-control window of each stream and
+// connection: large messages stream through relays without waiting for
+// window updates every 64 KiB.
+const windowSize = 4 << 20
 
 // errConnFailed stands for a connection that failed outside gRPC; wrap
 // classifies it by the serverConn's recorded dial error.

@@ -128,6 +128,8 @@ func Start(cfg Config) (s *Server, err error) {
 	s.rpcLn = newConnListener(adv)
 	s.rpc = grpc.NewServer(
 		grpc.ConnectionTimeout(wire.HandshakeTimeout),
+		grpc.InitialWindowSize(4<<20), // as the client's: see client/conn.go
+		grpc.InitialConnWindowSize(4<<20),
 		grpc.ChainUnaryInterceptor(s.unaryOp),
 		grpc.ChainStreamInterceptor(s.streamOp),
 	)
