@@ -144,15 +144,23 @@ func TestChannelFaults(t *testing.T) {
 	// A sender dies halfway through a large message on an unbuffered
 	// channel, while a receiver is taking it: the receiver gets an error,
 	// not a partial message.
-	big := make([]byte, 1<<20)
+	big := make([]byte, 4<<20)
 	rand.Read(big)
+	started := make(chan struct{})
 	recvErr := make(chan error, 1)
 	go func() {
 		r, err := clients[1].ChanAt(path).Recv(ctx)
 		if err != nil {
+			close(started)
 			recvErr <- err
 			return
 		}
+		if _, err := io.ReadFull(r, make([]byte, 1)); err != nil {
+			close(started)
+			recvErr <- err
+			return
+		}
+		close(started) // the transfer is under way
 		_, err = io.ReadAll(r)
 		recvErr <- err
 	}()
@@ -161,10 +169,15 @@ func TestChannelFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Write(big[:512<<10]); err != nil {
+	if _, err := w.Write(big[:2<<20]); err != nil { // several chunks: streaming starts
 		t.Fatal(err)
 	}
-	kill() // the sending client dies
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the streamed message never reached the receiver")
+	}
+	kill() // the sending client dies halfway
 	if err := <-recvErr; err == nil {
 		t.Fatal("a receiver got a message whose sender died halfway")
 	}
