@@ -42,6 +42,9 @@ type Anchor interface {
 	// MakeOnLeave creates an @leave subscription here: it yields the path
 	// of every server that leaves or fails from now on.
 	MakeOnLeave() (Subscription, error)
+	// MakeNameserver starts a DNS server here, on addr (host:port), or on
+	// a free port of the hosting server's address when addr is "".
+	MakeNameserver(addr string) (Nameserver, error)
 }
 
 // Split splits a path into its components: Split("/X1/a/b") is
@@ -101,6 +104,9 @@ func (c *Client) MakeChan(int) (Chan, error) { return nil, errRoot }
 // MakeOnJoin at the root is an error.
 func (c *Client) MakeOnJoin() (Subscription, error) { return nil, errRoot }
 
+// MakeNameserver at the root is an error.
+func (c *Client) MakeNameserver(string) (Nameserver, error) { return nil, errRoot }
+
 // MakeOnLeave at the root is an error.
 func (c *Client) MakeOnLeave() (Subscription, error) { return nil, errRoot }
 
@@ -155,6 +161,8 @@ func (a *pathAnchor) Get() interface{} {
 		return a.c.ChanAt(a.Path()).Chan()
 	case "@join", "@leave":
 		return a.c.ChanAt(a.Path()).Subscription()
+	case "dns":
+		return a.c.NameserverAt(a.Path()).Nameserver()
 	}
 	return nil
 }
@@ -227,4 +235,15 @@ func (a *pathAnchor) makeSub(kind string) (Subscription, error) {
 		return nil, err
 	}
 	return h.Subscription(), nil
+}
+
+func (a *pathAnchor) MakeNameserver(addr string) (Nameserver, error) {
+	h, err := a.c.MakeNameserverAt(context.Background(), a.Path(), addr)
+	if lost(err) {
+		panic(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return h.Nameserver(), nil
 }

@@ -1596,6 +1596,266 @@ func (x *ChanStat) GetPending() int64 {
 	return 0
 }
 
+type MakeNameserverRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MakeNameserverRequest) Reset() {
+	*x = MakeNameserverRequest{}
+	mi := &file_circuit_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MakeNameserverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MakeNameserverRequest) ProtoMessage() {}
+
+func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MakeNameserverRequest.ProtoReflect.Descriptor instead.
+func (*MakeNameserverRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *MakeNameserverRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MakeNameserverRequest) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+type SetRecordRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Record        string                 `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRecordRequest) Reset() {
+	*x = SetRecordRequest{}
+	mi := &file_circuit_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRecordRequest) ProtoMessage() {}
+
+func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRecordRequest.ProtoReflect.Descriptor instead.
+func (*SetRecordRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SetRecordRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *SetRecordRequest) GetRecord() string {
+	if x != nil {
+		return x.Record
+	}
+	return ""
+}
+
+type UnsetRecordRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnsetRecordRequest) Reset() {
+	*x = UnsetRecordRequest{}
+	mi := &file_circuit_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnsetRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnsetRecordRequest) ProtoMessage() {}
+
+func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnsetRecordRequest.ProtoReflect.Descriptor instead.
+func (*UnsetRecordRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *UnsetRecordRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *UnsetRecordRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RecordSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Records       []string               `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordSet) Reset() {
+	*x = RecordSet{}
+	mi := &file_circuit_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordSet) ProtoMessage() {}
+
+func (x *RecordSet) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordSet.ProtoReflect.Descriptor instead.
+func (*RecordSet) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RecordSet) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RecordSet) GetRecords() []string {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+type NameserverStat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Records       []*RecordSet           `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NameserverStat) Reset() {
+	*x = NameserverStat{}
+	mi := &file_circuit_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NameserverStat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NameserverStat) ProtoMessage() {}
+
+func (x *NameserverStat) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NameserverStat.ProtoReflect.Descriptor instead.
+func (*NameserverStat) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *NameserverStat) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *NameserverStat) GetRecords() []*RecordSet {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
 var File_circuit_proto protoreflect.FileDescriptor
 
 const file_circuit_proto_rawDesc = "" +
@@ -1697,7 +1957,22 @@ const file_circuit_proto_rawDesc = "" +
 	"\aaborted\x18\x04 \x01(\bR\aaborted\x12\x19\n" +
 	"\bnum_send\x18\x05 \x01(\x03R\anumSend\x12\x19\n" +
 	"\bnum_recv\x18\x06 \x01(\x03R\anumRecv\x12\x18\n" +
-	"\apending\x18\a \x01(\x03R\apending2\xe4\x02\n" +
+	"\apending\x18\a \x01(\x03R\apending\"?\n" +
+	"\x15MakeNameserverRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\">\n" +
+	"\x10SetRecordRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06record\x18\x02 \x01(\tR\x06record\"<\n" +
+	"\x12UnsetRecordRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"9\n" +
+	"\tRecordSet\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\arecords\x18\x02 \x03(\tR\arecords\"[\n" +
+	"\x0eNameserverStat\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12/\n" +
+	"\arecords\x18\x02 \x03(\v2\x15.circuit.v1.RecordSetR\arecords2\xe4\x02\n" +
 	"\x06Server\x126\n" +
 	"\x04Info\x12\x17.circuit.v1.InfoRequest\x1a\x15.circuit.v1.InfoReply\x12?\n" +
 	"\aMembers\x12\x1a.circuit.v1.MembersRequest\x1a\x18.circuit.v1.MembersReply\x126\n" +
@@ -1718,7 +1993,13 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04Send\x12\x15.circuit.v1.SendChunk\x1a\x15.circuit.v1.SendReply(\x01\x126\n" +
 	"\x04Recv\x12\x13.circuit.v1.RecvAck\x1a\x15.circuit.v1.RecvChunk(\x010\x01\x128\n" +
 	"\x05Close\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.CloseReply\x125\n" +
-	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.ChanStatB1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
+	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.ChanStat2\x96\x02\n" +
+	"\n" +
+	"Nameserver\x12E\n" +
+	"\x04Make\x12!.circuit.v1.MakeNameserverRequest\x1a\x1a.circuit.v1.NameserverStat\x12?\n" +
+	"\x03Set\x12\x1c.circuit.v1.SetRecordRequest\x1a\x1a.circuit.v1.NameserverStat\x12C\n" +
+	"\x05Unset\x12\x1e.circuit.v1.UnsetRecordRequest\x1a\x1a.circuit.v1.NameserverStat\x12;\n" +
+	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x1a.circuit.v1.NameserverStatB1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
 
 var (
 	file_circuit_proto_rawDescOnce sync.Once
@@ -1732,38 +2013,43 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_circuit_proto_goTypes = []any{
-	(*Member)(nil),          // 0: circuit.v1.Member
-	(*InfoRequest)(nil),     // 1: circuit.v1.InfoRequest
-	(*InfoReply)(nil),       // 2: circuit.v1.InfoReply
-	(*MembersRequest)(nil),  // 3: circuit.v1.MembersRequest
-	(*MembersReply)(nil),    // 4: circuit.v1.MembersReply
-	(*ListRequest)(nil),     // 5: circuit.v1.ListRequest
-	(*Entry)(nil),           // 6: circuit.v1.Entry
-	(*ListReply)(nil),       // 7: circuit.v1.ListReply
-	(*StackRequest)(nil),    // 8: circuit.v1.StackRequest
-	(*StackReply)(nil),      // 9: circuit.v1.StackReply
-	(*StopRequest)(nil),     // 10: circuit.v1.StopRequest
-	(*StopReply)(nil),       // 11: circuit.v1.StopReply
-	(*JoinRequest)(nil),     // 12: circuit.v1.JoinRequest
-	(*JoinReply)(nil),       // 13: circuit.v1.JoinReply
-	(*PathRequest)(nil),     // 14: circuit.v1.PathRequest
-	(*GetReply)(nil),        // 15: circuit.v1.GetReply
-	(*ScrubReply)(nil),      // 16: circuit.v1.ScrubReply
-	(*Cmd)(nil),             // 17: circuit.v1.Cmd
-	(*MakeProcRequest)(nil), // 18: circuit.v1.MakeProcRequest
-	(*ProcStat)(nil),        // 19: circuit.v1.ProcStat
-	(*WaitRequest)(nil),     // 20: circuit.v1.WaitRequest
-	(*SignalRequest)(nil),   // 21: circuit.v1.SignalRequest
-	(*SignalReply)(nil),     // 22: circuit.v1.SignalReply
-	(*MakeChanRequest)(nil), // 23: circuit.v1.MakeChanRequest
-	(*SendChunk)(nil),       // 24: circuit.v1.SendChunk
-	(*SendReply)(nil),       // 25: circuit.v1.SendReply
-	(*RecvAck)(nil),         // 26: circuit.v1.RecvAck
-	(*RecvChunk)(nil),       // 27: circuit.v1.RecvChunk
-	(*CloseReply)(nil),      // 28: circuit.v1.CloseReply
-	(*ChanStat)(nil),        // 29: circuit.v1.ChanStat
+	(*Member)(nil),                // 0: circuit.v1.Member
+	(*InfoRequest)(nil),           // 1: circuit.v1.InfoRequest
+	(*InfoReply)(nil),             // 2: circuit.v1.InfoReply
+	(*MembersRequest)(nil),        // 3: circuit.v1.MembersRequest
+	(*MembersReply)(nil),          // 4: circuit.v1.MembersReply
+	(*ListRequest)(nil),           // 5: circuit.v1.ListRequest
+	(*Entry)(nil),                 // 6: circuit.v1.Entry
+	(*ListReply)(nil),             // 7: circuit.v1.ListReply
+	(*StackRequest)(nil),          // 8: circuit.v1.StackRequest
+	(*StackReply)(nil),            // 9: circuit.v1.StackReply
+	(*StopRequest)(nil),           // 10: circuit.v1.StopRequest
+	(*StopReply)(nil),             // 11: circuit.v1.StopReply
+	(*JoinRequest)(nil),           // 12: circuit.v1.JoinRequest
+	(*JoinReply)(nil),             // 13: circuit.v1.JoinReply
+	(*PathRequest)(nil),           // 14: circuit.v1.PathRequest
+	(*GetReply)(nil),              // 15: circuit.v1.GetReply
+	(*ScrubReply)(nil),            // 16: circuit.v1.ScrubReply
+	(*Cmd)(nil),                   // 17: circuit.v1.Cmd
+	(*MakeProcRequest)(nil),       // 18: circuit.v1.MakeProcRequest
+	(*ProcStat)(nil),              // 19: circuit.v1.ProcStat
+	(*WaitRequest)(nil),           // 20: circuit.v1.WaitRequest
+	(*SignalRequest)(nil),         // 21: circuit.v1.SignalRequest
+	(*SignalReply)(nil),           // 22: circuit.v1.SignalReply
+	(*MakeChanRequest)(nil),       // 23: circuit.v1.MakeChanRequest
+	(*SendChunk)(nil),             // 24: circuit.v1.SendChunk
+	(*SendReply)(nil),             // 25: circuit.v1.SendReply
+	(*RecvAck)(nil),               // 26: circuit.v1.RecvAck
+	(*RecvChunk)(nil),             // 27: circuit.v1.RecvChunk
+	(*CloseReply)(nil),            // 28: circuit.v1.CloseReply
+	(*ChanStat)(nil),              // 29: circuit.v1.ChanStat
+	(*MakeNameserverRequest)(nil), // 30: circuit.v1.MakeNameserverRequest
+	(*SetRecordRequest)(nil),      // 31: circuit.v1.SetRecordRequest
+	(*UnsetRecordRequest)(nil),    // 32: circuit.v1.UnsetRecordRequest
+	(*RecordSet)(nil),             // 33: circuit.v1.RecordSet
+	(*NameserverStat)(nil),        // 34: circuit.v1.NameserverStat
 }
 var file_circuit_proto_depIdxs = []int32{
 	0,  // 0: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
@@ -1771,45 +2057,54 @@ var file_circuit_proto_depIdxs = []int32{
 	6,  // 2: circuit.v1.ListReply.entries:type_name -> circuit.v1.Entry
 	17, // 3: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
 	17, // 4: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
-	1,  // 5: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
-	3,  // 6: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
-	5,  // 7: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
-	8,  // 8: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
-	10, // 9: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
-	12, // 10: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
-	14, // 11: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
-	14, // 12: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
-	18, // 13: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
-	14, // 14: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
-	20, // 15: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
-	21, // 16: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
-	23, // 17: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
-	24, // 18: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
-	26, // 19: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
-	14, // 20: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
-	14, // 21: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
-	2,  // 22: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 23: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 24: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 25: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 26: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 27: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	15, // 28: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	16, // 29: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	19, // 30: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	19, // 31: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	19, // 32: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	22, // 33: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	29, // 34: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
-	25, // 35: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
-	27, // 36: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
-	28, // 37: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
-	29, // 38: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
-	22, // [22:39] is the sub-list for method output_type
-	5,  // [5:22] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	33, // 5: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
+	1,  // 6: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
+	3,  // 7: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
+	5,  // 8: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
+	8,  // 9: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
+	10, // 10: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
+	12, // 11: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
+	14, // 12: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
+	14, // 13: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
+	18, // 14: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
+	14, // 15: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
+	20, // 16: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
+	21, // 17: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
+	23, // 18: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
+	24, // 19: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
+	26, // 20: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
+	14, // 21: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
+	14, // 22: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
+	30, // 23: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
+	31, // 24: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
+	32, // 25: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
+	14, // 26: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
+	2,  // 27: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 28: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 29: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 30: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 31: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 32: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	15, // 33: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	16, // 34: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	19, // 35: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	19, // 36: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	19, // 37: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	22, // 38: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	29, // 39: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	25, // 40: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	27, // 41: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	28, // 42: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	29, // 43: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	34, // 44: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
+	34, // 45: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
+	34, // 46: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
+	34, // 47: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
+	27, // [27:48] is the sub-list for method output_type
+	6,  // [6:27] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_circuit_proto_init() }
@@ -1823,9 +2118,9 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   35,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_circuit_proto_goTypes,
 		DependencyIndexes: file_circuit_proto_depIdxs,

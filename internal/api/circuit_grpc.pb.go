@@ -976,3 +976,233 @@ var Chan_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "circuit.proto",
 }
+
+const (
+	Nameserver_Make_FullMethodName  = "/circuit.v1.Nameserver/Make"
+	Nameserver_Set_FullMethodName   = "/circuit.v1.Nameserver/Set"
+	Nameserver_Unset_FullMethodName = "/circuit.v1.Nameserver/Unset"
+	Nameserver_Peek_FullMethodName  = "/circuit.v1.Nameserver/Peek"
+)
+
+// NameserverClient is the client API for Nameserver service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Nameserver is the DNS element.
+type NameserverClient interface {
+	// Make starts a DNS server at a path, on addr (host:port) or, when addr
+	// is empty, on a free port of the server's own address.
+	Make(ctx context.Context, in *MakeNameserverRequest, opts ...grpc.CallOption) (*NameserverStat, error)
+	// Set adds a resource record in zone-file syntax.
+	Set(ctx context.Context, in *SetRecordRequest, opts ...grpc.CallOption) (*NameserverStat, error)
+	// Unset removes every record of a name.
+	Unset(ctx context.Context, in *UnsetRecordRequest, opts ...grpc.CallOption) (*NameserverStat, error)
+	// Peek returns the address and the records.
+	Peek(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*NameserverStat, error)
+}
+
+type nameserverClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewNameserverClient(cc grpc.ClientConnInterface) NameserverClient {
+	return &nameserverClient{cc}
+}
+
+func (c *nameserverClient) Make(ctx context.Context, in *MakeNameserverRequest, opts ...grpc.CallOption) (*NameserverStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NameserverStat)
+	err := c.cc.Invoke(ctx, Nameserver_Make_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nameserverClient) Set(ctx context.Context, in *SetRecordRequest, opts ...grpc.CallOption) (*NameserverStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NameserverStat)
+	err := c.cc.Invoke(ctx, Nameserver_Set_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nameserverClient) Unset(ctx context.Context, in *UnsetRecordRequest, opts ...grpc.CallOption) (*NameserverStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NameserverStat)
+	err := c.cc.Invoke(ctx, Nameserver_Unset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nameserverClient) Peek(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*NameserverStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NameserverStat)
+	err := c.cc.Invoke(ctx, Nameserver_Peek_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NameserverServer is the server API for Nameserver service.
+// All implementations must embed UnimplementedNameserverServer
+// for forward compatibility.
+//
+// Nameserver is the DNS element.
+type NameserverServer interface {
+	// Make starts a DNS server at a path, on addr (host:port) or, when addr
+	// is empty, on a free port of the server's own address.
+	Make(context.Context, *MakeNameserverRequest) (*NameserverStat, error)
+	// Set adds a resource record in zone-file syntax.
+	Set(context.Context, *SetRecordRequest) (*NameserverStat, error)
+	// Unset removes every record of a name.
+	Unset(context.Context, *UnsetRecordRequest) (*NameserverStat, error)
+	// Peek returns the address and the records.
+	Peek(context.Context, *PathRequest) (*NameserverStat, error)
+	mustEmbedUnimplementedNameserverServer()
+}
+
+// UnimplementedNameserverServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedNameserverServer struct{}
+
+func (UnimplementedNameserverServer) Make(context.Context, *MakeNameserverRequest) (*NameserverStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Make not implemented")
+}
+func (UnimplementedNameserverServer) Set(context.Context, *SetRecordRequest) (*NameserverStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Set not implemented")
+}
+func (UnimplementedNameserverServer) Unset(context.Context, *UnsetRecordRequest) (*NameserverStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unset not implemented")
+}
+func (UnimplementedNameserverServer) Peek(context.Context, *PathRequest) (*NameserverStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Peek not implemented")
+}
+func (UnimplementedNameserverServer) mustEmbedUnimplementedNameserverServer() {}
+func (UnimplementedNameserverServer) testEmbeddedByValue()                    {}
+
+// UnsafeNameserverServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to NameserverServer will
+// result in compilation errors.
+type UnsafeNameserverServer interface {
+	mustEmbedUnimplementedNameserverServer()
+}
+
+func RegisterNameserverServer(s grpc.ServiceRegistrar, srv NameserverServer) {
+	// If the following call panics, it indicates UnimplementedNameserverServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Nameserver_ServiceDesc, srv)
+}
+
+func _Nameserver_Make_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MakeNameserverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NameserverServer).Make(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Nameserver_Make_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NameserverServer).Make(ctx, req.(*MakeNameserverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Nameserver_Set_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetRecordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NameserverServer).Set(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Nameserver_Set_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NameserverServer).Set(ctx, req.(*SetRecordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Nameserver_Unset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnsetRecordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NameserverServer).Unset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Nameserver_Unset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NameserverServer).Unset(ctx, req.(*UnsetRecordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Nameserver_Peek_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NameserverServer).Peek(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Nameserver_Peek_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NameserverServer).Peek(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Nameserver_ServiceDesc is the grpc.ServiceDesc for Nameserver service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Nameserver_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "circuit.v1.Nameserver",
+	HandlerType: (*NameserverServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Make",
+			Handler:    _Nameserver_Make_Handler,
+		},
+		{
+			MethodName: "Set",
+			Handler:    _Nameserver_Set_Handler,
+		},
+		{
+			MethodName: "Unset",
+			Handler:    _Nameserver_Unset_Handler,
+		},
+		{
+			MethodName: "Peek",
+			Handler:    _Nameserver_Peek_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "circuit.proto",
+}

@@ -98,6 +98,12 @@ func init() {
 					return fmt.Errorf("peek %s: %w", path, err)
 				}
 				return printJSON(env, subPeek(st))
+			case "dns":
+				st, err := c.NameserverAt(path).Peek(env.Ctx)
+				if err != nil {
+					return fmt.Errorf("peek %s: %w", path, err)
+				}
+				return printJSON(env, dnsPeek(st))
 			case "":
 				return fmt.Errorf("peek %s: %w: no element at this anchor", path, client.ErrNotFound)
 			}

@@ -137,6 +137,7 @@ func Start(cfg Config) (s *Server, err error) {
 	api.RegisterAnchorServer(s.rpc, &anchorService{s: s})
 	api.RegisterProcServer(s.rpc, &procService{s: s})
 	api.RegisterChanServer(s.rpc, &chanService{s: s})
+	api.RegisterNameserverServer(s.rpc, &dnsService{s: s})
 	s.goFunc(func() {
 		if err := s.rpc.Serve(s.rpcLn); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("rpc serving stopped", "err", err)
@@ -221,7 +222,8 @@ func (s *Server) Stop() {
 		if s.cluster != nil {
 			s.cluster.Leave(2 * time.Second)
 		}
-		s.cancel()
+		s.cancel() // processes stop through their reapers, with a grace period
+		s.scrubElements()
 		if s.disc != nil {
 			s.disc.Close()
 		}
@@ -255,6 +257,23 @@ func (s *Server) Stop() {
 // goroutine of its own, not one the server tracks, since Stop waits for
 // those; the RPC's answer goes out before the connections close because
 // Stop leaves the cluster first and then stops gRPC gracefully.
+// scrubElements aborts the elements other than processes: waiters on
+// channels fail, nameservers free their ports.
+func (s *Server) scrubElements() {
+	if s.tree == nil {
+		return
+	}
+	for _, e := range s.tree.Elements() {
+		elem, ok := s.tree.Get(anchor.Split(e.Path)[1:])
+		if _, isProc := elem.(*procElement); !ok || isProc {
+			continue
+		}
+		if sc, ok := elem.(scrubber); ok {
+			sc.Scrub()
+		}
+	}
+}
+
 func (s *Server) closeConns() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,0 +1,112 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/element/nameserver"
+)
+
+type dnsService struct {
+	api.UnimplementedNameserverServer
+	s *Server
+}
+
+func toNameserverStat(ns *nameserver.Nameserver) *api.NameserverStat {
+	recs := ns.Records()
+	names := make([]string, 0, len(recs))
+	for n := range recs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	out := &api.NameserverStat{Address: ns.Addr()}
+	for _, n := range names {
+		out.Records = append(out.Records, &api.RecordSet{Name: n, Records: recs[n]})
+	}
+	return out
+}
+
+func (s *Server) nameserverAt(raw string) (*nameserver.Nameserver, error) {
+	p, e, err := s.element(raw)
+	if err != nil {
+		return nil, err
+	}
+	ns, ok := e.(*nameserver.Nameserver)
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "%s holds a %s, not a dns element", p, e.Kind())
+	}
+	return ns, nil
+}
+
+func (v *dnsService) Make(_ context.Context, req *api.MakeNameserverRequest) (*api.NameserverStat, error) {
+	s := v.s
+	p, err := s.localPath(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Elems) == 0 || p.Recursive {
+		return nil, status.Errorf(codes.InvalidArgument, "a nameserver needs an anchor below a server, like /%s/dns, not %s", s.id, p)
+	}
+	addr := req.GetAddr()
+	if addr == "" {
+		host, _, _ := net.SplitHostPort(s.url.Addr)
+		addr = net.JoinHostPort(host, "0")
+	}
+	release, err := s.tree.Reserve(p.Elems, "dns")
+	if err != nil {
+		if anchor.IsOccupied(err) {
+			return nil, status.Error(codes.AlreadyExists, err.Error())
+		}
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	ns, err := nameserver.Start(addr)
+	if err != nil {
+		release(nil)
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if err := release(ns); err != nil {
+		ns.Scrub()
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return toNameserverStat(ns), nil
+}
+
+func (v *dnsService) Set(_ context.Context, req *api.SetRecordRequest) (*api.NameserverStat, error) {
+	ns, err := v.s.nameserverAt(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if err := ns.Set(req.GetRecord()); err != nil {
+		if errors.Is(err, nameserver.ErrBadRecord) {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return toNameserverStat(ns), nil
+}
+
+func (v *dnsService) Unset(_ context.Context, req *api.UnsetRecordRequest) (*api.NameserverStat, error) {
+	ns, err := v.s.nameserverAt(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if err := ns.Unset(req.GetName()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return toNameserverStat(ns), nil
+}
+
+func (v *dnsService) Peek(_ context.Context, req *api.PathRequest) (*api.NameserverStat, error) {
+	ns, err := v.s.nameserverAt(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	return toNameserverStat(ns), nil
+}
