@@ -42,6 +42,7 @@ var benchmarks = []benchmark{
 	{"launch", benchLaunch},
 	{"stdout", benchStdout},
 	{"chan", benchChan},
+	{"dns", benchDNS},
 }
 
 func names() []string {
@@ -75,8 +76,8 @@ func main() {
 	b := &bench{dir: dir, circuit: filepath.Join(dir, "circuit"), floor: filepath.Join(dir, "idlefloor")}
 	defer os.RemoveAll(dir)
 	for bin, pkg := range map[string]string{b.circuit: "./cmd/circuit", b.floor: "./bench/idlefloor"} {
-		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-			fatal(fmt.Errorf("go build %s: %v\n%s", pkg, err, out))
+		if err := build(bin, pkg); err != nil {
+			fatal(err)
 		}
 	}
 	fmt.Printf("circuit benchmarks, %s, %d CPUs\n\n", time.Now().UTC().Format("2006-01-02 15:04"), numCPU())
@@ -94,6 +95,14 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// build builds the package pkg into bin.
+func build(bin, pkg string) error {
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return nil
 }
 
 func fatal(err error) {
