@@ -4,24 +4,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/circuit-project/circuit/client"
 )
-
-// chanPeek is how the CLI prints a channel: the seed's names, exactly.
-type chanPeek struct {
-	Cap     int
-	Closed  bool
-	Aborted bool
-	NumSend int64
-	NumRecv int64
-}
-
-// subPeek is how the CLI prints a subscription.
-type subPeek struct {
-	Kind      string
-	Pending   int
-	Delivered int64
-	Aborted   bool
-}
 
 func init() {
 	register(&command{
@@ -58,20 +43,12 @@ func init() {
 			args:  "PATH",
 			short: "create a subscription: recv on it yields the path of each server that " + what + " from now on",
 			dial:  true,
-			run: func(env *Env, inv *invocation) error {
-				path, err := onePath(inv, "mk"+kind)
-				if err != nil {
-					return err
-				}
-				c, err := connect(env, inv)
-				if err != nil {
-					return err
-				}
+			run: pathCommand(func(env *Env, c *client.Client, path string) error {
 				if _, err := c.MakeSubscriptionAt(env.Ctx, path, kind); err != nil {
-					return fmt.Errorf("mk%s %s: %w", kind, path, err)
+					return err
 				}
 				return nil
-			},
+			}),
 		})
 	}
 	register(&command{
@@ -79,20 +56,12 @@ func init() {
 		args:  "PATH",
 		short: "send this stdin as one message on a channel; blocks until a receiver or a buffer slot takes it",
 		dial:  true,
-		run: func(env *Env, inv *invocation) error {
-			path, err := onePath(inv, "send")
-			if err != nil {
-				return err
-			}
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
+		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			if err := c.ChanAt(path).Send(env.Ctx, env.Stdin); err != nil {
-				return fmt.Errorf("send %s: %w", path, err)
+				return err
 			}
 			return nil
-		},
+		}),
 	})
 	register(&command{
 		name:  "recv",
@@ -100,44 +69,28 @@ func init() {
 		short: "receive one message from a channel or subscription onto this stdout",
 		long:  "Exits non-zero, printing nothing, once a closed channel has no messages left.",
 		dial:  true,
-		run: func(env *Env, inv *invocation) error {
-			path, err := onePath(inv, "recv")
-			if err != nil {
-				return err
-			}
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
+		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			r, err := c.ChanAt(path).Recv(env.Ctx)
 			if err != nil {
-				return fmt.Errorf("recv %s: %w", path, err)
+				return err
 			}
 			defer r.Close()
 			if _, err := io.Copy(env.Stdout, r); err != nil {
-				return fmt.Errorf("recv %s: %w", path, err)
+				return err
 			}
 			return nil
-		},
+		}),
 	})
 	register(&command{
 		name:  "close",
 		args:  "PATH",
 		short: "close a channel: buffered messages still drain, then recv reports it closed",
 		dial:  true,
-		run: func(env *Env, inv *invocation) error {
-			path, err := onePath(inv, "close")
-			if err != nil {
-				return err
-			}
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
+		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			if err := c.ChanAt(path).Close(env.Ctx); err != nil {
-				return fmt.Errorf("close %s: %w", path, err)
+				return err
 			}
 			return nil
-		},
+		}),
 	})
 }

@@ -253,3 +253,26 @@ func distance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// pathCommand makes the run function of a command that takes one path: it
+// checks the argument, connects, and runs f, naming the command and the
+// path in f's error.
+func pathCommand(f func(env *Env, c *client.Client, path string) error) func(*Env, *invocation) error {
+	return func(env *Env, inv *invocation) error {
+		path, err := onePath(inv, inv.cmd.name)
+		if err != nil {
+			return err
+		}
+		c, err := connect(env, inv)
+		if err != nil {
+			return err
+		}
+		if err := f(env, c, path); err != nil {
+			if _, ok := err.(exitStatus); ok {
+				return err
+			}
+			return fmt.Errorf("%s %s: %w", inv.cmd.name, path, err)
+		}
+		return nil
+	}
+}

@@ -2,12 +2,6 @@ package cli
 
 import "fmt"
 
-// dnsPeek is how the CLI prints a DNS element, as the seed shows it.
-type dnsPeek struct {
-	Address string
-	Records map[string][]string
-}
-
 func init() {
 	register(&command{
 		name:  "mkdns",

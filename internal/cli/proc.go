@@ -130,18 +130,10 @@ Example:
 		args:  "PATH",
 		short: "wait for a process to exit, print its final state, and exit with its exit code",
 		dial:  true,
-		run: func(env *Env, inv *invocation) error {
-			path, err := onePath(inv, "wait")
-			if err != nil {
-				return err
-			}
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
+		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			st, err := c.ProcAt(path).Wait(env.Ctx)
 			if err != nil {
-				return fmt.Errorf("wait %s: %w", path, err)
+				return err
 			}
 			if err := printJSON(env, toProcJSON(st)); err != nil {
 				return err
@@ -150,7 +142,7 @@ Example:
 				return exitStatus(st.ExitCode)
 			}
 			return nil
-		},
+		}),
 	})
 	register(&command{
 		name:  "waitall",
@@ -203,18 +195,10 @@ Example:
 			args:  "PATH",
 			short: "copy the " + name + " of a process to this " + name + ", until the process closes it",
 			dial:  true,
-			run: func(env *Env, inv *invocation) error {
-				path, err := onePath(inv, name)
-				if err != nil {
-					return err
-				}
-				c, err := connect(env, inv)
-				if err != nil {
-					return err
-				}
+			run: pathCommand(func(env *Env, c *client.Client, path string) error {
 				conn, err := c.ProcAt(path).OpenStream(env.Ctx, name)
 				if err != nil {
-					return fmt.Errorf("%s %s: %w", name, path, err)
+					return err
 				}
 				defer conn.Close()
 				out := env.Stdout
@@ -222,10 +206,10 @@ Example:
 					out = env.Stderr
 				}
 				if _, err := io.Copy(out, conn); err != nil {
-					return fmt.Errorf("%s %s: %w", name, path, err)
+					return err
 				}
 				return nil
-			},
+			}),
 		})
 	}
 	register(&command{
@@ -234,29 +218,21 @@ Example:
 		short: "copy this stdin to a process's stdin; EOF closes it",
 		long:  "Example, closing a process's stdin at once:\n  cat /dev/null | circuit stdin /X88550014d4c82e4d/pippi",
 		dial:  true,
-		run: func(env *Env, inv *invocation) error {
-			path, err := onePath(inv, "stdin")
-			if err != nil {
-				return err
-			}
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
+		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			conn, err := c.ProcAt(path).OpenStream(env.Ctx, "stdin")
 			if err != nil {
-				return fmt.Errorf("stdin %s: %w", path, err)
+				return err
 			}
 			defer conn.Close()
 			if _, err := io.Copy(conn, env.Stdin); err != nil {
-				return fmt.Errorf("stdin %s: %w", path, err)
+				return err
 			}
 			if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 				cw.CloseWrite()
 			}
 			io.Copy(io.Discard, conn) // the server closes once the process has it all
 			return nil
-		},
+		}),
 	})
 	register(&command{
 		name:  "signal",
@@ -283,19 +259,11 @@ Example:
 		args:  "PATH",
 		short: "abort and remove the element at PATH (a process is killed)",
 		dial:  true,
-		run: func(env *Env, inv *invocation) error {
-			path, err := onePath(inv, "scrub")
-			if err != nil {
-				return err
-			}
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
+		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			if err := c.ScrubAt(env.Ctx, path); err != nil {
-				return fmt.Errorf("scrub %s: %w", path, err)
+				return err
 			}
 			return nil
-		},
+		}),
 	})
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/anchor"
@@ -22,20 +21,6 @@ func serverArg(inv *invocation, verb string) (string, error) {
 		return "", usagef("%s %s: want a server's anchor, /X followed by 16 hex digits", verb, inv.args[0])
 	}
 	return p.Server.String(), nil
-}
-
-// serverPeek is the JSON that peek prints for a server.
-type serverPeek struct {
-	ID        string
-	URL       string
-	Addr      string
-	PID       int
-	Started   time.Time
-	Version   string
-	GoVersion string
-	Keyed     bool
-	Members   []client.Member
-	Elements  int
 }
 
 func printJSON(env *Env, v any) error {
@@ -79,7 +64,7 @@ func init() {
 				if err != nil {
 					return fmt.Errorf("peek %s: %w", path, err)
 				}
-				return printJSON(env, serverPeek(info))
+				return printJSON(env, info)
 			case "proc":
 				st, err := c.ProcAt(path).Peek(env.Ctx)
 				if err != nil {
@@ -91,19 +76,19 @@ func init() {
 				if err != nil {
 					return fmt.Errorf("peek %s: %w", path, err)
 				}
-				return printJSON(env, chanPeek(st))
+				return printJSON(env, st)
 			case "@join", "@leave":
 				st, err := c.ChanAt(path).PeekSubscription(env.Ctx)
 				if err != nil {
 					return fmt.Errorf("peek %s: %w", path, err)
 				}
-				return printJSON(env, subPeek(st))
+				return printJSON(env, st)
 			case "dns":
 				st, err := c.NameserverAt(path).Peek(env.Ctx)
 				if err != nil {
 					return fmt.Errorf("peek %s: %w", path, err)
 				}
-				return printJSON(env, dnsPeek(st))
+				return printJSON(env, st)
 			case "":
 				return fmt.Errorf("peek %s: %w: no element at this anchor", path, client.ErrNotFound)
 			}
