@@ -45,6 +45,9 @@ type Anchor interface {
 	// MakeNameserver starts a DNS server here, on addr (host:port), or on
 	// a free port of the hosting server's address when addr is "".
 	MakeNameserver(addr string) (Nameserver, error)
+	// MakeDocker creates and starts a container here (servers started with
+	// -docker).
+	MakeDocker(cfg DockerConfig) (Container, error)
 }
 
 // Split splits a path into its components: Split("/X1/a/b") is
@@ -103,6 +106,9 @@ func (c *Client) MakeChan(int) (Chan, error) { return nil, errRoot }
 
 // MakeOnJoin at the root is an error.
 func (c *Client) MakeOnJoin() (Subscription, error) { return nil, errRoot }
+
+// MakeDocker at the root is an error.
+func (c *Client) MakeDocker(DockerConfig) (Container, error) { return nil, errRoot }
 
 // MakeNameserver at the root is an error.
 func (c *Client) MakeNameserver(string) (Nameserver, error) { return nil, errRoot }
@@ -163,6 +169,8 @@ func (a *pathAnchor) Get() interface{} {
 		return a.c.ChanAt(a.Path()).Subscription()
 	case "dns":
 		return a.c.NameserverAt(a.Path()).Nameserver()
+	case "docker":
+		return a.c.ContainerAt(a.Path()).Container()
 	}
 	return nil
 }
@@ -246,4 +254,15 @@ func (a *pathAnchor) MakeNameserver(addr string) (Nameserver, error) {
 		return nil, err
 	}
 	return h.Nameserver(), nil
+}
+
+func (a *pathAnchor) MakeDocker(cfg DockerConfig) (Container, error) {
+	h, _, err := a.c.MakeDockerAt(context.Background(), a.Path(), cfg)
+	if lost(err) {
+		panic(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return h.Container(), nil
 }

@@ -175,6 +175,18 @@ func (h *ProcHandle) OpenStream(ctx context.Context, name string) (net.Conn, err
 	return h.c.openStream(ctx, h.path, name, h.serial)
 }
 
+// OpenStreamAt connects to the stdin, stdout or stderr of the element (a
+// process or a container) at path.
+func (c *Client) OpenStreamAt(ctx context.Context, path, name string) (net.Conn, error) {
+	return c.openStream(ctx, path, name, 0)
+}
+
+// streams makes the three lazy standard streams of an element.
+func streams(path string, open func(ctx context.Context, name string) (net.Conn, error)) (stdin, stdout, stderr *lazyStream) {
+	mk := func(name string) *lazyStream { return &lazyStream{path: path, name: name, open: open} }
+	return mk("stdin"), mk("stdout"), mk("stderr")
+}
+
 func (c *Client) openStream(ctx context.Context, path, name string, serial uint64) (net.Conn, error) {
 	p, err := anchor.Parse(path)
 	if err != nil {
@@ -214,8 +226,9 @@ func (c *Client) streamErr(ctx context.Context, server ident.ID, err error) erro
 // lazyStream is a standard stream that connects on first use, so that the
 // seeds' proc.Stdin() and proc.Stdout() never block or fail by themselves.
 type lazyStream struct {
-	h    *ProcHandle
+	path string
 	name string
+	open func(ctx context.Context, name string) (net.Conn, error)
 
 	mu     sync.Mutex
 	conn   net.Conn
@@ -227,10 +240,10 @@ func (s *lazyStream) get() (net.Conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, fmt.Errorf("%s of %s: %w", s.name, s.h.path, net.ErrClosed)
+		return nil, fmt.Errorf("%s of %s: %w", s.name, s.path, net.ErrClosed)
 	}
 	if s.conn == nil && s.err == nil {
-		s.conn, s.err = s.h.OpenStream(context.Background(), s.name)
+		s.conn, s.err = s.open(context.Background(), s.name)
 	}
 	return s.conn, s.err
 }

@@ -36,12 +36,9 @@ type seedProc struct {
 }
 
 func newSeedProc(h *ProcHandle) *seedProc {
-	return &seedProc{
-		h:      h,
-		stdin:  &lazyStream{h: h, name: "stdin"},
-		stdout: &lazyStream{h: h, name: "stdout"},
-		stderr: &lazyStream{h: h, name: "stderr"},
-	}
+	p := &seedProc{h: h}
+	p.stdin, p.stdout, p.stderr = streams(h.path, h.OpenStream)
+	return p
 }
 
 // Proc returns the seeds'-style view of the process.

@@ -1856,6 +1856,378 @@ func (x *NameserverStat) GetRecords() []*RecordSet {
 	return nil
 }
 
+type DockerConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Image         string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	Memory        int64                  `protobuf:"varint,2,opt,name=memory,proto3" json:"memory,omitempty"`
+	CpuShares     int64                  `protobuf:"varint,3,opt,name=cpu_shares,json=cpuShares,proto3" json:"cpu_shares,omitempty"`
+	Lxc           []string               `protobuf:"bytes,4,rep,name=lxc,proto3" json:"lxc,omitempty"`
+	Volume        []string               `protobuf:"bytes,5,rep,name=volume,proto3" json:"volume,omitempty"`
+	Dir           string                 `protobuf:"bytes,6,opt,name=dir,proto3" json:"dir,omitempty"`
+	Entry         string                 `protobuf:"bytes,7,opt,name=entry,proto3" json:"entry,omitempty"`
+	Env           []string               `protobuf:"bytes,8,rep,name=env,proto3" json:"env,omitempty"`
+	Path          string                 `protobuf:"bytes,9,opt,name=path,proto3" json:"path,omitempty"`
+	Args          []string               `protobuf:"bytes,10,rep,name=args,proto3" json:"args,omitempty"`
+	Scrub         bool                   `protobuf:"varint,11,opt,name=scrub,proto3" json:"scrub,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DockerConfig) Reset() {
+	*x = DockerConfig{}
+	mi := &file_circuit_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DockerConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DockerConfig) ProtoMessage() {}
+
+func (x *DockerConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DockerConfig.ProtoReflect.Descriptor instead.
+func (*DockerConfig) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DockerConfig) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *DockerConfig) GetMemory() int64 {
+	if x != nil {
+		return x.Memory
+	}
+	return 0
+}
+
+func (x *DockerConfig) GetCpuShares() int64 {
+	if x != nil {
+		return x.CpuShares
+	}
+	return 0
+}
+
+func (x *DockerConfig) GetLxc() []string {
+	if x != nil {
+		return x.Lxc
+	}
+	return nil
+}
+
+func (x *DockerConfig) GetVolume() []string {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
+func (x *DockerConfig) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *DockerConfig) GetEntry() string {
+	if x != nil {
+		return x.Entry
+	}
+	return ""
+}
+
+func (x *DockerConfig) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *DockerConfig) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *DockerConfig) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *DockerConfig) GetScrub() bool {
+	if x != nil {
+		return x.Scrub
+	}
+	return false
+}
+
+type MakeDockerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Config        *DockerConfig          `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MakeDockerRequest) Reset() {
+	*x = MakeDockerRequest{}
+	mi := &file_circuit_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MakeDockerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MakeDockerRequest) ProtoMessage() {}
+
+func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MakeDockerRequest.ProtoReflect.Descriptor instead.
+func (*MakeDockerRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *MakeDockerRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MakeDockerRequest) GetConfig() *DockerConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type DockerStat struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Image           string                 `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
+	Phase           string                 `protobuf:"bytes,4,opt,name=phase,proto3" json:"phase,omitempty"`
+	ExitCode        int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Exit            string                 `protobuf:"bytes,6,opt,name=exit,proto3" json:"exit,omitempty"`
+	StartedUnixNano int64                  `protobuf:"varint,7,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	ExitedUnixNano  int64                  `protobuf:"varint,8,opt,name=exited_unix_nano,json=exitedUnixNano,proto3" json:"exited_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DockerStat) Reset() {
+	*x = DockerStat{}
+	mi := &file_circuit_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DockerStat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DockerStat) ProtoMessage() {}
+
+func (x *DockerStat) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DockerStat.ProtoReflect.Descriptor instead.
+func (*DockerStat) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DockerStat) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DockerStat) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DockerStat) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *DockerStat) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *DockerStat) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *DockerStat) GetExit() string {
+	if x != nil {
+		return x.Exit
+	}
+	return ""
+}
+
+func (x *DockerStat) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *DockerStat) GetExitedUnixNano() int64 {
+	if x != nil {
+		return x.ExitedUnixNano
+	}
+	return 0
+}
+
+type MakeDockerReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stat          *DockerStat            `protobuf:"bytes,1,opt,name=stat,proto3" json:"stat,omitempty"`
+	Warnings      []string               `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MakeDockerReply) Reset() {
+	*x = MakeDockerReply{}
+	mi := &file_circuit_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MakeDockerReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MakeDockerReply) ProtoMessage() {}
+
+func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MakeDockerReply.ProtoReflect.Descriptor instead.
+func (*MakeDockerReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *MakeDockerReply) GetStat() *DockerStat {
+	if x != nil {
+		return x.Stat
+	}
+	return nil
+}
+
+func (x *MakeDockerReply) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+type DockerInspect struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          []byte                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DockerInspect) Reset() {
+	*x = DockerInspect{}
+	mi := &file_circuit_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DockerInspect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DockerInspect) ProtoMessage() {}
+
+func (x *DockerInspect) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DockerInspect.ProtoReflect.Descriptor instead.
+func (*DockerInspect) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *DockerInspect) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
 var File_circuit_proto protoreflect.FileDescriptor
 
 const file_circuit_proto_rawDesc = "" +
@@ -1972,7 +2344,39 @@ const file_circuit_proto_rawDesc = "" +
 	"\arecords\x18\x02 \x03(\tR\arecords\"[\n" +
 	"\x0eNameserverStat\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12/\n" +
-	"\arecords\x18\x02 \x03(\v2\x15.circuit.v1.RecordSetR\arecords2\xe4\x02\n" +
+	"\arecords\x18\x02 \x03(\v2\x15.circuit.v1.RecordSetR\arecords\"\xfd\x01\n" +
+	"\fDockerConfig\x12\x14\n" +
+	"\x05image\x18\x01 \x01(\tR\x05image\x12\x16\n" +
+	"\x06memory\x18\x02 \x01(\x03R\x06memory\x12\x1d\n" +
+	"\n" +
+	"cpu_shares\x18\x03 \x01(\x03R\tcpuShares\x12\x10\n" +
+	"\x03lxc\x18\x04 \x03(\tR\x03lxc\x12\x16\n" +
+	"\x06volume\x18\x05 \x03(\tR\x06volume\x12\x10\n" +
+	"\x03dir\x18\x06 \x01(\tR\x03dir\x12\x14\n" +
+	"\x05entry\x18\a \x01(\tR\x05entry\x12\x10\n" +
+	"\x03env\x18\b \x03(\tR\x03env\x12\x12\n" +
+	"\x04path\x18\t \x01(\tR\x04path\x12\x12\n" +
+	"\x04args\x18\n" +
+	" \x03(\tR\x04args\x12\x14\n" +
+	"\x05scrub\x18\v \x01(\bR\x05scrub\"Y\n" +
+	"\x11MakeDockerRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x120\n" +
+	"\x06config\x18\x02 \x01(\v2\x18.circuit.v1.DockerConfigR\x06config\"\xe3\x01\n" +
+	"\n" +
+	"DockerStat\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05image\x18\x03 \x01(\tR\x05image\x12\x14\n" +
+	"\x05phase\x18\x04 \x01(\tR\x05phase\x12\x1b\n" +
+	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12\x12\n" +
+	"\x04exit\x18\x06 \x01(\tR\x04exit\x12*\n" +
+	"\x11started_unix_nano\x18\a \x01(\x03R\x0fstartedUnixNano\x12(\n" +
+	"\x10exited_unix_nano\x18\b \x01(\x03R\x0eexitedUnixNano\"Y\n" +
+	"\x0fMakeDockerReply\x12*\n" +
+	"\x04stat\x18\x01 \x01(\v2\x16.circuit.v1.DockerStatR\x04stat\x12\x1a\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"#\n" +
+	"\rDockerInspect\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json2\xe4\x02\n" +
 	"\x06Server\x126\n" +
 	"\x04Info\x12\x17.circuit.v1.InfoRequest\x1a\x15.circuit.v1.InfoReply\x12?\n" +
 	"\aMembers\x12\x1a.circuit.v1.MembersRequest\x1a\x18.circuit.v1.MembersReply\x126\n" +
@@ -1999,7 +2403,12 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04Make\x12!.circuit.v1.MakeNameserverRequest\x1a\x1a.circuit.v1.NameserverStat\x12?\n" +
 	"\x03Set\x12\x1c.circuit.v1.SetRecordRequest\x1a\x1a.circuit.v1.NameserverStat\x12C\n" +
 	"\x05Unset\x12\x1e.circuit.v1.UnsetRecordRequest\x1a\x1a.circuit.v1.NameserverStat\x12;\n" +
-	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x1a.circuit.v1.NameserverStatB1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
+	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x1a.circuit.v1.NameserverStat2\xff\x01\n" +
+	"\x06Docker\x12B\n" +
+	"\x04Make\x12\x1d.circuit.v1.MakeDockerRequest\x1a\x1b.circuit.v1.MakeDockerReply\x12:\n" +
+	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x19.circuit.v1.DockerInspect\x127\n" +
+	"\x04Wait\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.DockerStat\x12<\n" +
+	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReplyB1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
 
 var (
 	file_circuit_proto_rawDescOnce sync.Once
@@ -2013,7 +2422,7 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_circuit_proto_goTypes = []any{
 	(*Member)(nil),                // 0: circuit.v1.Member
 	(*InfoRequest)(nil),           // 1: circuit.v1.InfoRequest
@@ -2050,6 +2459,11 @@ var file_circuit_proto_goTypes = []any{
 	(*UnsetRecordRequest)(nil),    // 32: circuit.v1.UnsetRecordRequest
 	(*RecordSet)(nil),             // 33: circuit.v1.RecordSet
 	(*NameserverStat)(nil),        // 34: circuit.v1.NameserverStat
+	(*DockerConfig)(nil),          // 35: circuit.v1.DockerConfig
+	(*MakeDockerRequest)(nil),     // 36: circuit.v1.MakeDockerRequest
+	(*DockerStat)(nil),            // 37: circuit.v1.DockerStat
+	(*MakeDockerReply)(nil),       // 38: circuit.v1.MakeDockerReply
+	(*DockerInspect)(nil),         // 39: circuit.v1.DockerInspect
 }
 var file_circuit_proto_depIdxs = []int32{
 	0,  // 0: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
@@ -2058,53 +2472,63 @@ var file_circuit_proto_depIdxs = []int32{
 	17, // 3: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
 	17, // 4: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
 	33, // 5: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
-	1,  // 6: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
-	3,  // 7: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
-	5,  // 8: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
-	8,  // 9: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
-	10, // 10: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
-	12, // 11: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
-	14, // 12: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
-	14, // 13: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
-	18, // 14: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
-	14, // 15: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
-	20, // 16: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
-	21, // 17: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
-	23, // 18: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
-	24, // 19: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
-	26, // 20: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
-	14, // 21: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
-	14, // 22: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
-	30, // 23: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
-	31, // 24: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
-	32, // 25: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
-	14, // 26: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
-	2,  // 27: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 28: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 29: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 30: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 31: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 32: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	15, // 33: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	16, // 34: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	19, // 35: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	19, // 36: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	19, // 37: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	22, // 38: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	29, // 39: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
-	25, // 40: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
-	27, // 41: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
-	28, // 42: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
-	29, // 43: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
-	34, // 44: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
-	34, // 45: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
-	34, // 46: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
-	34, // 47: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
-	27, // [27:48] is the sub-list for method output_type
-	6,  // [6:27] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	35, // 6: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
+	37, // 7: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
+	1,  // 8: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
+	3,  // 9: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
+	5,  // 10: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
+	8,  // 11: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
+	10, // 12: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
+	12, // 13: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
+	14, // 14: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
+	14, // 15: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
+	18, // 16: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
+	14, // 17: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
+	20, // 18: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
+	21, // 19: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
+	23, // 20: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
+	24, // 21: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
+	26, // 22: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
+	14, // 23: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
+	14, // 24: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
+	30, // 25: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
+	31, // 26: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
+	32, // 27: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
+	14, // 28: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
+	36, // 29: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
+	14, // 30: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
+	14, // 31: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
+	21, // 32: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
+	2,  // 33: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 34: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 35: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 36: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 37: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 38: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	15, // 39: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	16, // 40: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	19, // 41: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	19, // 42: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	19, // 43: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	22, // 44: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	29, // 45: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	25, // 46: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	27, // 47: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	28, // 48: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	29, // 49: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	34, // 50: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
+	34, // 51: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
+	34, // 52: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
+	34, // 53: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
+	38, // 54: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
+	39, // 55: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
+	37, // 56: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
+	22, // 57: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
+	33, // [33:58] is the sub-list for method output_type
+	8,  // [8:33] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_circuit_proto_init() }
@@ -2118,9 +2542,9 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   40,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   6,
 		},
 		GoTypes:           file_circuit_proto_goTypes,
 		DependencyIndexes: file_circuit_proto_depIdxs,

@@ -1206,3 +1206,233 @@ var Nameserver_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "circuit.proto",
 }
+
+const (
+	Docker_Make_FullMethodName   = "/circuit.v1.Docker/Make"
+	Docker_Peek_FullMethodName   = "/circuit.v1.Docker/Peek"
+	Docker_Wait_FullMethodName   = "/circuit.v1.Docker/Wait"
+	Docker_Signal_FullMethodName = "/circuit.v1.Docker/Signal"
+)
+
+// DockerClient is the client API for Docker service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Docker is the container element, on servers started with -docker. Its
+// standard streams are stream connections, as a process's are.
+type DockerClient interface {
+	// Make creates and starts a container at a path.
+	Make(ctx context.Context, in *MakeDockerRequest, opts ...grpc.CallOption) (*MakeDockerReply, error)
+	// Peek returns the container's inspect document (JSON).
+	Peek(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*DockerInspect, error)
+	// Wait blocks until the container exits.
+	Wait(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*DockerStat, error)
+	// Signal sends a signal, by name, to the container.
+	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalReply, error)
+}
+
+type dockerClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewDockerClient(cc grpc.ClientConnInterface) DockerClient {
+	return &dockerClient{cc}
+}
+
+func (c *dockerClient) Make(ctx context.Context, in *MakeDockerRequest, opts ...grpc.CallOption) (*MakeDockerReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MakeDockerReply)
+	err := c.cc.Invoke(ctx, Docker_Make_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dockerClient) Peek(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*DockerInspect, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DockerInspect)
+	err := c.cc.Invoke(ctx, Docker_Peek_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dockerClient) Wait(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*DockerStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DockerStat)
+	err := c.cc.Invoke(ctx, Docker_Wait_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dockerClient) Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignalReply)
+	err := c.cc.Invoke(ctx, Docker_Signal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DockerServer is the server API for Docker service.
+// All implementations must embed UnimplementedDockerServer
+// for forward compatibility.
+//
+// Docker is the container element, on servers started with -docker. Its
+// standard streams are stream connections, as a process's are.
+type DockerServer interface {
+	// Make creates and starts a container at a path.
+	Make(context.Context, *MakeDockerRequest) (*MakeDockerReply, error)
+	// Peek returns the container's inspect document (JSON).
+	Peek(context.Context, *PathRequest) (*DockerInspect, error)
+	// Wait blocks until the container exits.
+	Wait(context.Context, *PathRequest) (*DockerStat, error)
+	// Signal sends a signal, by name, to the container.
+	Signal(context.Context, *SignalRequest) (*SignalReply, error)
+	mustEmbedUnimplementedDockerServer()
+}
+
+// UnimplementedDockerServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedDockerServer struct{}
+
+func (UnimplementedDockerServer) Make(context.Context, *MakeDockerRequest) (*MakeDockerReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Make not implemented")
+}
+func (UnimplementedDockerServer) Peek(context.Context, *PathRequest) (*DockerInspect, error) {
+	return nil, status.Error(codes.Unimplemented, "method Peek not implemented")
+}
+func (UnimplementedDockerServer) Wait(context.Context, *PathRequest) (*DockerStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Wait not implemented")
+}
+func (UnimplementedDockerServer) Signal(context.Context, *SignalRequest) (*SignalReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Signal not implemented")
+}
+func (UnimplementedDockerServer) mustEmbedUnimplementedDockerServer() {}
+func (UnimplementedDockerServer) testEmbeddedByValue()                {}
+
+// UnsafeDockerServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to DockerServer will
+// result in compilation errors.
+type UnsafeDockerServer interface {
+	mustEmbedUnimplementedDockerServer()
+}
+
+func RegisterDockerServer(s grpc.ServiceRegistrar, srv DockerServer) {
+	// If the following call panics, it indicates UnimplementedDockerServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Docker_ServiceDesc, srv)
+}
+
+func _Docker_Make_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MakeDockerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DockerServer).Make(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Docker_Make_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DockerServer).Make(ctx, req.(*MakeDockerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Docker_Peek_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DockerServer).Peek(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Docker_Peek_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DockerServer).Peek(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Docker_Wait_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DockerServer).Wait(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Docker_Wait_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DockerServer).Wait(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Docker_Signal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DockerServer).Signal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Docker_Signal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DockerServer).Signal(ctx, req.(*SignalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Docker_ServiceDesc is the grpc.ServiceDesc for Docker service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Docker_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "circuit.v1.Docker",
+	HandlerType: (*DockerServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Make",
+			Handler:    _Docker_Make_Handler,
+		},
+		{
+			MethodName: "Peek",
+			Handler:    _Docker_Peek_Handler,
+		},
+		{
+			MethodName: "Wait",
+			Handler:    _Docker_Wait_Handler,
+		},
+		{
+			MethodName: "Signal",
+			Handler:    _Docker_Signal_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "circuit.proto",
+}

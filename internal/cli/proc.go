@@ -131,15 +131,26 @@ Example:
 		short: "wait for a process to exit, print its final state, and exit with its exit code",
 		dial:  true,
 		run: pathCommand(func(env *Env, c *client.Client, path string) error {
-			st, err := c.ProcAt(path).Wait(env.Ctx)
-			if err != nil {
+			var printed any
+			code := 0
+			if kind, err := c.KindAt(env.Ctx, path); err == nil && kind == "docker" {
+				st, err := c.ContainerAt(path).Wait(env.Ctx)
+				if err != nil {
+					return err
+				}
+				printed, code = st, st.ExitCode
+			} else {
+				st, err := c.ProcAt(path).Wait(env.Ctx)
+				if err != nil {
+					return err
+				}
+				printed, code = toProcJSON(st), st.ExitCode
+			}
+			if err := printJSON(env, printed); err != nil {
 				return err
 			}
-			if err := printJSON(env, toProcJSON(st)); err != nil {
-				return err
-			}
-			if st.ExitCode != 0 {
-				return exitStatus(st.ExitCode)
+			if code != 0 {
+				return exitStatus(code)
 			}
 			return nil
 		}),
@@ -196,7 +207,7 @@ Example:
 			short: "copy the " + name + " of a process to this " + name + ", until the process closes it",
 			dial:  true,
 			run: pathCommand(func(env *Env, c *client.Client, path string) error {
-				conn, err := c.ProcAt(path).OpenStream(env.Ctx, name)
+				conn, err := c.OpenStreamAt(env.Ctx, path, name)
 				if err != nil {
 					return err
 				}
@@ -219,7 +230,7 @@ Example:
 		long:  "Example, closing a process's stdin at once:\n  cat /dev/null | circuit stdin /X88550014d4c82e4d/pippi",
 		dial:  true,
 		run: pathCommand(func(env *Env, c *client.Client, path string) error {
-			conn, err := c.ProcAt(path).OpenStream(env.Ctx, "stdin")
+			conn, err := c.OpenStreamAt(env.Ctx, path, "stdin")
 			if err != nil {
 				return err
 			}
@@ -237,7 +248,7 @@ Example:
 	register(&command{
 		name:  "signal",
 		args:  "SIGNAL PATH",
-		short: "send a signal (KILL, TERM, INT, HUP, USR1, ...) to a process and its group",
+		short: "send a signal (KILL, TERM, INT, HUP, USR1, ...) to a process and its group, or to a container",
 		dial:  true,
 		run: func(env *Env, inv *invocation) error {
 			if len(inv.args) != 2 {
@@ -248,7 +259,11 @@ Example:
 			if err != nil {
 				return err
 			}
-			if err := c.ProcAt(path).Signal(env.Ctx, sig); err != nil {
+			signal := c.ProcAt(path).Signal
+			if kind, err := c.KindAt(env.Ctx, path); err == nil && kind == "docker" {
+				signal = c.ContainerAt(path).Signal
+			}
+			if err := signal(env.Ctx, sig); err != nil {
 				return fmt.Errorf("signal %s %s: %w", sig, path, err)
 			}
 			return nil

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -89,6 +90,13 @@ func init() {
 					return fmt.Errorf("peek %s: %w", path, err)
 				}
 				return printJSON(env, st)
+			case "docker":
+				doc, err := c.ContainerAt(path).Peek(env.Ctx)
+				if err != nil {
+					return fmt.Errorf("peek %s: %w", path, err)
+				}
+				_, err = fmt.Fprintf(env.Stdout, "%s\n", bytes.TrimSpace(doc))
+				return err
 			case "":
 				return fmt.Errorf("peek %s: %w: no element at this anchor", path, client.ErrNotFound)
 			}

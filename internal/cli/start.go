@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/circuit-project/circuit/internal/cluster"
+	"github.com/circuit-project/circuit/internal/footprint"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/server"
 )
@@ -18,6 +19,7 @@ import (
 type startFlags struct {
 	addr, iface, discover, hmac, varDir, timing, logLevel string
 	join                                                  multiFlag
+	docker                                                bool
 }
 
 // multiFlag is a flag that may be given several times.
@@ -45,6 +47,7 @@ Examples:
 			fs.Var(&f.join, "j", "join the cluster of the server at this `URL` (retried until it answers; may repeat)")
 			fs.StringVar(&f.discover, "discover", "", "find and be found by other servers by UDP multicast on `GROUP:PORT` (default $CIRCUIT_DISCOVER)")
 			addKeyFlag(fs, &f.hmac)
+			fs.BoolVar(&f.docker, "docker", false, "allow container elements (mkdkr), through the Docker engine of this host")
 			fs.StringVar(&f.varDir, "var", "", "state `DIR`: a lock against a second server, and circuit.log")
 			fs.StringVar(&f.timing, "timing", string(cluster.LAN), "failure-detection timers: lan, or local for clusters on one machine")
 			fs.StringVar(&f.logLevel, "log", "info", "log level: debug, info, warn or error")
@@ -73,7 +76,7 @@ func runStart(env *Env, inv *invocation) error {
 			return fmt.Errorf("-var: %w", err)
 		}
 	}
-	cfg := server.Config{Addr: f.addr, Iface: f.iface, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing}
+	cfg := server.Config{Addr: f.addr, Iface: f.iface, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker}
 	if cfg.Discover == "" {
 		cfg.Discover = env.Getenv("CIRCUIT_DISCOVER")
 	}
@@ -107,6 +110,7 @@ func runStart(env *Env, inv *invocation) error {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, srv.URL().String())
+	footprint.Trim() // start-up is over: let go of the code it ran
 	select {
 	case <-ctx.Done():
 	case <-srv.StopRequested():

@@ -17,6 +17,7 @@ import (
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/discover"
+	"github.com/circuit-project/circuit/internal/element/docker"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/oplog"
 	"github.com/circuit-project/circuit/internal/security"
@@ -31,6 +32,7 @@ type Config struct {
 	Discover string        // -discover: multicast group:port, "" for none
 	Key      *security.Key // nil: plaintext
 	VarDir   string        // -var: lock, logs; "" for none
+	Docker   bool          // -docker: drive the Docker engine for container elements
 	Timing   cluster.Timing
 	Logger   *slog.Logger
 }
@@ -54,6 +56,7 @@ type Server struct {
 	subscriptions
 	serial atomic.Uint64 // numbers elements
 	lock   *os.File
+	docker *docker.Engine // nil without -docker
 
 	ctx    context.Context // canceled by Stop
 	cancel context.CancelFunc
@@ -109,6 +112,15 @@ func Start(cfg Config) (s *Server, err error) {
 		s.log.Warn("NO KEY: all traffic to this server is plaintext and unauthenticated, and it listens on a non-loopback address; anyone who reaches " + adv.String() + " controls this host. Use -hmac FILE (make one with: circuit keygen)")
 	}
 
+	if cfg.Docker {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s.docker, err = docker.NewEngine(ctx)
+		cancel()
+		if err != nil {
+			return s, fmt.Errorf("-docker: %w", err)
+		}
+	}
+
 	var gossipKey []byte
 	if cfg.Key != nil {
 		gossipKey = cfg.Key.GossipKey()
@@ -138,6 +150,7 @@ func Start(cfg Config) (s *Server, err error) {
 	api.RegisterProcServer(s.rpc, &procService{s: s})
 	api.RegisterChanServer(s.rpc, &chanService{s: s})
 	api.RegisterNameserverServer(s.rpc, &dnsService{s: s})
+	api.RegisterDockerServer(s.rpc, &dockerService{s: s})
 	s.goFunc(func() {
 		if err := s.rpc.Serve(s.rpcLn); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("rpc serving stopped", "err", err)
@@ -243,6 +256,9 @@ func (s *Server) Stop() {
 		}
 		s.closeConns()
 		s.wg.Wait()
+		if s.docker != nil {
+			s.docker.Close()
+		}
 		if s.log != nil {
 			s.log.Info("stopped", "ops", s.ops.Last())
 		}
@@ -265,8 +281,8 @@ func (s *Server) scrubElements() {
 	}
 	for _, e := range s.tree.Elements() {
 		elem, ok := s.tree.Get(anchor.Split(e.Path)[1:])
-		if _, isProc := elem.(*procElement); !ok || isProc {
-			continue
+		if _, reaped := elem.(interface{ Stop(time.Duration) }); !ok || reaped {
+			continue // processes and containers stop through their reapers
 		}
 		if sc, ok := elem.(scrubber); ok {
 			sc.Scrub()

@@ -1,0 +1,795 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+
+	"github.com/circuit-project/circuit/internal/element/proc"
+)
+
+// Config is the container to run.
+type Config struct {
+	Image     string
+	Memory    int64    // memory limit in bytes; 0 for none
+	CpuShares int64    // relative CPU weight; 0 for Docker's default
+	Lxc       []string // obsolete: accepted, ignored, reported by a warning
+	Volume    []string // "/webapp" (anonymous volume) or "/src/webapp:/opt/webapp:ro" (bind mount)
+	Dir       string   // working directory; "" keeps the image's
+	Entry     string   // entrypoint override; "" keeps the image's
+	Env       []string // added to the image's environment
+	Path      string   // the command: Cmd = [Path] + Args; "" keeps the image's
+	Args      []string
+	Scrub     bool // the server removes the element when the container exits
+}
+
+// Phase of a container.
+const (
+	Running = "running"
+	Exited  = "exited"
+)
+
+// Stat is the state of a container, as the circuit keeps it.
+type Stat struct {
+	ID       string // the Docker container ID
+	Name     string // the Docker container name
+	Image    string
+	Phase    string
+	ExitCode int    // -1 while running, or when the exit status could not be learned
+	Exit     string // "" for success or while running, else why it failed
+	Started  time.Time
+	Exited   time.Time // zero while running
+}
+
+// ErrImageNotFound is wrapped by the error of Start when the image is not on
+// the host.
+var ErrImageNotFound = errors.New("image not found")
+
+// Label is the Docker label that holds the anchor path of a container made
+// by Start.
+const Label = "circuit.anchor"
+
+// Timeouts of engine calls made without a context from the caller.
+const (
+	callTimeout  = 30 * time.Second // Signal, Scrub, cleanups
+	retryBackoff = time.Second      // between attempts to learn an exit status
+)
+
+// Engine is a connection to the Docker engine of this host.
+type Engine struct {
+	cli  *client.Client
+	host string
+
+	ctx    context.Context // ends at Close; bounds every goroutine below
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	live   map[*Container]struct{}
+}
+
+// NewEngine connects to the Docker engine named by the environment
+// (DOCKER_HOST and friends; the local socket by default) and checks that it
+// answers.
+func NewEngine(ctx context.Context) (*Engine, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	host := cli.DaemonHost()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+	}
+	ping, err := cli.Ping(ctx)
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("docker engine not reachable at %s: %w", host, err)
+	}
+	cli.NegotiateAPIVersionPing(ping)
+	ectx, cancel := context.WithCancel(context.Background())
+	return &Engine{cli: cli, host: host, ctx: ectx, cancel: cancel, live: map[*Container]struct{}{}}, nil
+}
+
+// Host is the address of the engine.
+func (e *Engine) Host() string { return e.host }
+
+// Close lets go of the engine. It does not stop containers (Stop or Scrub
+// them first): their streams are cut, and those still running are reported
+// as exited with an unknown status. Every goroutine of the package has ended
+// when Close returns.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	live := make([]*Container, 0, len(e.live))
+	for c := range e.live {
+		live = append(live, c)
+	}
+	e.mu.Unlock()
+	e.cancel()
+	for _, c := range live {
+		c.cut()
+		c.discardOutputs()
+	}
+	e.wg.Wait()
+	return e.cli.Close()
+}
+
+// goFunc runs f in a goroutine that Close waits for, unless the engine is
+// closed.
+func (e *Engine) goFunc(f func()) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Container is a container made by Start.
+type Container struct {
+	e    *Engine
+	cfg  Config
+	id   string
+	name string
+	hj   types.HijackedResponse // the attach connection: stdin in, stdout and stderr multiplexed out
+
+	ctx    context.Context // ends when the container is scrubbed or the engine closed
+	cancel context.CancelFunc
+
+	outW, errW *os.File // the demultiplexer's ends of the output pipes
+	cutOnce    sync.Once
+	scrubOnce  sync.Once
+	done       chan struct{}
+	drained    chan struct{}
+
+	mu      sync.Mutex
+	stat    Stat
+	streams map[string]*stream
+	open    int // output streams not yet ended
+}
+
+// stream is one standard stream of the container, at the server's end.
+type stream struct {
+	r     *os.File // output streams: the reading end of the pipe
+	busy  bool
+	ended bool // stdin closed, or output read to its end or discarded
+}
+
+// Start creates and starts a container for the element at anchor path name.
+// The image must be on the host already: it is never pulled. Warnings are
+// the engine's, and one about Lxc if given. On error no container is left.
+func (e *Engine) Start(ctx context.Context, name string, cfg Config) (c *Container, warnings []string, err error) {
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return nil, nil, errors.New("docker engine closed")
+	}
+	if cfg.Image == "" {
+		return nil, nil, errors.New("container has no Image")
+	}
+	var cmd []string
+	switch {
+	case cfg.Path != "":
+		cmd = append([]string{cfg.Path}, cfg.Args...)
+	case len(cfg.Args) > 0:
+		cmd = cfg.Args // arguments to the entrypoint
+	}
+	cc := &container.Config{
+		Image:        cfg.Image,
+		Cmd:          cmd,
+		Env:          cfg.Env,
+		WorkingDir:   cfg.Dir,
+		Labels:       map[string]string{Label: name},
+		OpenStdin:    true,
+		StdinOnce:    true,
+		AttachStdin:  true,
+		AttachStdout: true,
+		AttachStderr: true,
+	}
+	if cfg.Entry != "" {
+		cc.Entrypoint = []string{cfg.Entry}
+	}
+	init := true
+	hc := &container.HostConfig{
+		Init:      &init,
+		Resources: container.Resources{Memory: cfg.Memory, CPUShares: cfg.CpuShares},
+	}
+	for _, v := range cfg.Volume {
+		switch {
+		case strings.Contains(v, ":"):
+			hc.Binds = append(hc.Binds, v)
+		case strings.HasPrefix(v, "/"):
+			if cc.Volumes == nil {
+				cc.Volumes = map[string]struct{}{}
+			}
+			cc.Volumes[v] = struct{}{}
+		default:
+			return nil, nil, fmt.Errorf("volume %q: want an absolute path in the container, or host:container[:options]", v)
+		}
+	}
+	if len(cfg.Lxc) > 0 {
+		warnings = append(warnings, fmt.Sprintf("Lxc ignored: Docker has no LXC driver any more (%s)", strings.Join(cfg.Lxc, "; ")))
+	}
+
+	img, err := e.cli.ImageInspect(ctx, cfg.Image)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("%w: image %q not found on this host, and no registry is reachable to pull it (load it with docker load or docker import)", ErrImageNotFound, cfg.Image)
+		}
+		return nil, nil, fmt.Errorf("inspecting image %q: %w", cfg.Image, err)
+	}
+	if cmd == nil && cfg.Entry == "" && (img.Config == nil || len(img.Config.Cmd) == 0 && len(img.Config.Entrypoint) == 0) {
+		return nil, nil, fmt.Errorf("no command: Path is empty and image %q has no default command", cfg.Image)
+	}
+
+	cname, err := containerName(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	created, err := e.cli.ContainerCreate(ctx, cc, hc, nil, nil, cname)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating container: %w", err)
+	}
+	warnings = append(warnings, created.Warnings...)
+	c = &Container{
+		e: e, cfg: cfg, id: created.ID, name: cname,
+		done: make(chan struct{}), drained: make(chan struct{}),
+		streams: map[string]*stream{"stdin": {}}, open: 2,
+	}
+	c.ctx, c.cancel = context.WithCancel(e.ctx)
+	demuxing := false
+	fail := func(err error) (*Container, []string, error) {
+		c.cancel()
+		c.cut()
+		if !demuxing { // else the demultiplexer closes them as it ends
+			for _, w := range []*os.File{c.outW, c.errW} {
+				if w != nil {
+					w.Close()
+				}
+			}
+		}
+		for _, s := range c.streams {
+			if s.r != nil {
+				s.r.Close()
+			}
+		}
+		rctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		e.cli.ContainerRemove(rctx, c.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		e.mu.Lock()
+		delete(e.live, c)
+		e.mu.Unlock()
+		return nil, nil, err
+	}
+
+	if err := c.checkCommand(ctx, img.Config); err != nil {
+		return fail(err)
+	}
+
+	// Attach before starting, so that no output is missed.
+	c.hj, err = e.cli.ContainerAttach(ctx, c.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return fail(fmt.Errorf("attaching to container: %w", err))
+	}
+	var outR, errR *os.File
+	if outR, c.outW, err = outputPipe("stdout"); err != nil {
+		return fail(err)
+	}
+	c.streams["stdout"] = &stream{r: outR}
+	if errR, c.errW, err = outputPipe("stderr"); err != nil {
+		return fail(err)
+	}
+	c.streams["stderr"] = &stream{r: errR}
+
+	e.mu.Lock()
+	if !e.closed {
+		e.live[c] = struct{}{}
+	}
+	e.mu.Unlock()
+	if demuxing = e.goFunc(c.demux); !demuxing {
+		return fail(errors.New("docker engine closed"))
+	}
+	started := time.Now()
+	if err := e.cli.ContainerStart(ctx, c.id, container.StartOptions{}); err != nil {
+		return fail(fmt.Errorf("starting container: %w", err))
+	}
+	c.stat = Stat{ID: c.id, Name: cname, Image: cfg.Image, Phase: Running, ExitCode: -1, Started: started}
+	if !e.goFunc(c.watch) {
+		return fail(errors.New("docker engine closed"))
+	}
+	return c, warnings, nil
+}
+
+// checkCommand makes sure, as far as it can tell, that the program the
+// container would run is in its file system, so that a wrong Path is an
+// error from Start, as for a process, rather than an exit status 127 from
+// the init process. Programs in volumes, and entrypoints of the image, are
+// not checked.
+func (c *Container) checkCommand(ctx context.Context, img *dockerspec.DockerOCIImageConfig) error {
+	prog := c.cfg.Entry
+	if prog == "" {
+		if img != nil && len(img.Entrypoint) > 0 {
+			return nil
+		}
+		prog = c.cfg.Path
+	}
+	if prog == "" {
+		return nil
+	}
+	var candidates []string
+	if strings.Contains(prog, "/") {
+		if !path.IsAbs(prog) {
+			return nil // relative to the working directory
+		}
+		candidates = []string{prog}
+	} else {
+		search := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+		var env []string
+		if img != nil {
+			env = img.Env
+		}
+		for _, kv := range append(env, c.cfg.Env...) {
+			if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+				search = v
+			}
+		}
+		for _, dir := range strings.Split(search, ":") {
+			if path.IsAbs(dir) {
+				candidates = append(candidates, path.Join(dir, prog))
+			}
+		}
+	}
+	for _, cand := range candidates {
+		for _, v := range c.cfg.Volume {
+			dst := v
+			if parts := strings.Split(v, ":"); len(parts) > 1 {
+				dst = parts[1]
+			}
+			if dst = path.Clean(dst); cand == dst || strings.HasPrefix(cand, dst+"/") || dst == "/" {
+				return nil // in a volume, mounted only at start
+			}
+		}
+	}
+	for _, cand := range candidates {
+		_, err := c.e.cli.ContainerStatPath(ctx, c.id, cand)
+		switch {
+		case err == nil:
+			return nil
+		case !cerrdefs.IsNotFound(err):
+			return nil // cannot tell: let the start decide
+		}
+	}
+	return fmt.Errorf("command %q not found in image %q", prog, c.cfg.Image)
+}
+
+// containerName makes a Docker container name for the element at anchor
+// path name: readable, and unique by a random suffix.
+func containerName(name string) (string, error) {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.Trim(name, "/") {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.'
+		switch {
+		case ok:
+			b.WriteRune(r)
+			dash = false
+		case !dash:
+			b.WriteByte('-')
+			dash = true
+		}
+		if b.Len() >= 100 {
+			break
+		}
+	}
+	var suffix [4]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return "", fmt.Errorf("naming container: %w", err)
+	}
+	base := strings.Trim(b.String(), "-")
+	if base == "" {
+		return "circuit-" + hex.EncodeToString(suffix[:]), nil
+	}
+	return "circuit-" + base + "-" + hex.EncodeToString(suffix[:]), nil
+}
+
+// outputPipe makes the pipe of an output stream, with a 1 MiB buffer as far
+// as the system allows, so that short stalls of a reader do not hold up the
+// container.
+func outputPipe(name string) (r, w *os.File, err error) {
+	r, w, err = os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("making %s pipe: %w", name, err)
+	}
+	if rc, err := w.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_SETPIPE_SZ, 1<<20) // best effort
+		})
+	}
+	return r, w, nil
+}
+
+// demux splits the attach stream into the stdout and stderr pipes until the
+// engine ends it (the container's output ended) or it is cut.
+func (c *Container) demux() {
+	stdcopy.StdCopy(c.outW, c.errW, c.hj.Reader)
+	c.outW.Close()
+	c.errW.Close()
+	c.hj.Close() // the attach is over: stdin goes nowhere any more
+}
+
+// cut ends the attach stream at once: the demultiplexer stops, even if
+// blocked on a full pipe. Readers get what is in the pipes, then EOF.
+func (c *Container) cut() {
+	c.cutOnce.Do(func() {
+		if c.hj.Conn != nil {
+			c.hj.Close()
+		}
+		now := time.Now()
+		for _, w := range []*os.File{c.outW, c.errW} {
+			if w != nil {
+				w.SetWriteDeadline(now)
+			}
+		}
+	})
+}
+
+// watch waits for the container to exit and records how.
+func (c *Container) watch() {
+	code, msg := c.waitExit()
+	st := Stat{Phase: Exited, ExitCode: code, Exit: msg, Exited: time.Now()}
+	if code >= 0 {
+		ictx, cancel := context.WithTimeout(c.ctx, callTimeout)
+		if in, err := c.e.cli.ContainerInspect(ictx, c.id); err == nil && in.State != nil {
+			if t, err := time.Parse(time.RFC3339Nano, in.State.FinishedAt); err == nil && !t.IsZero() && t.Year() > 1 {
+				st.Exited = t
+			}
+			if in.State.OOMKilled && code != 0 {
+				st.Exit = fmt.Sprintf("out of memory (exit status %d)", code)
+			}
+		}
+		cancel()
+	}
+	c.mu.Lock()
+	c.stat.Phase, c.stat.ExitCode, c.stat.Exit, c.stat.Exited = st.Phase, st.ExitCode, st.Exit, st.Exited
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// waitExit blocks until the container is not running, and returns its exit
+// code (-1 if unknown) and what went wrong ("" for success).
+func (c *Container) waitExit() (int, string) {
+	for {
+		resC, errC := c.e.cli.ContainerWait(c.ctx, c.id, container.WaitConditionNotRunning)
+		select { // one of them always answers, also when c.ctx ends
+		case res := <-resC:
+			code := int(res.StatusCode)
+			switch {
+			case res.Error != nil && res.Error.Message != "":
+				return code, res.Error.Message
+			case code != 0:
+				return code, fmt.Sprintf("exit status %d", code)
+			}
+			return 0, ""
+		case <-errC:
+		}
+		if c.ctx.Err() != nil {
+			return -1, "status unknown: the element was scrubbed or the engine closed while waiting"
+		}
+		// The wait broke (the engine restarted?): look at the container.
+		ictx, cancel := context.WithTimeout(c.ctx, callTimeout)
+		in, err := c.e.cli.ContainerInspect(ictx, c.id)
+		cancel()
+		switch {
+		case cerrdefs.IsNotFound(err):
+			return -1, "status unknown: the container was removed outside the circuit"
+		case err == nil && in.State != nil && !in.State.Running && !in.State.Restarting && in.State.Status != "created":
+			if in.State.ExitCode != 0 {
+				return in.State.ExitCode, fmt.Sprintf("exit status %d", in.State.ExitCode)
+			}
+			return 0, ""
+		}
+		t := time.NewTimer(retryBackoff)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+		}
+	}
+}
+
+// Kind is "docker".
+func (c *Container) Kind() string { return "docker" }
+
+// ID is the Docker container ID.
+func (c *Container) ID() string { return c.id }
+
+// Name is the Docker container name.
+func (c *Container) Name() string { return c.name }
+
+// Config is what the container was started with.
+func (c *Container) Config() Config { return c.cfg }
+
+// Stat returns the state as the circuit knows it, without asking the
+// engine.
+func (c *Container) Stat() Stat {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stat
+}
+
+// Peek returns the engine's description of the container (what docker
+// inspect shows), as indented JSON.
+func (c *Container) Peek(ctx context.Context) ([]byte, error) {
+	_, raw, err := c.e.cli.ContainerInspectWithRaw(ctx, c.id, false)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("container %s no longer exists", c.name)
+		}
+		return nil, fmt.Errorf("inspecting container %s: %w", c.name, err)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, raw, "", "\t"); err != nil {
+		return nil, fmt.Errorf("inspecting container %s: %w", c.name, err)
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
+}
+
+// Done is closed when the container has exited.
+func (c *Container) Done() <-chan struct{} { return c.done }
+
+// Drained is closed once stdout and stderr have both been read to the end
+// or discarded.
+func (c *Container) Drained() <-chan struct{} { return c.drained }
+
+// Wait blocks until the container exits or ctx ends.
+func (c *Container) Wait(ctx context.Context) (Stat, error) {
+	select {
+	case <-c.done:
+		return c.Stat(), nil
+	case <-ctx.Done():
+		return Stat{}, ctx.Err()
+	}
+}
+
+// Signal sends the named signal (see proc.ParseSignal) to the container's
+// command.
+func (c *Container) Signal(name string) error {
+	if _, err := proc.ParseSignal(name); err != nil {
+		return err
+	}
+	select {
+	case <-c.done:
+		return fmt.Errorf("container %s has exited", c.name)
+	default:
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, callTimeout)
+	defer cancel()
+	sig := strings.TrimPrefix(strings.ToUpper(name), "SIG")
+	if err := c.e.cli.ContainerKill(ctx, c.id, sig); err != nil {
+		select {
+		case <-c.done:
+			return fmt.Errorf("container %s has exited", c.name)
+		default:
+		}
+		return fmt.Errorf("signal %s: %w", sig, err)
+	}
+	return nil
+}
+
+// Scrub aborts the container: it is killed and removed, with its anonymous
+// volumes. Output nobody reads is discarded. Scrub returns once the engine
+// has answered (within a bound), and the container is then reported exited.
+func (c *Container) Scrub() {
+	c.scrubOnce.Do(func() {
+		// Cut the streams first: the engine does not finish killing a
+		// container while it is blocked on output nobody reads.
+		c.cut()
+		c.discardOutputs()
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		c.e.cli.ContainerRemove(ctx, c.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		// The removal kills the container, which the wait sees; without
+		// an answer from the engine, stop waiting.
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+		}
+		c.cancel()
+		<-c.done
+		c.e.mu.Lock()
+		delete(c.e.live, c)
+		c.e.mu.Unlock()
+	})
+}
+
+// Stop ends the container for a stopping server: SIGTERM, SIGKILL after
+// grace, then removal as by Scrub.
+func (c *Container) Stop(grace time.Duration) {
+	secs := int(math.Ceil(grace.Seconds()))
+	ctx, cancel := context.WithTimeout(c.ctx, grace+callTimeout)
+	defer cancel()
+	select {
+	case <-c.done:
+	default:
+		// Output nobody reads would hold the container up: discard it.
+		c.e.goFunc(c.discardOutputs)
+		c.e.cli.ContainerStop(ctx, c.id, container.StopOptions{Timeout: &secs})
+	}
+	c.Scrub()
+}
+
+// discardOutputs makes sure nobody waits on unread output, and closes an
+// unclaimed stdin. It returns when the output streams end: promptly after
+// cut, since the pipes then hold at most their buffers before EOF.
+func (c *Container) discardOutputs() {
+	for _, name := range []string{"stdout", "stderr"} {
+		if err := c.claim(name); err == nil {
+			c.release(name, io.Discard, true)
+		}
+	}
+	if err := c.claim("stdin"); err == nil {
+		c.endStdin()
+	}
+}
+
+func (c *Container) claim(name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.streams[name]
+	if !ok {
+		return fmt.Errorf("no stream %q: want stdin, stdout or stderr", name)
+	}
+	switch {
+	case s.busy:
+		return fmt.Errorf("%s %w", name, proc.ErrBusy)
+	case s.ended:
+		return fmt.Errorf("%s %w", name, proc.ErrClosed)
+	}
+	s.busy = true
+	return nil
+}
+
+// ClaimOutput reserves stdout or stderr for a reader that will call
+// CopyOutput; it fails at once, wrapping proc.ErrBusy or proc.ErrClosed.
+func (c *Container) ClaimOutput(name string) error {
+	if name != "stdout" && name != "stderr" {
+		return fmt.Errorf("no output stream %q: want stdout or stderr", name)
+	}
+	return c.claim(name)
+}
+
+// CopyOutput copies a claimed output stream to w until the container's
+// output ends, or w fails (the reader went away): then the rest is
+// discarded.
+func (c *Container) CopyOutput(name string, w io.Writer) { c.release(name, w, false) }
+
+// release copies the rest of output stream name to w and then, or on a
+// failing w, discards what remains.
+func (c *Container) release(name string, w io.Writer, discard bool) {
+	s := c.streams[name]
+	if !discard {
+		if err := copyOut(w, s.r); err == nil {
+			c.endOutput(s)
+			return
+		}
+	}
+	c.mu.Lock()
+	s.ended = true
+	c.mu.Unlock()
+	io.Copy(io.Discard, s.r)
+	c.endOutput(s)
+}
+
+func (c *Container) endOutput(s *stream) {
+	c.mu.Lock()
+	s.ended, s.busy = true, false
+	c.open--
+	if c.open == 0 {
+		close(c.drained)
+	}
+	c.mu.Unlock()
+	s.r.Close()
+}
+
+// ClaimStdin reserves stdin for one writer.
+func (c *Container) ClaimStdin() error { return c.claim("stdin") }
+
+// CopyStdin copies r to the container's stdin until r ends, then closes the
+// container's stdin.
+func (c *Container) CopyStdin(r io.Reader) error {
+	w := &stdinWriter{conn: c.hj.Conn}
+	_, err := io.Copy(w, r)
+	c.endStdin()
+	if err != nil && w.err != nil && isGone(w.err) {
+		return nil // the container does not read its stdin any more
+	}
+	return err
+}
+
+func (c *Container) endStdin() {
+	c.mu.Lock()
+	s := c.streams["stdin"]
+	s.ended, s.busy = true, false
+	c.mu.Unlock()
+	c.hj.CloseWrite()
+}
+
+// stdinWriter writes to the attach connection and remembers its error, to
+// tell a gone container from a failing reader.
+type stdinWriter struct {
+	conn net.Conn
+	err  error
+}
+
+func (w *stdinWriter) Write(p []byte) (int, error) {
+	n, err := w.conn.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// isGone tells whether err is the attach connection being closed by either
+// end.
+func isGone(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// copyBufs are the buffers output is copied through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// copyOut copies src to dst through a large pooled buffer until src ends
+// (nil) or either fails.
+func copyOut(dst io.Writer, src io.Reader) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case rerr == io.EOF:
+			return nil
+		case rerr != nil:
+			return rerr
+		}
+	}
+}

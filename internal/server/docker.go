@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/element/docker"
+	"github.com/circuit-project/circuit/internal/element/proc"
+)
+
+type dockerService struct {
+	api.UnimplementedDockerServer
+	s *Server
+}
+
+func toDockerStat(st docker.Stat) *api.DockerStat {
+	out := &api.DockerStat{Id: st.ID, Name: st.Name, Image: st.Image, Phase: st.Phase,
+		ExitCode: int32(st.ExitCode), Exit: st.Exit, StartedUnixNano: st.Started.UnixNano()}
+	if !st.Exited.IsZero() {
+		out.ExitedUnixNano = st.Exited.UnixNano()
+	}
+	return out
+}
+
+func (s *Server) containerAt(raw string) (*docker.Container, error) {
+	p, e, err := s.element(raw)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := e.(*docker.Container)
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "%s holds a %s, not a docker container", p, e.Kind())
+	}
+	return c, nil
+}
+
+func (v *dockerService) Make(ctx context.Context, req *api.MakeDockerRequest) (*api.MakeDockerReply, error) {
+	s := v.s
+	if s.docker == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "server %s was started without -docker; start it with circuit start -docker ... to create containers", s.id)
+	}
+	p, err := s.localPath(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Elems) == 0 || p.Recursive {
+		return nil, status.Errorf(codes.InvalidArgument, "a container needs an anchor below a server, like /%s/docky, not %s", s.id, p)
+	}
+	c := req.GetConfig()
+	if c == nil || c.GetImage() == "" {
+		return nil, status.Error(codes.InvalidArgument, `the container has no "Image"`)
+	}
+	cfg := docker.Config{Image: c.GetImage(), Memory: c.GetMemory(), CpuShares: c.GetCpuShares(), Lxc: c.GetLxc(),
+		Volume: c.GetVolume(), Dir: c.GetDir(), Entry: c.GetEntry(), Env: c.GetEnv(), Path: c.GetPath(), Args: c.GetArgs(), Scrub: c.GetScrub()}
+	release, err := s.tree.Reserve(p.Elems, "docker")
+	if err != nil {
+		if anchor.IsOccupied(err) {
+			return nil, status.Error(codes.AlreadyExists, err.Error())
+		}
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	ctr, warnings, err := s.docker.Start(ctx, p.String(), cfg)
+	if err != nil {
+		release(nil)
+		if errors.Is(err, docker.ErrImageNotFound) {
+			return nil, status.Error(codes.NotFound, err.Error())
+		}
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if err := release(ctr); err != nil {
+		ctr.Scrub()
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	s.goFunc(func() { s.reapContainer(p.Elems, ctr) })
+	return &api.MakeDockerReply{Stat: toDockerStat(ctr.Stat()), Warnings: warnings}, nil
+}
+
+// reapContainer removes a container made with Scrub when it exits, once its
+// output was read (or after outputGrace), and stops it when the server
+// stops.
+func (s *Server) reapContainer(elems []string, c *docker.Container) {
+	select {
+	case <-c.Done():
+	case <-s.ctx.Done():
+		c.Stop(2 * time.Second)
+		return
+	}
+	if !c.Config().Scrub {
+		return
+	}
+	select {
+	case <-c.Drained():
+	case <-time.After(outputGrace):
+	case <-s.ctx.Done():
+	}
+	if s.tree.Remove(elems, c) {
+		c.Scrub()
+	}
+}
+
+func (v *dockerService) Peek(ctx context.Context, req *api.PathRequest) (*api.DockerInspect, error) {
+	c, err := v.s.containerAt(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.Peek(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &api.DockerInspect{Json: b}, nil
+}
+
+func (v *dockerService) Wait(ctx context.Context, req *api.PathRequest) (*api.DockerStat, error) {
+	c, err := v.s.containerAt(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Wait(ctx)
+	if err != nil {
+		return nil, chanError(err)
+	}
+	return toDockerStat(st), nil
+}
+
+func (v *dockerService) Signal(_ context.Context, req *api.SignalRequest) (*api.SignalReply, error) {
+	c, err := v.s.containerAt(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Signal(req.GetSignal()); err != nil {
+		if errors.Is(err, proc.ErrBadSignal) {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &api.SignalReply{}, nil
+}
