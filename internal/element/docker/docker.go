@@ -65,6 +65,18 @@ type Stat struct {
 // the host.
 var ErrImageNotFound = errors.New("image not found")
 
+// missingImageError is Start's error for an image that is not on the host:
+// its message is the whole explanation, and it matches ErrImageNotFound.
+type missingImageError struct{ image string }
+
+func missingImage(image string) error { return &missingImageError{image} }
+
+func (e *missingImageError) Error() string {
+	return fmt.Sprintf("image %q not found on this host, and no registry is reachable to pull it (load it with docker load or docker import)", e.image)
+}
+
+func (e *missingImageError) Is(target error) bool { return target == ErrImageNotFound }
+
 // Label is the Docker label that holds the anchor path of a container made
 // by Start.
 const Label = "circuit.anchor"
@@ -247,7 +259,7 @@ func (e *Engine) Start(ctx context.Context, name string, cfg Config) (c *Contain
 	img, err := e.cli.ImageInspect(ctx, cfg.Image)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return nil, nil, fmt.Errorf("%w: image %q not found on this host, and no registry is reachable to pull it (load it with docker load or docker import)", ErrImageNotFound, cfg.Image)
+			return nil, nil, missingImage(cfg.Image)
 		}
 		return nil, nil, fmt.Errorf("inspecting image %q: %w", cfg.Image, err)
 	}
