@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"os"
@@ -26,6 +25,7 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/circuit-project/circuit/internal/element/proc"
+	"github.com/circuit-project/circuit/internal/element/stdio"
 )
 
 // Config is the container to run.
@@ -184,19 +184,12 @@ type Container struct {
 	cutOnce    sync.Once
 	scrubOnce  sync.Once
 	done       chan struct{}
-	drained    chan struct{}
 
-	mu      sync.Mutex
-	stat    Stat
-	streams map[string]*stream
-	open    int // output streams not yet ended
-}
+	*stdio.Streams // set once attached
+	outR, errR     *os.File
 
-// stream is one standard stream of the container, at the server's end.
-type stream struct {
-	r     *os.File // output streams: the reading end of the pipe
-	busy  bool
-	ended bool // stdin closed, or output read to its end or discarded
+	mu   sync.Mutex
+	stat Stat
 }
 
 // Start creates and starts a container for the element at anchor path name.
@@ -278,8 +271,7 @@ func (e *Engine) Start(ctx context.Context, name string, cfg Config) (c *Contain
 	warnings = append(warnings, created.Warnings...)
 	c = &Container{
 		e: e, cfg: cfg, id: created.ID, name: cname,
-		done: make(chan struct{}), drained: make(chan struct{}),
-		streams: map[string]*stream{"stdin": {}}, open: 2,
+		done: make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(e.ctx)
 	demuxing := false
@@ -293,9 +285,9 @@ func (e *Engine) Start(ctx context.Context, name string, cfg Config) (c *Contain
 				}
 			}
 		}
-		for _, s := range c.streams {
-			if s.r != nil {
-				s.r.Close()
+		for _, r := range []*os.File{c.outR, c.errR} {
+			if r != nil {
+				r.Close()
 			}
 		}
 		rctx, cancel := context.WithTimeout(context.Background(), callTimeout)
@@ -316,15 +308,13 @@ func (e *Engine) Start(ctx context.Context, name string, cfg Config) (c *Contain
 	if err != nil {
 		return fail(fmt.Errorf("attaching to container: %w", err))
 	}
-	var outR, errR *os.File
-	if outR, c.outW, err = outputPipe("stdout"); err != nil {
+	if c.outR, c.outW, err = outputPipe("stdout"); err != nil {
 		return fail(err)
 	}
-	c.streams["stdout"] = &stream{r: outR}
-	if errR, c.errW, err = outputPipe("stderr"); err != nil {
+	if c.errR, c.errW, err = outputPipe("stderr"); err != nil {
 		return fail(err)
 	}
-	c.streams["stderr"] = &stream{r: errR}
+	c.Streams = stdio.New(halfCloser{c.hj.Conn, c.hj.CloseWrite}, c.outR, c.errR)
 
 	e.mu.Lock()
 	if !e.closed {
@@ -583,10 +573,6 @@ func (c *Container) Peek(ctx context.Context) ([]byte, error) {
 // Done is closed when the container has exited.
 func (c *Container) Done() <-chan struct{} { return c.done }
 
-// Drained is closed once stdout and stderr have both been read to the end
-// or discarded.
-func (c *Container) Drained() <-chan struct{} { return c.drained }
-
 // Wait blocks until the container exits or ctx ends.
 func (c *Container) Wait(ctx context.Context) (Stat, error) {
 	select {
@@ -665,143 +651,19 @@ func (c *Container) Stop(grace time.Duration) {
 }
 
 // discardOutputs makes sure nobody waits on unread output, and closes an
-// unclaimed stdin. It returns when the output streams end: promptly after
-// cut, since the pipes then hold at most their buffers before EOF.
+// unclaimed stdin. It returns when the output streams it claimed end:
+// promptly after cut, since the pipes then hold at most their buffers.
 func (c *Container) discardOutputs() {
-	for _, name := range []string{"stdout", "stderr"} {
-		if err := c.claim(name); err == nil {
-			c.release(name, io.Discard, true)
-		}
-	}
-	if err := c.claim("stdin"); err == nil {
-		c.endStdin()
+	if c.Streams != nil {
+		c.Discard(true)
 	}
 }
 
-func (c *Container) claim(name string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s, ok := c.streams[name]
-	if !ok {
-		return fmt.Errorf("no stream %q: want stdin, stdout or stderr", name)
-	}
-	switch {
-	case s.busy:
-		return fmt.Errorf("%s %w", name, proc.ErrBusy)
-	case s.ended:
-		return fmt.Errorf("%s %w", name, proc.ErrClosed)
-	}
-	s.busy = true
-	return nil
+// halfCloser is the attach connection as the container's stdin: closing it
+// sends EOF and leaves the output flowing.
+type halfCloser struct {
+	net.Conn
+	closeWrite func() error
 }
 
-// ClaimOutput reserves stdout or stderr for a reader that will call
-// CopyOutput; it fails at once, wrapping proc.ErrBusy or proc.ErrClosed.
-func (c *Container) ClaimOutput(name string) error {
-	if name != "stdout" && name != "stderr" {
-		return fmt.Errorf("no output stream %q: want stdout or stderr", name)
-	}
-	return c.claim(name)
-}
-
-// CopyOutput copies a claimed output stream to w until the container's
-// output ends, or w fails (the reader went away): then the rest is
-// discarded.
-func (c *Container) CopyOutput(name string, w io.Writer) { c.release(name, w, false) }
-
-// release copies the rest of output stream name to w and then, or on a
-// failing w, discards what remains.
-func (c *Container) release(name string, w io.Writer, discard bool) {
-	s := c.streams[name]
-	if !discard {
-		if err := copyOut(w, s.r); err == nil {
-			c.endOutput(s)
-			return
-		}
-	}
-	c.mu.Lock()
-	s.ended = true
-	c.mu.Unlock()
-	io.Copy(io.Discard, s.r)
-	c.endOutput(s)
-}
-
-func (c *Container) endOutput(s *stream) {
-	c.mu.Lock()
-	s.ended, s.busy = true, false
-	c.open--
-	if c.open == 0 {
-		close(c.drained)
-	}
-	c.mu.Unlock()
-	s.r.Close()
-}
-
-// ClaimStdin reserves stdin for one writer.
-func (c *Container) ClaimStdin() error { return c.claim("stdin") }
-
-// CopyStdin copies r to the container's stdin until r ends, then closes the
-// container's stdin.
-func (c *Container) CopyStdin(r io.Reader) error {
-	w := &stdinWriter{conn: c.hj.Conn}
-	_, err := io.Copy(w, r)
-	c.endStdin()
-	if err != nil && w.err != nil && isGone(w.err) {
-		return nil // the container does not read its stdin any more
-	}
-	return err
-}
-
-func (c *Container) endStdin() {
-	c.mu.Lock()
-	s := c.streams["stdin"]
-	s.ended, s.busy = true, false
-	c.mu.Unlock()
-	c.hj.CloseWrite()
-}
-
-// stdinWriter writes to the attach connection and remembers its error, to
-// tell a gone container from a failing reader.
-type stdinWriter struct {
-	conn net.Conn
-	err  error
-}
-
-func (w *stdinWriter) Write(p []byte) (int, error) {
-	n, err := w.conn.Write(p)
-	if err != nil {
-		w.err = err
-	}
-	return n, err
-}
-
-// isGone tells whether err is the attach connection being closed by either
-// end.
-func isGone(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
-}
-
-// copyBufs are the buffers output is copied through.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
-
-// copyOut copies src to dst through a large pooled buffer until src ends
-// (nil) or either fails.
-func copyOut(dst io.Writer, src io.Reader) error {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
-	for {
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return werr
-			}
-		}
-		switch {
-		case rerr == io.EOF:
-			return nil
-		case rerr != nil:
-			return rerr
-		}
-	}
-}
+func (h halfCloser) Close() error { return h.closeWrite() }

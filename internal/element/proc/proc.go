@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"sort"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/circuit-project/circuit/internal/element/stdio"
 )
 
 // Cmd is what to run.
@@ -42,30 +43,21 @@ type Stat struct {
 }
 
 // ErrBusy is returned to a second concurrent client of a stream.
-var ErrBusy = errors.New("already in use by another client")
+var ErrBusy = stdio.ErrBusy
 
 // ErrClosed is returned for a stream that has ended.
-var ErrClosed = errors.New("already closed")
+var ErrClosed = stdio.ErrClosed
 
-// Proc is a running or exited process.
+// Proc is a running or exited process. Its standard streams are the
+// embedded stdio.Streams.
 type Proc struct {
+	*stdio.Streams
 	cmd  Cmd
 	ec   *exec.Cmd
 	done chan struct{}
 
-	mu      sync.Mutex
-	stat    Stat
-	streams map[string]*stream
-	open    int           // output streams not yet ended
-	drained chan struct{} // closed when stdout and stderr have both ended // "stdin", "stdout", "stderr"
-}
-
-// stream is one standard stream of the process, at the server's end.
-type stream struct {
-	name  string
-	file  io.ReadWriteCloser // our end: a pipe for stdin, a socket for output
-	busy  bool
-	ended bool // stdin closed, or output discarded
+	mu   sync.Mutex
+	stat Stat
 }
 
 // Start starts cmd. The returned process is running.
@@ -82,43 +74,35 @@ func Start(cmd Cmd) (*Proc, error) {
 	ec.Dir = cmd.Dir
 	ec.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 
-	p := &Proc{cmd: cmd, ec: ec, done: make(chan struct{}), streams: map[string]*stream{}, open: 2, drained: make(chan struct{})}
-	var child []*os.File
-	closeAll := func(fs []*os.File) {
-		for _, f := range fs {
-			f.Close()
-		}
-	}
+	p := &Proc{cmd: cmd, ec: ec, done: make(chan struct{})}
+	var child, ours []*os.File
 	fail := func(err error) (*Proc, error) {
-		closeAll(child)
-		for _, s := range p.streams {
-			s.file.Close()
+		for _, f := range append(child, ours...) {
+			f.Close()
 		}
 		return nil, err
 	}
-	for _, name := range []string{"stdin", "stdout", "stderr"} {
-		if name == "stdin" {
-			r, w, err := os.Pipe()
-			if err != nil {
-				return fail(fmt.Errorf("making stdin pipe: %w", err))
-			}
-			ec.Stdin = r
-			child = append(child, r)
-			p.streams[name] = &stream{name: name, file: w}
-			continue
-		}
-		ours, theirs, err := outputPipe(name)
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fail(fmt.Errorf("making stdin pipe: %w", err))
+	}
+	child, ours = append(child, r), append(ours, w)
+	for _, name := range []string{"stdout", "stderr"} {
+		r, w, err := outputPipe(name)
 		if err != nil {
 			return fail(err)
 		}
-		child = append(child, theirs)
-		p.streams[name] = &stream{name: name, file: ours}
+		child, ours = append(child, w), append(ours, r)
 	}
+	ec.Stdin = child[0]
 	ec.Stdout, ec.Stderr = child[1], child[2]
 	if err := ec.Start(); err != nil {
 		return fail(err)
 	}
-	closeAll(child) // the child has its copies
+	for _, f := range child {
+		f.Close() // the child has its copies
+	}
+	p.Streams = stdio.New(ours[0], ours[1], ours[2])
 	p.stat = Stat{Cmd: cmd, Phase: Running, PID: ec.Process.Pid, Started: time.Now(), ExitCode: -1}
 	go p.wait()
 	return p, nil
@@ -195,7 +179,7 @@ func (p *Proc) Scrub() {
 	default:
 		syscall.Kill(-p.ec.Process.Pid, syscall.SIGKILL)
 	}
-	p.discardOutputs()
+	p.Discard(false) // the group was killed: its output ends soon
 }
 
 // Stop ends the process for a stopping server: SIGTERM to the group, SIGKILL
@@ -213,103 +197,6 @@ func (p *Proc) Stop(grace time.Duration) {
 		syscall.Kill(-p.ec.Process.Pid, syscall.SIGKILL)
 		<-p.done
 	}
-}
-
-// discardOutputs makes sure nobody waits on unread output after a scrub.
-func (p *Proc) discardOutputs() {
-	for _, name := range []string{"stdout", "stderr"} {
-		if err := p.claim(name); err == nil {
-			go p.release(name, io.Discard, true)
-		}
-	}
-	if err := p.claim("stdin"); err == nil {
-		p.endStdin()
-	}
-}
-
-func (p *Proc) claim(name string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s, ok := p.streams[name]
-	if !ok {
-		return fmt.Errorf("no stream %q: want stdin, stdout or stderr", name)
-	}
-	switch {
-	case s.busy:
-		return fmt.Errorf("%s %w", name, ErrBusy)
-	case s.ended:
-		return fmt.Errorf("%s %w", name, ErrClosed)
-	}
-	s.busy = true
-	return nil
-}
-
-// release copies the rest of output stream name to w and then, or on a
-// failing w, discards what remains.
-func (p *Proc) release(name string, w io.Writer, discard bool) {
-	s := p.streams[name]
-	if !discard {
-		_, err := copyOut(w, s.file)
-		if err == nil { // EOF: the process closed it
-			p.endOutput(s)
-			return
-		}
-	}
-	p.mu.Lock()
-	s.ended = true
-	p.mu.Unlock()
-	io.Copy(io.Discard, s.file)
-	p.endOutput(s)
-}
-
-func (p *Proc) endOutput(s *stream) {
-	p.mu.Lock()
-	s.ended, s.busy = true, false
-	p.open--
-	if p.open == 0 {
-		close(p.drained)
-	}
-	p.mu.Unlock()
-	s.file.Close()
-}
-
-// Drained is closed once stdout and stderr have both been read to the end
-// or discarded.
-func (p *Proc) Drained() <-chan struct{} { return p.drained }
-
-func (p *Proc) endStdin() {
-	s := p.streams["stdin"]
-	p.mu.Lock()
-	s.ended, s.busy = true, false
-	p.mu.Unlock()
-	s.file.Close()
-}
-
-// ClaimOutput reserves stdout or stderr for a reader that will call
-// CopyOutput; it fails at once with ErrBusy or ErrClosed.
-func (p *Proc) ClaimOutput(name string) error {
-	if name != "stdout" && name != "stderr" {
-		return fmt.Errorf("no output stream %q: want stdout or stderr", name)
-	}
-	return p.claim(name)
-}
-
-// CopyOutput copies a claimed output stream to w until the process closes
-// it, or w fails (the reader went away): then the rest is discarded.
-func (p *Proc) CopyOutput(name string, w io.Writer) { p.release(name, w, false) }
-
-// ClaimStdin reserves stdin for one writer.
-func (p *Proc) ClaimStdin() error { return p.claim("stdin") }
-
-// CopyStdin copies r to the claimed stdin until r ends, then closes stdin.
-func (p *Proc) CopyStdin(r io.Reader) error {
-	s := p.streams["stdin"]
-	_, err := io.Copy(s.file, r)
-	p.endStdin()
-	if err != nil && errors.Is(err, syscall.EPIPE) {
-		return nil // the process does not read its stdin any more
-	}
-	return err
 }
 
 var signals = map[string]syscall.Signal{
@@ -372,21 +259,3 @@ func outputPipe(name string) (ours, theirs *os.File, err error) {
 	}
 	return r, w, nil
 }
-
-// copyBufs are the buffers output is copied through.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
-
-// copyOut copies src to dst through a large pooled buffer.
-func copyOut(dst io.Writer, src io.Reader) (int64, error) {
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	return io.CopyBuffer(onlyWriter{dst}, onlyReader{src}, *buf)
-}
-
-// onlyWriter and onlyReader hide ReaderFrom and WriterTo, so that
-// io.CopyBuffer uses the buffer given (the fast paths of pipes and sockets
-// fall back to 32 KiB copies for a pipe into a socket).
-type (
-	onlyWriter struct{ io.Writer }
-	onlyReader struct{ io.Reader }
-)

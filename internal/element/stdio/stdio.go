@@ -1,0 +1,178 @@
+// Package stdio is the server's end of an element's standard streams, shared
+// by processes and containers: at most one client per stream at a time,
+// output copied through large buffers with back-pressure, the rest of an
+// output discarded once its reader goes away, and stdin closed by its
+// writer's EOF.
+package stdio
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+)
+
+// ErrBusy is returned to a second concurrent client of a stream.
+var ErrBusy = errors.New("already in use by another client")
+
+// ErrClosed is returned for a stream that has ended.
+var ErrClosed = errors.New("already closed")
+
+// Streams are the stdin, stdout and stderr of one element.
+type Streams struct {
+	mu      sync.Mutex
+	stdin   stream
+	outputs map[string]*stream
+	open    int           // output streams not yet ended
+	drained chan struct{} // closed when both outputs have ended
+}
+
+type stream struct {
+	r     io.ReadCloser  // output streams
+	w     io.WriteCloser // stdin: Close sends EOF
+	busy  bool
+	ended bool
+}
+
+// New takes the element's ends of its streams: stdin's Close must send EOF
+// to the element.
+func New(stdin io.WriteCloser, stdout, stderr io.ReadCloser) *Streams {
+	return &Streams{
+		stdin:   stream{w: stdin},
+		outputs: map[string]*stream{"stdout": {r: stdout}, "stderr": {r: stderr}},
+		open:    2,
+		drained: make(chan struct{}),
+	}
+}
+
+func (s *Streams) claim(name string, st *stream) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case st.busy:
+		return fmt.Errorf("%s %w", name, ErrBusy)
+	case st.ended:
+		return fmt.Errorf("%s %w", name, ErrClosed)
+	}
+	st.busy = true
+	return nil
+}
+
+// ClaimOutput reserves stdout or stderr for a reader that will call
+// CopyOutput; it fails at once, wrapping ErrBusy or ErrClosed.
+func (s *Streams) ClaimOutput(name string) error {
+	st, ok := s.outputs[name]
+	if !ok {
+		return fmt.Errorf("no output stream %q: want stdout or stderr", name)
+	}
+	return s.claim(name, st)
+}
+
+// CopyOutput copies a claimed output stream to w until the element closes
+// it, or w fails (the reader went away): then the rest is discarded.
+func (s *Streams) CopyOutput(name string, w io.Writer) {
+	st := s.outputs[name]
+	if _, err := copyOut(w, st.r); err != nil {
+		s.mu.Lock()
+		st.ended = true // nobody reads the rest
+		s.mu.Unlock()
+		io.Copy(io.Discard, st.r)
+	}
+	s.endOutput(st)
+}
+
+func (s *Streams) endOutput(st *stream) {
+	s.mu.Lock()
+	st.ended, st.busy = true, false
+	s.open--
+	if s.open == 0 {
+		close(s.drained)
+	}
+	s.mu.Unlock()
+	st.r.Close()
+}
+
+// Drained is closed once stdout and stderr have both been read to the end
+// or discarded.
+func (s *Streams) Drained() <-chan struct{} { return s.drained }
+
+// ClaimStdin reserves stdin for one writer.
+func (s *Streams) ClaimStdin() error { return s.claim("stdin", &s.stdin) }
+
+// CopyStdin copies r to the claimed stdin until r ends, then closes stdin.
+// An element that stopped reading its stdin is not an error.
+func (s *Streams) CopyStdin(r io.Reader) error {
+	w := &recordingWriter{w: s.stdin.w}
+	_, err := io.Copy(w, r)
+	s.endStdin()
+	if err != nil && w.err != nil && gone(w.err) {
+		return nil
+	}
+	return err
+}
+
+func (s *Streams) endStdin() {
+	s.mu.Lock()
+	s.stdin.ended, s.stdin.busy = true, false
+	s.mu.Unlock()
+	s.stdin.w.Close()
+}
+
+// Discard makes sure nothing waits on the streams any more, as after a
+// scrub: unclaimed outputs are read to their end and thrown away, and an
+// unclaimed stdin is closed. With wait, it returns once the outputs it
+// claimed have ended; without, they drain in the background.
+func (s *Streams) Discard(wait bool) {
+	for _, name := range []string{"stdout", "stderr"} {
+		if s.ClaimOutput(name) != nil {
+			continue
+		}
+		if wait {
+			s.CopyOutput(name, failingWriter{})
+		} else {
+			go s.CopyOutput(name, failingWriter{})
+		}
+	}
+	if s.ClaimStdin() == nil {
+		s.endStdin()
+	}
+}
+
+// failingWriter makes CopyOutput discard everything.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
+
+// recordingWriter remembers its own write error, to tell an element that
+// stopped reading from a failing reader.
+type recordingWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// gone tells whether a write failed because the element's end is closed.
+func gone(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrClosedPipe)
+}
+
+// copyBufs are the buffers output is copied through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// copyOut copies src to dst through a large pooled buffer. The fast paths
+// of pipes and sockets fall back to 32 KiB copies for a pipe into a socket,
+// so they are hidden.
+func copyOut(dst io.Writer, src io.Reader) (int64, error) {
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *buf)
+}
