@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -38,7 +39,7 @@ func freePort(t *testing.T) int {
 func TestStartPrintsExactlyOneURL(t *testing.T) {
 	bin := testcluster.Binary(t)
 	cmd := exec.Command(bin, "start", "-a", "127.0.0.1:0")
-	var stdout, stderr bytes.Buffer
+	var stderr bytes.Buffer
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -74,15 +75,12 @@ func TestStartPrintsExactlyOneURL(t *testing.T) {
 	if b := <-rest; len(b) != 0 {
 		t.Fatalf("stdout had more than the URL: %q", b)
 	}
-	stdout.Reset()
 	if !strings.Contains(stderr.String(), "serving") {
 		t.Fatalf("no log on stderr: %q", stderr.String())
 	}
 }
 
 func TestInterfaceFlag(t *testing.T) {
-	c := &testcluster.Cluster{Bin: testcluster.Binary(t)}
-	_ = c
 	cl := testcluster.Start(t, 0, testcluster.Options{})
 	p := cl.Spawn("start", "-if", "lo", "-a", ":0")
 	if !urlRE.MatchString(p.URL) {
@@ -386,8 +384,6 @@ func TestKeys(t *testing.T) {
 	}
 	wrong := filepath.Join(t.TempDir(), "wrong")
 	os.WriteFile(wrong, []byte(k1), 0o600)
-	noKey := &testcluster.Cluster{Bin: cl.Bin}
-	_ = noKey
 	cases := []struct {
 		name string
 		args []string
@@ -404,7 +400,7 @@ func TestKeys(t *testing.T) {
 		cmd.Stderr = &stderr
 		err := cmd.Run()
 		var ee *exec.ExitError
-		if !errorsAs(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(stderr.String(), tc.says) {
+		if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(stderr.String(), tc.says) {
 			t.Errorf("%s: %v, stderr %q; want exit 4 saying %q", tc.name, err, stderr.String(), tc.says)
 		}
 		if time.Since(start) > 5*time.Second {
@@ -420,14 +416,6 @@ func TestKeys(t *testing.T) {
 	if got := testcluster.Lines(cl.Run("ls", "/").Stdout); len(got) != 2 {
 		t.Fatalf("after a foreign server tried to join: %q", got)
 	}
-}
-
-func errorsAs(err error, target **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 func TestHelp(t *testing.T) {
