@@ -71,13 +71,13 @@ func (s *Server) serveConn(c net.Conn) {
 	p, err := wire.ReadPreamble(c)
 	if err != nil {
 		if errors.Is(err, wire.ErrBadPreamble) {
-			s.log.Warn("refused connection", "from", c.RemoteAddr().String(), "err", err)
+			s.refused(c, err.Error())
 			wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeBadRequest, Msg: err.Error()})
 		}
 		return
 	}
 	if r := p.Check(s.cfg.Key); r != nil {
-		s.log.Warn("refused connection", "from", c.RemoteAddr().String(), "reason", r.Msg)
+		s.refused(c, r.Msg)
 		wire.WriteStatus(c, r)
 		return
 	}
@@ -102,7 +102,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if s.cfg.Key != nil {
 			tc := tls.Server(c, s.cfg.Key.ServerTLS())
 			if err := tc.HandshakeContext(s.ctx); err != nil {
-				s.log.Warn("refused connection", "from", c.RemoteAddr().String(), "reason", "TLS handshake: "+err.Error())
+				s.refused(c, "TLS handshake: "+err.Error())
 				return
 			}
 			conn = tc
@@ -135,7 +135,7 @@ type (
 func (s *Server) serveStream(conn net.Conn) {
 	h, err := wire.ReadStreamHeader(conn)
 	if err != nil {
-		s.log.Warn("refused stream", "from", conn.RemoteAddr().String(), "err", err)
+		s.refused(conn, "stream header: "+err.Error())
 		return
 	}
 	op := s.ops.Begin("Stream."+h.Stream, slog.String("path", h.Path), slog.String("from", conn.RemoteAddr().String()))
@@ -320,3 +320,37 @@ func (l *connListener) Close() error {
 }
 
 func (l *connListener) Addr() net.Addr { return l.addr }
+
+// refusalLogs bounds how many refusals a second are logged one by one, so
+// that a flood of bad connections cannot flood the log.
+const refusalLogs = 10
+
+// refusalLog counts refused connections per second.
+type refusalLog struct {
+	mu         sync.Mutex
+	second     time.Time
+	logged     int
+	suppressed int
+}
+
+// refused logs a refused connection, or counts it once this second's
+// allowance is spent; the count is logged with the next second's first.
+func (s *Server) refused(c net.Conn, reason string) {
+	l := &s.refusals
+	l.mu.Lock()
+	now := time.Now().Truncate(time.Second)
+	if !now.Equal(l.second) {
+		if l.suppressed > 0 {
+			s.log.Warn("refused connections not logged one by one", "count", l.suppressed, "second", l.second.Format(time.RFC3339))
+		}
+		l.second, l.logged, l.suppressed = now, 0, 0
+	}
+	if l.logged >= refusalLogs {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	l.logged++
+	l.mu.Unlock()
+	s.log.Warn("refused connection", "from", c.RemoteAddr().String(), "reason", reason)
+}

@@ -62,8 +62,9 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the server starts
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	refusals refusalLog
 
 	stopOnce sync.Once
 	done     chan struct{} // closed when Stop has finished

@@ -459,3 +459,54 @@ func TestHostileBytes(t *testing.T) {
 		t.Fatalf("after garbage: %+v", r)
 	}
 }
+
+// TestFloodOfSilentConnections holds hundreds of connections that never
+// send a preamble while a client works, then sends garbage on hundreds
+// more: the server keeps answering, and its log stays short.
+func TestFloodOfSilentConnections(t *testing.T) {
+	cl := testcluster.Start(t, 1, testcluster.Options{})
+	srv := cl.Servers[0]
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 500 {
+		c, err := net.Dial("tcp", srv.Addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", len(held), err)
+		}
+		held = append(held, c)
+	}
+	start := time.Now()
+	if r := cl.Run("ls", "/"); r.Code != 0 || len(testcluster.Lines(r.Stdout)) != 1 {
+		t.Fatalf("ls during a flood of silent connections: %+v", r)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("ls took %v during the flood", d)
+	}
+	for range 300 {
+		c, err := net.Dial("tcp", srv.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n" + strings.Repeat("x", 64)))
+		c.Close()
+	}
+	if r := cl.Run("ls", "/"); r.Code != 0 {
+		t.Fatalf("ls after garbage: %+v", r)
+	}
+	logged := strings.Count(srv.Stderr(), `msg="refused connection"`)
+	t.Logf("%d of 300 refusals logged one by one", logged)
+	if logged == 0 {
+		t.Fatal("no refusal was logged")
+	}
+	if n := logged; n > 4*refusalsPerSecondAllowance {
+		t.Fatalf("%d refusals logged one by one: the log is not bounded", n)
+	}
+}
+
+// refusalsPerSecondAllowance mirrors the server's per-second allowance of
+// refusals logged one by one (internal/server refusalLogs).
+const refusalsPerSecondAllowance = 10
