@@ -81,7 +81,8 @@ func init() {
 		short: "start a process: reads the command as JSON on stdin",
 		long: `The command is a JSON object with the fields Path (required), Args, Env, Dir
 and Scrub; trailing commas are fine. With Scrub (or -scrub) the element is
-removed when the process exits. An unset Env means an empty environment.
+removed once the process has exited and its output has been read (or 30 s
+after the exit if nobody reads it). An unset Env means an empty environment.
 
 Example:
   circuit mkproc /X88550014d4c82e4d/pippi << EOF

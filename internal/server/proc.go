@@ -182,22 +182,24 @@ func (s *Server) reap(elems []string, pe *procElement) {
 		s.tomb.put(pe.serial, st, nil) // if scrubbed later, a Wait by serial still answers
 		return
 	}
-	// Cmd.Scrub: the anchor goes now, but the output the process wrote
-	// before exiting stays readable, by serial, for its creator, until read
-	// or for outputGrace.
+	// Cmd.Scrub: the element goes once the process has exited and its
+	// output has been read. Output nobody reads keeps it (and, by serial,
+	// its creator's access) for at most outputGrace.
 	s.tomb.put(pe.serial, st, pe)
-	s.tree.Remove(elems, pe)
-	select {
-	case <-pe.Drained():
-	case <-time.After(outputGrace):
-	case <-s.ctx.Done():
+	if pe.Pending() {
+		select {
+		case <-pe.Drained():
+		case <-time.After(outputGrace):
+		case <-s.ctx.Done():
+		}
 	}
+	s.tree.Remove(elems, pe)
 	s.tomb.forget(pe.serial)
 	pe.Scrub() // discards what nobody read
 }
 
-// outputGrace is how long the output of a process removed by Cmd.Scrub
-// stays readable after its exit.
+// outputGrace is how long the unread output of a process made with
+// Cmd.Scrub keeps it after its exit.
 const outputGrace = 30 * time.Second
 
 func (v *procService) Peek(_ context.Context, req *api.PathRequest) (*api.ProcStat, error) {

@@ -248,3 +248,22 @@ func TestStdinThroughTheCLI(t *testing.T) {
 		t.Fatalf("stdin after EOF: %+v", r)
 	}
 }
+
+// TestScrubAfterOutputRead: with -scrub, the output of a process that has
+// already exited can still be read by path; then the element goes.
+func TestScrubAfterOutputRead(t *testing.T) {
+	cl := testcluster.Start(t, 1, testcluster.Options{})
+	path := "/" + cl.Servers[0].ID + "/quick"
+	if r := cl.RunVia(cl.Servers[0], `{"Path": "/bin/echo", "Args": ["hello from circuit"]}`, "mkproc", "-scrub", path); r.Code != 0 {
+		t.Fatal(r)
+	}
+	if r := cl.Run("wait", path); r.Code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	if r := cl.Run("stdout", path); r.Code != 0 || r.Stdout != "hello from circuit\n" {
+		t.Fatalf("stdout of an exited -scrub process: %+v", r)
+	}
+	cl.Run("stderr", path)
+	testcluster.Eventually(t, 5*time.Second, func() bool { return cl.Run("ls", "/"+cl.Servers[0].ID+"/...").Stdout == "" },
+		"the -scrub element stayed after its output was read")
+}

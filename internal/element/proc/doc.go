@@ -21,9 +21,10 @@
 //   - Peek never blocks. Wait blocks until the process has exited and its
 //     status is known.
 //   - Scrub aborts: it sends SIGKILL to the process group and the element is
-//     gone. With Cmd.Scrub the server removes the element by itself when the
-//     process exits (the final status stays available to Wait for a while,
-//     see the server).
+//     gone. With Cmd.Scrub the server removes the element by itself once the
+//     process has exited and its output has been read, or at most 30 s after
+//     the exit if nobody reads it (the final status stays available to Wait
+//     for a while, see the server).
 //   - When the server stops, it scrubs every process: SIGTERM to the group,
 //     then SIGKILL after a grace period. If the server itself is killed with
 //     SIGKILL, its processes keep running but lose their pipes: a write to

@@ -12,6 +12,8 @@ import (
 	"net"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrBusy is returned to a second concurrent client of a stream.
@@ -92,6 +94,43 @@ func (s *Streams) endOutput(st *stream) {
 	}
 	s.mu.Unlock()
 	st.r.Close()
+}
+
+// Pending reports whether output remains for a reader: a reader is at work,
+// or an unread output holds buffered bytes. An element whose streams are
+// files (pipes) is asked how much they hold.
+func (s *Streams) Pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.outputs {
+		if st.ended {
+			continue
+		}
+		if st.busy {
+			return true
+		}
+		f, ok := st.r.(interface {
+			SyscallConn() (syscall.RawConn, error)
+		})
+		if !ok {
+			return true // cannot tell: assume there is
+		}
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return true
+		}
+		n := 0
+		rc.Control(func(fd uintptr) {
+			var err error
+			if n, err = unix.IoctlGetInt(int(fd), unix.TIOCINQ); err != nil {
+				n = 1
+			}
+		})
+		if n > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Drained is closed once stdout and stderr have both been read to the end
