@@ -120,6 +120,7 @@ func TestSeedDockerWalkthrough(t *testing.T) {
 
 	// Streams, exit codes and signals, as for processes.
 	upper := x + "/upper"
+	t.Cleanup(func() { cl.Run("scrub", upper) })
 	if r := cl.RunVia(plain, `{"Image": "`+image+`", "Path": "/bin/tr", "Args": ["a-z", "A-Z"], "Scrub": true}`, "mkdkr", upper); r.Code != 0 {
 		t.Fatalf("mkdkr tr: %+v", r)
 	}
