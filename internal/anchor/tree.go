@@ -67,9 +67,6 @@ type node struct {
 // NewTree returns an empty tree for the anchors below server's anchor.
 func NewTree(server ident.ID) *Tree { return &Tree{server: server} }
 
-// Server returns the ID of the server whose anchors t holds.
-func (t *Tree) Server() ident.ID { return t.server }
-
 // Set attaches e at the anchor elems, creating the anchors on the way. It
 // fails with an *OccupiedError if the anchor already holds an element or a
 // reservation, and with an error wrapping ErrBadPath if elems is empty (the

@@ -82,8 +82,8 @@ func (v *dockerService) Make(ctx context.Context, req *api.MakeDockerRequest) (*
 }
 
 // reapContainer removes a container made with Scrub when it exits, once its
-// output was read (or after outputGrace), and stops it when the server
-// stops.
+// output was read (as for processes: see awaitOutput), and stops it when the
+// server stops.
 func (s *Server) reapContainer(elems []string, c *docker.Container) {
 	select {
 	case <-c.Done():
@@ -94,11 +94,7 @@ func (s *Server) reapContainer(elems []string, c *docker.Container) {
 	if !c.Config().Scrub {
 		return
 	}
-	select {
-	case <-c.Drained():
-	case <-time.After(outputGrace):
-	case <-s.ctx.Done():
-	}
+	s.awaitOutput(c.Streams)
 	if s.tree.Remove(elems, c) {
 		c.Scrub()
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/element/proc"
+	"github.com/circuit-project/circuit/internal/element/stdio"
 )
 
 // procElement is a process attached to an anchor.
@@ -186,16 +187,24 @@ func (s *Server) reap(elems []string, pe *procElement) {
 	// output has been read. Output nobody reads keeps it (and, by serial,
 	// its creator's access) for at most outputGrace.
 	s.tomb.put(pe.serial, st, pe)
-	if pe.Pending() {
-		select {
-		case <-pe.Drained():
-		case <-time.After(outputGrace):
-		case <-s.ctx.Done():
-		}
-	}
+	s.awaitOutput(pe.Streams)
 	s.tree.Remove(elems, pe)
 	s.tomb.forget(pe.serial)
 	pe.Scrub() // discards what nobody read
+}
+
+// awaitOutput waits, for an element made with Scrub that has ended, until
+// its output has been read, for at most outputGrace, or until the server
+// stops. It returns at once when no output is left unread.
+func (s *Server) awaitOutput(streams *stdio.Streams) {
+	if !streams.Pending() {
+		return
+	}
+	select {
+	case <-streams.Drained():
+	case <-time.After(outputGrace):
+	case <-s.ctx.Done():
+	}
 }
 
 // outputGrace is how long the unread output of a process made with
