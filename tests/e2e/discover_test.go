@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"os/exec"
 	"slices"
 	"strings"
@@ -76,18 +78,17 @@ except socket.timeout:
 	if err := listener.Start(); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 6)
-	if _, err := out.Read(buf); err != nil || string(buf) != "ready\n" {
-		t.Fatalf("listener: %q %v", buf, err)
+	lines := bufio.NewReader(out) // whole lines: a pipe may deliver a line in pieces
+	if line, err := lines.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("listener: %q %v", line, err)
 	}
 	cl := testcluster.Start(t, 2, testcluster.Options{Netns: ns})
 	cl.Run("ls", "/...")
-	rest := make([]byte, 256)
-	n, _ := out.Read(rest)
+	rest, _ := io.ReadAll(lines)
 	if err := listener.Wait(); err != nil {
-		t.Fatalf("a multicast packet was sent with no -discover: %s (%v)", rest[:n], err)
+		t.Fatalf("a multicast packet was sent with no -discover: %s (%v)", rest, err)
 	}
-	if !strings.Contains(string(rest[:n]), "silence") {
-		t.Fatalf("listener said %q", rest[:n])
+	if !strings.Contains(string(rest), "silence") {
+		t.Fatalf("listener said %q", rest)
 	}
 }
