@@ -17,9 +17,9 @@ import (
 )
 
 type startFlags struct {
-	addr, iface, discover, hmac, varDir, timing, logLevel string
-	join                                                  multiFlag
-	docker                                                bool
+	addr, iface, bind, discover, hmac, varDir, timing, logLevel string
+	join                                                        multiFlag
+	docker                                                      bool
 }
 
 // multiFlag is a flag that may be given several times.
@@ -44,6 +44,7 @@ Examples:
 			f := &startFlags{}
 			fs.StringVar(&f.addr, "a", "", "address to bind and advertise, `HOST[:PORT]` (port 11022 if omitted; 0 picks a free one)")
 			fs.StringVar(&f.iface, "if", "", "bind the address of this network `INTERFACE`")
+			fs.StringVar(&f.bind, "bind", "", "bind this `HOST` instead (0.0.0.0: every address, loopback included) while advertising the -a or -if address")
 			fs.Var(&f.join, "j", "join the cluster of the server at this `URL` (retried until it answers; may repeat)")
 			fs.StringVar(&f.discover, "discover", "", "find and be found by other servers by UDP multicast on `GROUP:PORT` (default $CIRCUIT_DISCOVER)")
 			addKeyFlag(fs, &f.hmac)
@@ -76,7 +77,7 @@ func runStart(env *Env, inv *invocation) error {
 			return fmt.Errorf("-var: %w", err)
 		}
 	}
-	cfg := server.Config{Addr: f.addr, Iface: f.iface, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker}
+	cfg := server.Config{Addr: f.addr, Iface: f.iface, Bind: f.bind, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker}
 	if cfg.Discover == "" {
 		cfg.Discover = env.Getenv("CIRCUIT_DISCOVER")
 	}

@@ -100,6 +100,9 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	members map[ident.ID]Member
+	// failed holds members that failed (not left), with when, so the
+	// reconnect loop can try them until they answer: how a partition heals.
+	failed  map[ident.ID]failedMember
 	joiners sync.WaitGroup
 	stop    chan struct{}
 	stopped bool
@@ -110,7 +113,7 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{cfg: cfg, log: cfg.Logger, members: map[ident.ID]Member{}, stop: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, members: map[ident.ID]Member{}, failed: map[ident.ID]failedMember{}, stop: make(chan struct{})}
 	c.tr = newTransport(cfg.UDP, cfg.Advertise, cfg.DialStream, cfg.Logger)
 
 	mc := memberlist.DefaultLANConfig()
@@ -138,7 +141,86 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("starting membership: %w", err)
 	}
 	c.ml = ml
+	interval := reconnectInterval
+	if cfg.Timing == Local {
+		interval = reconnectIntervalLocal
+	}
+	c.joiners.Add(1)
+	go func() {
+		defer c.joiners.Done()
+		c.reconnectLoop(interval)
+	}()
 	return c, nil
+}
+
+const (
+	// reconnectInterval is how often a server tries to rejoin members that
+	// failed; reconnectIntervalLocal is the same under Local timing.
+	reconnectInterval      = 2 * time.Second
+	reconnectIntervalLocal = 300 * time.Millisecond
+	// reconnectFor is how long a failed member is tried before it is
+	// forgotten.
+	reconnectFor = 6 * time.Hour
+	// reconnectPerTick bounds the members tried at each tick.
+	reconnectPerTick = 3
+)
+
+type failedMember struct {
+	addr  string
+	since time.Time
+}
+
+// reconnectLoop tries, every interval, to rejoin a few members that failed
+// (as against left). Memberlist on its own never talks to a member again once
+// it is declared dead, so without this a partition that outlasts the dead
+// timers never heals. A join merges the two sides' state; each side then
+// refutes the other's report of its death, and the next round brings the
+// members back.
+func (c *Cluster) reconnectLoop(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		for _, addr := range c.reconnectTargets(time.Now()) {
+			if err := c.Join(addr); err != nil {
+				c.log.Debug("reconnect failed", "addr", addr, "err", err)
+			}
+		}
+	}
+}
+
+// reconnectTargets forgets members failed for longer than reconnectFor and
+// picks up to reconnectPerTick of the rest at random, one address each.
+func (c *Cluster) reconnectTargets(now time.Time) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var addrs []string
+	for id, f := range c.failed { // map order is random enough
+		if now.Sub(f.since) > reconnectFor {
+			delete(c.failed, id)
+			continue
+		}
+		if len(addrs) < reconnectPerTick && !slices.Contains(addrs, f.addr) {
+			addrs = append(addrs, f.addr)
+		}
+	}
+	return addrs
+}
+
+// Failed returns the members this server is trying to reconnect to.
+func (c *Cluster) Failed() []Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Member, 0, len(c.failed))
+	for id, f := range c.failed {
+		out = append(out, Member{ID: id, Addr: f.addr})
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID.String(), b.ID.String()) })
+	return out
 }
 
 func (c *Cluster) meta() []byte {
@@ -223,6 +305,7 @@ func (c *Cluster) Leave(timeout time.Duration) {
 	c.stopped = true
 	close(c.stop)
 	c.mu.Unlock()
+	c.tr.cancelDials() // joins in flight give up now
 	c.joiners.Wait()
 	if err := c.ml.Leave(timeout); err != nil {
 		c.log.Warn("leave broadcast", "err", err)
@@ -245,8 +328,17 @@ func (c *Cluster) event(t EventType, n *memberlist.Node) {
 	_, had := c.members[id]
 	if t == Join {
 		c.members[id] = m
+		delete(c.failed, id)
+		for fid, f := range c.failed {
+			if f.addr == m.Addr {
+				delete(c.failed, fid) // a new server took the address: the old one is gone for good
+			}
+		}
 	} else {
 		delete(c.members, id)
+		if n.State == memberlist.StateDead && id != c.cfg.ID {
+			c.failed[id] = failedMember{addr: m.Addr, since: time.Now()}
+		}
 	}
 	c.mu.Unlock()
 	if (t == Join) == had {

@@ -26,6 +26,11 @@ type transport struct {
 	once sync.Once
 	done chan struct{}
 	wg   sync.WaitGroup
+
+	// dials is cancelled by cancelDials, ending dialled streams in flight,
+	// so that stopping never waits on a peer that does not answer.
+	dials       context.Context
+	cancelDials context.CancelFunc
 }
 
 // maxPacket bounds one gossip datagram; memberlist sends at most
@@ -39,6 +44,7 @@ func newTransport(udp *net.UDPConn, adv *net.TCPAddr, dial func(context.Context,
 		streams: make(chan net.Conn),
 		done:    make(chan struct{}),
 	}
+	t.dials, t.cancelDials = context.WithCancel(context.Background())
 	t.wg.Add(1)
 	go t.readPackets()
 	return t
@@ -94,9 +100,25 @@ func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
 func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packets }
 
 func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(t.dials, timeout)
 	defer cancel()
-	return t.dial(ctx, addr)
+	c, err := t.dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &dialledConn{Conn: c, stop: context.AfterFunc(t.dials, func() { c.Close() })}, nil
+}
+
+// dialledConn is a gossip stream this server dialled; it is closed early if
+// the transport cancels its dials.
+type dialledConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *dialledConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }
 
 func (t *transport) StreamCh() <-chan net.Conn { return t.streams }
@@ -111,6 +133,7 @@ func (t *transport) handleStream(c net.Conn) {
 
 func (t *transport) Shutdown() error {
 	t.once.Do(func() {
+		t.cancelDials()
 		close(t.done)
 		t.udp.Close()
 	})

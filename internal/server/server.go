@@ -26,8 +26,11 @@ import (
 
 // Config configures a server.
 type Config struct {
-	Addr     string // -a: host[:port]; port 0 picks a free one
-	Iface    string // -if: bind this interface's address
+	Addr  string // -a: host[:port]; port 0 picks a free one
+	Iface string // -if: bind this interface's address
+	// Bind, when set, is the host to bind (0.0.0.0 for every address) while
+	// the server advertises the address of Addr or Iface, on the same port.
+	Bind     string
 	Join     []string
 	Discover string        // -discover: multicast group:port, "" for none
 	Key      *security.Key // nil: plaintext
@@ -99,12 +102,18 @@ func Start(cfg Config) (s *Server, err error) {
 			return s, err
 		}
 	}
-	ln, udp, err := listen(ip, port)
+	bindIP := ip
+	if cfg.Bind != "" {
+		if bindIP = net.ParseIP(cfg.Bind); bindIP == nil {
+			return s, fmt.Errorf("-bind %q: not an IP address", cfg.Bind)
+		}
+	}
+	ln, udp, err := listen(bindIP, port)
 	if err != nil {
 		return s, err
 	}
 	s.ln = ln
-	adv := ln.Addr().(*net.TCPAddr)
+	adv := &net.TCPAddr{IP: ip, Port: ln.Addr().(*net.TCPAddr).Port}
 	s.url = ident.URL{Addr: adv.String(), PID: os.Getpid(), ID: s.id}
 	s.log = cfg.Logger.With("server", s.id.String())
 	s.ops = oplog.New(s.log)

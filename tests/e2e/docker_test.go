@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
+	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -12,52 +10,30 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testimage"
 )
-
-const e2eImage = "circuit-e2e-busybox:latest"
 
 var (
 	imageOnce sync.Once
+	imageRef  string
 	imageErr  error
 )
 
-// busyboxImage imports, once, an image holding a static busybox and links
-// to a few of its applets. No registry is needed.
+// busyboxImage makes, once, an image holding a static busybox and links to
+// its applets. No registry is needed.
 func busyboxImage(t *testing.T) string {
 	t.Helper()
-	if out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
-		if os.Getenv("CIRCUIT_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("no Docker engine (and CIRCUIT_REQUIRE_DOCKER=1): %v: %s", err, out)
-		}
-		t.Skipf("no Docker engine: %v; set CIRCUIT_REQUIRE_DOCKER=1 to fail instead", err)
-	}
+	cli := testimage.Engine(t)
+	defer cli.Close()
 	imageOnce.Do(func() {
-		bb, err := os.ReadFile("/bin/busybox")
-		if err != nil {
-			imageErr = err
-			return
-		}
-		var buf bytes.Buffer
-		tw := tar.NewWriter(&buf)
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755})
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777})
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bb))})
-		tw.Write(bb)
-		for _, a := range []string{"sh", "ls", "cat", "tr", "echo", "sleep"} {
-			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777})
-		}
-		tw.Close()
-		cmd := exec.Command("docker", "import", "-", e2eImage)
-		cmd.Stdin = &buf
-		if out, err := cmd.CombinedOutput(); err != nil {
-			imageErr = err
-			t.Logf("docker import: %s", out)
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		imageRef, imageErr = testimage.Ensure(ctx, cli, "circuit-e2e-busybox")
 	})
 	if imageErr != nil {
-		t.Fatalf("making the test image (needs busybox-static): %v", imageErr)
+		t.Fatal(imageErr)
 	}
-	return e2eImage
+	return imageRef
 }
 
 // TestSeedDockerWalkthrough runs seed 000's mkdkr example, verbatim but for

@@ -1,14 +1,12 @@
 package docker
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,19 +18,19 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 
 	"github.com/circuit-project/circuit/internal/element/proc"
+	"github.com/circuit-project/circuit/internal/testimage"
 )
 
 // The tests run against the Docker engine of this host, on a tiny image they
 // make from a static busybox (package busybox-static). Without an engine
 // they skip, unless CIRCUIT_REQUIRE_DOCKER=1.
 
-const (
-	testImage   = "circuit-test-busybox:latest"
-	testTimeout = 60 * time.Second
-)
+const testTimeout = 60 * time.Second
+
+// testImage is the reference of the busybox image, once engine has made it.
+var testImage string
 
 // testRoot prefixes the anchor of every container the tests make, so that
 // TestMain can remove what a failing test left behind.
@@ -96,69 +94,12 @@ func engine(t *testing.T) *Engine {
 	return testEngine
 }
 
-// busyboxApplets are linked to /bin/busybox in the test image.
-var busyboxApplets = []string{"sh", "cat", "echo", "sleep", "ls", "tr", "true", "false", "yes", "head", "touch", "env", "pwd"}
-
-// buildImage imports the test image, unless it is there already: a root
-// file system with a static busybox and links to some of its applets.
+// buildImage makes the busybox test image and sets testImage to it.
 func buildImage(e *Engine) error {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	if _, err := e.cli.ImageInspect(ctx, testImage); err == nil {
-		return nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return err
-	}
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		return fmt.Errorf("%w (install package busybox-static)", err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	now := time.Now()
-	for _, d := range []string{"bin", "dev", "etc", "proc", "sys", "tmp"} {
-		mode := int64(0o755)
-		if d == "tmp" {
-			mode = 0o1777
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: mode, ModTime: now}); err != nil {
-			return err
-		}
-	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bb)), ModTime: now}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(bb); err != nil {
-		return err
-	}
-	for _, a := range busyboxApplets {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777, ModTime: now}); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	body, err := e.cli.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, testImage, image.ImportOptions{})
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	dec := json.NewDecoder(body)
-	for {
-		var msg struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			break
-		} else if err != nil {
-			return fmt.Errorf("reading import progress: %w", err)
-		}
-		if msg.Error != "" {
-			return errors.New(msg.Error)
-		}
-	}
-	_, err = e.cli.ImageInspect(ctx, testImage)
+	ref, err := testimage.Ensure(ctx, e.cli, "circuit-test-busybox")
+	testImage = ref
 	return err
 }
 
