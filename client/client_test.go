@@ -12,6 +12,7 @@ import (
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/wire"
 )
 
 func TestMain(m *testing.M) { testcluster.Main(m) }
@@ -185,5 +186,20 @@ func TestDialTimeouts(t *testing.T) {
 	}
 	if os.Getenv("CIRCUIT_SKIP") != "" {
 		t.Skip()
+	}
+}
+
+// TestIdleAfterConnect leaves a new client unused for longer than a server
+// waits for the first bytes of a connection; its first call must still work.
+func TestIdleAfterConnect(t *testing.T) {
+	servers := testcluster.StartInProcess(t, 1, nil)
+	c, err := client.Connect(ctx(t), client.Options{Addr: servers[0].URL().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(wire.HandshakeTimeout + time.Second) // the idle time is what is tested
+	if _, err := c.Members(ctx(t)); err != nil {
+		t.Fatalf("first call after %v idle: %v", wire.HandshakeTimeout+time.Second, err)
 	}
 }

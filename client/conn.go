@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,8 +28,9 @@ type serverConn struct {
 	api    api.ServerClient
 
 	mu      sync.Mutex
-	first   net.Conn // handed to gRPC on its first dial
-	lastErr error    // the last dial failure
+	first   net.Conn  // handed to gRPC on its first dial, if still fresh
+	firstAt time.Time // when first was opened
+	lastErr error     // the last dial failure
 }
 
 // close closes the gRPC connection, and the first connection if gRPC never
@@ -53,13 +55,18 @@ func (sc *serverConn) dialErr() error {
 // the dial-in server, relayed to target. first, if not nil, is an already
 // opened connection for gRPC to use first.
 func newServerConn(dialin string, target ident.ID, key *security.Key, first net.Conn) (*serverConn, error) {
-	sc := &serverConn{target: target, first: first}
+	sc := &serverConn{target: target, first: first, firstAt: time.Now()}
 	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
 		sc.mu.Lock()
 		if c := sc.first; c != nil {
 			sc.first = nil
-			sc.mu.Unlock()
-			return c, nil
+			// The server waits only so long for the first bytes after the
+			// preamble; a connection left unused past that is closed.
+			if time.Since(sc.firstAt) < wire.HandshakeTimeout/2 {
+				sc.mu.Unlock()
+				return c, nil
+			}
+			c.Close()
 		}
 		sc.mu.Unlock()
 		c, err := wire.Dial(ctx, dialin, wire.KindRPC, target, key)
@@ -79,6 +86,9 @@ func newServerConn(dialin string, target ident.ID, key *security.Key, first net.
 	}
 	sc.cc = cc
 	sc.api = api.NewServerClient(cc)
+	if first != nil {
+		cc.Connect() // take the opened connection while it is fresh
+	}
 	return sc, nil
 }
 

@@ -102,7 +102,14 @@ type Cluster struct {
 	members map[ident.ID]Member
 	// failed holds members that failed (not left), with when, so the
 	// reconnect loop can try them until they answer: how a partition heals.
-	failed  map[ident.ID]failedMember
+	failed map[ident.ID]failedMember
+	// hidden holds members that memberlist still counts alive but that
+	// the kernel's confirmed evidence took out of the view (confirm.go).
+	hidden   map[ident.ID]Member
+	suspects chan string // addresses the transport had kernel errors for
+	// evMu orders events: each change of the view and its OnEvent call
+	// happen under it, whichever goroutine makes them.
+	evMu    sync.Mutex
 	joiners sync.WaitGroup
 	stop    chan struct{}
 	stopped bool
@@ -113,8 +120,9 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{cfg: cfg, log: cfg.Logger, members: map[ident.ID]Member{}, failed: map[ident.ID]failedMember{}, stop: make(chan struct{})}
-	c.tr = newTransport(cfg.UDP, cfg.Advertise, cfg.DialStream, cfg.Logger)
+	c := &Cluster{cfg: cfg, log: cfg.Logger, members: map[ident.ID]Member{}, failed: map[ident.ID]failedMember{},
+		hidden: map[ident.ID]Member{}, suspects: make(chan string, 64), stop: make(chan struct{})}
+	c.tr = newTransport(cfg.UDP, cfg.Advertise, cfg.DialStream, c.evidence, cfg.Logger)
 
 	mc := memberlist.DefaultLANConfig()
 	if cfg.Timing == Local {
@@ -145,10 +153,14 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Timing == Local {
 		interval = reconnectIntervalLocal
 	}
-	c.joiners.Add(1)
+	c.joiners.Add(2)
 	go func() {
 		defer c.joiners.Done()
 		c.reconnectLoop(interval)
+	}()
+	go func() {
+		defer c.joiners.Done()
+		c.confirmLoop()
 	}()
 	return c, nil
 }
@@ -185,30 +197,32 @@ func (c *Cluster) reconnectLoop(interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		for _, addr := range c.reconnectTargets(time.Now()) {
-			if err := c.Join(addr); err != nil {
-				c.log.Debug("reconnect failed", "addr", addr, "err", err)
+		for _, f := range c.reconnectTargets(time.Now()) {
+			c.unhideIfAnswers(f.ID)
+			if err := c.Join(f.Addr); err != nil {
+				c.log.Debug("reconnect failed", "addr", f.Addr, "err", err)
 			}
 		}
 	}
 }
 
 // reconnectTargets forgets members failed for longer than reconnectFor and
-// picks up to reconnectPerTick of the rest at random, one address each.
-func (c *Cluster) reconnectTargets(now time.Time) []string {
+// picks up to reconnectPerTick of the rest at random.
+func (c *Cluster) reconnectTargets(now time.Time) []Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var addrs []string
+	var out []Member
 	for id, f := range c.failed { // map order is random enough
 		if now.Sub(f.since) > reconnectFor {
 			delete(c.failed, id)
+			delete(c.hidden, id)
 			continue
 		}
-		if len(addrs) < reconnectPerTick && !slices.Contains(addrs, f.addr) {
-			addrs = append(addrs, f.addr)
+		if len(out) < reconnectPerTick {
+			out = append(out, Member{ID: id, Addr: f.addr})
 		}
 	}
-	return addrs
+	return out
 }
 
 // Failed returns the members this server is trying to reconnect to.
@@ -315,7 +329,9 @@ func (c *Cluster) Leave(timeout time.Duration) {
 	}
 }
 
-func (c *Cluster) event(t EventType, n *memberlist.Node) {
+// event applies memberlist's news of n. rejoined is set for a member that
+// memberlist saw come back alive, as against an update of its metadata.
+func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 	id, err := ident.ParseID(n.Name)
 	if err != nil {
 		c.log.Warn("ignoring member with a foreign name", "name", n.Name)
@@ -324,31 +340,46 @@ func (c *Cluster) event(t EventType, n *memberlist.Node) {
 	var meta nodeMeta
 	_ = json.Unmarshal(n.Meta, &meta) // absent metadata leaves PID 0
 	m := Member{ID: id, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), PID: meta.PID}
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
 	c.mu.Lock()
 	_, had := c.members[id]
-	if t == Join {
+	_, hidden := c.hidden[id]
+	switch {
+	case t == Join && hidden && !rejoined:
+		c.hidden[id] = m // an update of a member still unreachable
+	case t == Join:
+		delete(c.hidden, id)
 		c.members[id] = m
 		delete(c.failed, id)
 		for fid, f := range c.failed {
-			if f.addr == m.Addr {
+			if f.addr == m.Addr && fid != id {
 				delete(c.failed, fid) // a new server took the address: the old one is gone for good
+				delete(c.hidden, fid)
 			}
 		}
-	} else {
+	default:
 		delete(c.members, id)
+		delete(c.hidden, id)
 		if n.State == memberlist.StateDead && id != c.cfg.ID {
 			c.failed[id] = failedMember{addr: m.Addr, since: time.Now()}
 		}
 	}
+	cur := c.members[id]
 	c.mu.Unlock()
-	if (t == Join) == had {
-		return // an update, or a leave of a member never seen
+	if (t == Join) == had || (t == Join && cur != m) {
+		return // an update, a leave of a member not in view, or a join of one still hidden
 	}
 	if id != c.cfg.ID {
 		c.log.Info("member "+t.String(), "id", id.String(), "addr", m.Addr)
 	}
+	c.emit(Event{Type: t, Member: m})
+}
+
+// emit hands an event to OnEvent; the caller holds evMu.
+func (c *Cluster) emit(e Event) {
 	if c.cfg.OnEvent != nil {
-		c.cfg.OnEvent(Event{Type: t, Member: m})
+		c.cfg.OnEvent(e)
 	}
 }
 
@@ -356,9 +387,9 @@ func (c *Cluster) event(t EventType, n *memberlist.Node) {
 // time, in order.
 type eventDelegate struct{ c *Cluster }
 
-func (d eventDelegate) NotifyJoin(n *memberlist.Node)   { d.c.event(Join, n) }
-func (d eventDelegate) NotifyLeave(n *memberlist.Node)  { d.c.event(Leave, n) }
-func (d eventDelegate) NotifyUpdate(n *memberlist.Node) { d.c.event(Join, n) }
+func (d eventDelegate) NotifyJoin(n *memberlist.Node)   { d.c.event(Join, n, true) }
+func (d eventDelegate) NotifyLeave(n *memberlist.Node)  { d.c.event(Leave, n, false) }
+func (d eventDelegate) NotifyUpdate(n *memberlist.Node) { d.c.event(Join, n, false) }
 
 // delegate gives memberlist this server's metadata; circuit gossips nothing
 // else.

@@ -19,6 +19,7 @@ type transport struct {
 	udp     *net.UDPConn
 	adv     *net.TCPAddr
 	dial    func(ctx context.Context, addr string) (net.Conn, error)
+	failed  func(addr string, err error) // told of every failed send and dial
 	log     *slog.Logger
 	packets chan *memberlist.Packet
 	streams chan net.Conn
@@ -37,9 +38,9 @@ type transport struct {
 // UDPBufferSize (1400) bytes.
 const maxPacket = 65536
 
-func newTransport(udp *net.UDPConn, adv *net.TCPAddr, dial func(context.Context, string) (net.Conn, error), log *slog.Logger) *transport {
+func newTransport(udp *net.UDPConn, adv *net.TCPAddr, dial func(context.Context, string) (net.Conn, error), failed func(string, error), log *slog.Logger) *transport {
 	t := &transport{
-		udp: udp, adv: adv, dial: dial, log: log,
+		udp: udp, adv: adv, dial: dial, failed: failed, log: log,
 		packets: make(chan *memberlist.Packet),
 		streams: make(chan net.Conn),
 		done:    make(chan struct{}),
@@ -94,6 +95,9 @@ func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
 		err = nil // shutting down: not worth an error in the log
 	default:
 	}
+	if err != nil {
+		t.failed(addr, err)
+	}
 	return time.Now(), err
 }
 
@@ -104,6 +108,7 @@ func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 	defer cancel()
 	c, err := t.dial(ctx, addr)
 	if err != nil {
+		t.failed(addr, err)
 		return nil, err
 	}
 	return &dialledConn{Conn: c, stop: context.AfterFunc(t.dials, func() { c.Close() })}, nil

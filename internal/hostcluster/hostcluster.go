@@ -212,7 +212,11 @@ func (c *Cluster) Add() *Host {
 	switch {
 	case c.opts.Discover != "":
 		cmd = append(cmd, "-discover", c.opts.Discover)
-	case i > 0:
+	case i == 0:
+		// The first host names the second as its seed, so that it too
+		// rejoins when restarted with the same command.
+		cmd = append(cmd, "-j", netip.AddrPortFrom(ip.Next(), Port).String())
+	default:
 		cmd = append(cmd, "-j", c.Hosts[0].URL())
 	}
 	hc := &container.HostConfig{Init: boolPtr(true), NetworkMode: container.NetworkMode(c.Network)}
@@ -357,6 +361,16 @@ func (h *Host) Log() string {
 // start.
 func (h *Host) URL() string {
 	h.c.t.Helper()
+	u, err := h.LatestURL()
+	if err != nil {
+		h.c.t.Fatal(err)
+	}
+	return u
+}
+
+// LatestURL is URL for goroutines other than the test's: it returns an
+// error rather than failing the test.
+func (h *Host) LatestURL() (string, error) {
 	h.mu.Lock()
 	starts := h.starts
 	h.mu.Unlock()
@@ -364,13 +378,13 @@ func (h *Host) URL() string {
 	for {
 		out, errOut, err := h.output()
 		if err != nil {
-			h.c.t.Fatalf("reading the output of %s: %v", h.Name, err)
+			return "", fmt.Errorf("reading the output of %s: %w", h.Name, err)
 		}
 		if lines := strings.Fields(out); len(lines) >= starts {
-			return lines[starts-1]
+			return lines[starts-1], nil
 		}
 		if time.Now().After(deadline) || !h.c.Running(h) {
-			h.c.t.Fatalf("%s printed no URL for start %d (running: %v); its log:\n%s", h.Name, starts, h.c.Running(h), errOut)
+			return "", fmt.Errorf("%s printed no URL for start %d (running: %v); its log:\n%s", h.Name, starts, h.c.Running(h), errOut)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
