@@ -276,3 +276,19 @@ func pathCommand(f func(env *Env, c *client.Client, path string) error) func(*En
 		return nil
 	}
 }
+
+// maxDescription bounds the JSON that mkproc and mkdkr read on stdin.
+const maxDescription = 1 << 20
+
+// readDescription reads a JSON description from stdin, refusing one longer
+// than maxDescription.
+func readDescription(env *Env, what string) ([]byte, error) {
+	src, err := io.ReadAll(io.LimitReader(env.Stdin, maxDescription+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(src) > maxDescription {
+		return nil, usagef("%s is longer than %d bytes", what, maxDescription)
+	}
+	return src, nil
+}

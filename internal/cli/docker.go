@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
 
 	"github.com/circuit-project/circuit/client"
 )
@@ -34,9 +33,9 @@ Example:
 			if err != nil {
 				return err
 			}
-			src, err := io.ReadAll(io.LimitReader(env.Stdin, 1<<20))
+			src, err := readDescription(env, "mkdkr "+path+": the container on stdin")
 			if err != nil {
-				return fmt.Errorf("mkdkr %s: reading the container: %w", path, err)
+				return err
 			}
 			var cfg client.DockerConfig
 			if err := parseJSON("mkdkr "+path+": the container on stdin", src, &cfg); err != nil {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 func parseJSON(what string, src []byte, v any) error {
 	std, err := hujson.Standardize(bytes.Clone(src))
 	if err != nil {
-		return fmt.Errorf("%s: %v", what, err)
+		return fmt.Errorf("%s is not valid JSON: %s", what, strings.TrimPrefix(err.Error(), "hujson: "))
 	}
 	dec := json.NewDecoder(bytes.NewReader(std))
 	dec.DisallowUnknownFields()
@@ -102,9 +103,9 @@ Example:
 			if err != nil {
 				return err
 			}
-			src, err := io.ReadAll(io.LimitReader(env.Stdin, 1<<20))
+			src, err := readDescription(env, "mkproc "+path+": the command on stdin")
 			if err != nil {
-				return fmt.Errorf("mkproc %s: reading the command: %w", path, err)
+				return err
 			}
 			var cmd client.Cmd
 			if err := parseJSON("mkproc "+path+": the command on stdin", src, &cmd); err != nil {

@@ -136,6 +136,9 @@ func (s *Server) serveStream(conn net.Conn) {
 	h, err := wire.ReadStreamHeader(conn)
 	if err != nil {
 		s.refused(conn, "stream header: "+err.Error())
+		if errors.Is(err, wire.ErrBadPreamble) {
+			wire.WriteStatus(conn, &wire.Refusal{Code: wire.CodeBadRequest, Msg: err.Error()})
+		}
 		return
 	}
 	op := s.ops.Begin("Stream."+h.Stream, slog.String("path", h.Path), slog.String("from", conn.RemoteAddr().String()))
@@ -143,11 +146,11 @@ func (s *Server) serveStream(conn net.Conn) {
 		op.End(errors.New(msg))
 		wire.WriteStatus(conn, &wire.Refusal{Code: code, Msg: msg})
 	}
-	_, e, err := s.element(h.Path)
+	p, e, err := s.element(h.Path)
 	if pe, ok := e.(*procElement); h.Serial != 0 && (err != nil || !ok || pe.serial != h.Serial) {
 		// A process removed by Cmd.Scrub at its exit: its output is still
 		// there for a while.
-		if gone, ok := s.tomb.element(h.Serial); ok {
+		if gone, ok := s.tomb.element(p.String(), h.Serial); ok {
 			e, err = gone, nil
 		} else if err == nil {
 			err = status.Error(codes.NotFound, "the process at "+h.Path+" is not the one asked for (it was replaced)")

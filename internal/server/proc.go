@@ -19,17 +19,20 @@ import (
 type procElement struct {
 	*proc.Proc
 	serial uint64
+	path   string // its anchor, as anchor.Path.String gives it
 }
 
 // tomb keeps the final status of processes removed by Cmd.Scrub, so that a
 // client that started one can still Wait for it. It is bounded in size and
-// age.
+// age. An entry is found by its anchor and serial together: serials are
+// counted, so a serial alone must not reach another anchor's process.
 type tomb struct {
 	mu    sync.Mutex
 	stats map[uint64]tombEntry
 }
 
 type tombEntry struct {
+	path string
 	stat proc.Stat
 	at   time.Time
 	pe   *procElement // while its output may still be read (Cmd.Scrub)
@@ -40,7 +43,7 @@ const (
 	tombAge = 10 * time.Minute
 )
 
-func (t *tomb) put(serial uint64, st proc.Stat, pe *procElement) {
+func (t *tomb) put(path string, serial uint64, st proc.Stat, pe *procElement) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stats == nil {
@@ -54,16 +57,16 @@ func (t *tomb) put(serial uint64, st proc.Stat, pe *procElement) {
 			}
 		}
 	}
-	t.stats[serial] = tombEntry{stat: st, at: now, pe: pe}
+	t.stats[serial] = tombEntry{path: path, stat: st, at: now, pe: pe}
 }
 
-// element returns the removed process with the given serial while its
-// output is still readable.
-func (t *tomb) element(serial uint64) (*procElement, bool) {
+// element returns the removed process with the given anchor and serial
+// while its output is still readable.
+func (t *tomb) element(path string, serial uint64) (*procElement, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.stats[serial]
-	return e.pe, ok && e.pe != nil
+	return e.pe, ok && e.path == path && e.pe != nil
 }
 
 // forget drops the tomb's hold on a removed process's output.
@@ -76,11 +79,11 @@ func (t *tomb) forget(serial uint64) {
 	}
 }
 
-func (t *tomb) get(serial uint64) (proc.Stat, bool) {
+func (t *tomb) get(path string, serial uint64) (proc.Stat, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.stats[serial]
-	if !ok || time.Since(e.at) > tombAge {
+	if !ok || e.path != path || time.Since(e.at) > tombAge {
 		return proc.Stat{}, false
 	}
 	return e.stat, true
@@ -161,7 +164,7 @@ func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.Pr
 		release(nil)
 		return nil, status.Errorf(codes.FailedPrecondition, "starting %s: %v", c.GetPath(), err)
 	}
-	pe := &procElement{Proc: pr, serial: s.serial.Add(1)}
+	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String()}
 	if err := release(pe); err != nil {
 		pr.Scrub()
 		return nil, status.Error(codes.Internal, err.Error())
@@ -180,13 +183,13 @@ func (s *Server) reap(elems []string, pe *procElement) {
 	}
 	st := pe.Peek()
 	if !st.Cmd.Scrub {
-		s.tomb.put(pe.serial, st, nil) // if scrubbed later, a Wait by serial still answers
+		s.tomb.put(pe.path, pe.serial, st, nil) // if scrubbed later, a Wait by serial still answers
 		return
 	}
 	// Cmd.Scrub: the element goes once the process has exited and its
 	// output has been read. Output nobody reads keeps it (and, by serial,
 	// its creator's access) for at most outputGrace.
-	s.tomb.put(pe.serial, st, pe)
+	s.tomb.put(pe.path, pe.serial, st, pe)
 	s.awaitOutput(pe.Streams)
 	s.tree.Remove(elems, pe)
 	s.tomb.forget(pe.serial)
@@ -228,8 +231,8 @@ func (v *procService) Wait(ctx context.Context, req *api.WaitRequest) (*api.Proc
 		}
 		return toProcStat(st, pe.serial), nil
 	}
-	if req.GetSerial() != 0 {
-		if st, ok := v.s.tomb.get(req.GetSerial()); ok {
+	if p, perr := v.s.localPath(req.GetPath()); req.GetSerial() != 0 && perr == nil {
+		if st, ok := v.s.tomb.get(p.String(), req.GetSerial()); ok {
 			return toProcStat(st, req.GetSerial()), nil
 		}
 	}
