@@ -17,12 +17,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -528,3 +530,79 @@ func (c *Cluster) WaitMembers(on []*Host, n int, timeout time.Duration) {
 		}
 	}
 }
+
+// Capture records every frame that crosses the cluster's bridge on the test
+// host, as a packet sniffer would, until Stop. It needs CAP_NET_RAW.
+type Capture struct {
+	fd   int
+	done chan struct{}
+	stop func()
+	mu   sync.Mutex
+	buf  []byte
+}
+
+// maxCapture bounds what a capture keeps.
+const maxCapture = 256 << 20
+
+// Capture starts capturing on the bridge.
+func (c *Cluster) Capture() *Capture {
+	c.t.Helper()
+	ifi, err := net.InterfaceByName(c.Bridge)
+	if err != nil {
+		c.t.Fatalf("bridge %s: %v", c.Bridge, err)
+	}
+	proto := int(htons(syscall.ETH_P_ALL))
+	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, proto)
+	if err != nil {
+		c.t.Fatalf("packet socket (needs CAP_NET_RAW): %v", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(syscall.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+		syscall.Close(fd)
+		c.t.Fatalf("binding the packet socket to %s: %v", c.Bridge, err)
+	}
+	tv := syscall.Timeval{Usec: 100_000} // reads return every 100 ms, to see Stop
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+	cp := &Capture{fd: fd, done: make(chan struct{})}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		frame := make([]byte, 1<<16)
+		for {
+			select {
+			case <-cp.done:
+				return
+			default:
+			}
+			n, _, err := syscall.Recvfrom(fd, frame, 0)
+			if err != nil || n <= 0 {
+				continue
+			}
+			cp.mu.Lock()
+			if len(cp.buf)+n <= maxCapture {
+				cp.buf = append(cp.buf, frame[:n]...)
+			}
+			cp.mu.Unlock()
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			close(cp.done)
+			<-stopped
+			syscall.Close(fd)
+		})
+	}
+	cp.stop = stop
+	c.t.Cleanup(stop)
+	return cp
+}
+
+// Stop ends the capture and returns the bytes of every frame seen.
+func (cp *Capture) Stop() []byte {
+	cp.stop()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.buf
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
