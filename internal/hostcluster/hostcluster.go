@@ -251,6 +251,13 @@ func boolPtr(b bool) *bool { return &b }
 // its server's URL.
 func (c *Cluster) Start(h *Host) string {
 	c.t.Helper()
+	c.Launch(h)
+	return h.URL()
+}
+
+// Launch starts h's container (again) without waiting for its server.
+func (c *Cluster) Launch(h *Host) {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if err := c.cli.ContainerStart(ctx, h.ID, container.StartOptions{}); err != nil {
@@ -259,7 +266,6 @@ func (c *Cluster) Start(h *Host) string {
 	h.mu.Lock()
 	h.starts++
 	h.mu.Unlock()
-	return h.URL()
 }
 
 // Kill kills h with SIGKILL, its server and all, as a crash would, and waits

@@ -144,10 +144,11 @@ func TestChurn(t *testing.T) {
 	for tick := time.NewTicker(time.Second); time.Since(start) < *churnFor; <-tick.C {
 		h := c.Hosts[stable+rng.IntN(churning)]
 		if c.Running(h) {
+			h.URL() // its server is up (and each start's URL is on record)
 			c.Kill(h)
 			kills++
 		} else {
-			c.Start(h)
+			c.Launch(h)
 			starts++
 		}
 	}
