@@ -258,11 +258,7 @@ func (c *Cluster) Start(h *Host) string {
 // Launch starts h's container (again) without waiting for its server.
 func (c *Cluster) Launch(h *Host) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := c.cli.ContainerStart(ctx, h.ID, container.StartOptions{}); err != nil {
-		c.t.Fatalf("starting %s: %v", h.Name, err)
-	}
+	c.do("starting", h, func(ctx context.Context) error { return c.cli.ContainerStart(ctx, h.ID, container.StartOptions{}) })
 	h.mu.Lock()
 	h.starts++
 	h.mu.Unlock()
@@ -294,42 +290,38 @@ func (c *Cluster) signal(h *Host, sig string) {
 // resets nothing.
 func (c *Cluster) Pause(h *Host) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := c.cli.ContainerPause(ctx, h.ID); err != nil {
-		c.t.Fatalf("pausing %s: %v", h.Name, err)
-	}
+	c.do("pausing", h, func(ctx context.Context) error { return c.cli.ContainerPause(ctx, h.ID) })
 }
 
 // Unpause thaws h.
 func (c *Cluster) Unpause(h *Host) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := c.cli.ContainerUnpause(ctx, h.ID); err != nil {
-		c.t.Fatalf("unpausing %s: %v", h.Name, err)
-	}
+	c.do("unpausing", h, func(ctx context.Context) error { return c.cli.ContainerUnpause(ctx, h.ID) })
 }
 
 // Disconnect cuts h from the network: its interface goes away, and nothing
 // it sends or is sent arrives.
 func (c *Cluster) Disconnect(h *Host) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := c.cli.NetworkDisconnect(ctx, c.Network, h.ID, false); err != nil {
-		c.t.Fatalf("disconnecting %s: %v", h.Name, err)
-	}
+	c.do("disconnecting", h, func(ctx context.Context) error { return c.cli.NetworkDisconnect(ctx, c.Network, h.ID, false) })
 }
 
 // Connect reconnects h, with the same address.
 func (c *Cluster) Connect(h *Host) {
 	c.t.Helper()
+	c.do("connecting", h, func(ctx context.Context) error {
+		return c.cli.NetworkConnect(ctx, c.Network, h.ID, &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: h.IP.String()}})
+	})
+}
+
+// do runs one engine call on h within opTimeout, failing the test if it
+// fails.
+func (c *Cluster) do(what string, h *Host, call func(context.Context) error) {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	err := c.cli.NetworkConnect(ctx, c.Network, h.ID, &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: h.IP.String()}})
-	if err != nil {
-		c.t.Fatalf("connecting %s: %v", h.Name, err)
+	if err := call(ctx); err != nil {
+		c.t.Fatalf("%s %s: %v", what, h.Name, err)
 	}
 }
 

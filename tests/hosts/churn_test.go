@@ -63,22 +63,18 @@ func TestChurn(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				if err := ch.Send(ctx, strings.NewReader("end")); err != nil {
-					fail("sending end: %v", err)
-				}
-				return
-			default:
-			}
+		untilStopped(stop, func(i int) bool {
 			if err := ch.Send(ctx, strings.NewReader(strconv.Itoa(i))); err != nil {
 				fail("sending %d: %v", i, err)
-				return
+				return false
 			}
 			mu.Lock()
 			sent++
 			mu.Unlock()
+			return true
+		})
+		if err := ch.Send(ctx, strings.NewReader("end")); err != nil {
+			fail("sending end: %v", err)
 		}
 	}()
 	// The receiver receives through h2 until "end".
@@ -119,20 +115,16 @@ func TestChurn(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilStopped(stop, func(i int) bool {
 				if err := echo(ctx, p.cl, fmt.Sprintf("/%s/churn/p%d", id, i), i); err != nil {
 					fail("process %d on %s: %v", i, id, err)
-					return
+					return false
 				}
 				mu.Lock()
 				procs++
 				mu.Unlock()
-			}
+				return true
+			})
 		}()
 	}
 
@@ -237,6 +229,21 @@ func checkEvents(t *testing.T, initial, joins, leaves, final []string) {
 	slices.Sort(want)
 	if !slices.Equal(want, final) {
 		t.Errorf("start %v + joins %v - leaves %v = %v, but the server lists %v", initial, joins, leaves, want, final)
+	}
+}
+
+// untilStopped calls step with 0, 1, 2... until stop is closed or step
+// returns false.
+func untilStopped(stop <-chan struct{}, step func(i int) bool) {
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if !step(i) {
+			return
+		}
 	}
 }
 

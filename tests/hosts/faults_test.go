@@ -303,25 +303,20 @@ func TestRollingRestart(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for n := 0; ; n++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		untilStopped(stop, func(n int) bool {
 			via, tgt := n%5, (n*3+1)%5
 			// Hold both hosts for the whole operation; the restarter takes
 			// a host only between operations.
 			if !locks[via].TryRLock() {
 				busy++
 				time.Sleep(10 * time.Millisecond)
-				continue
+				return true
 			}
 			if tgt != via && !locks[tgt].TryRLock() {
 				locks[via].RUnlock()
 				busy++
 				time.Sleep(10 * time.Millisecond)
-				continue
+				return true
 			}
 			err := op(n, via, tgt)
 			if tgt != via {
@@ -332,7 +327,8 @@ func TestRollingRestart(t *testing.T) {
 			if err != nil {
 				failures = append(failures, fmt.Errorf("op %d via %s on %s: %w", n, c.Hosts[via].Name, c.Hosts[tgt].Name, err))
 			}
-		}
+			return true
+		})
 	}()
 
 	start := time.Now()
