@@ -225,18 +225,6 @@ func (c *Cluster) reconnectTargets(now time.Time) []Member {
 	return out
 }
 
-// Failed returns the members this server is trying to reconnect to.
-func (c *Cluster) Failed() []Member {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]Member, 0, len(c.failed))
-	for id, f := range c.failed {
-		out = append(out, Member{ID: id, Addr: f.addr})
-	}
-	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID.String(), b.ID.String()) })
-	return out
-}
-
 func (c *Cluster) meta() []byte {
 	b, _ := json.Marshal(nodeMeta{PID: c.cfg.PID})
 	return b

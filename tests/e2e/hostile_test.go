@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,21 +17,14 @@ import (
 	"github.com/circuit-project/circuit/internal/wire"
 )
 
-// rssKiB reads a process's resident memory from /proc.
+// rssKiB is rss, failing the test on error.
 func rssKiB(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kib, err := rss(pid)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("resident memory of pid %d: %v", pid, err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
-	}
-	t.Fatalf("no VmRSS for pid %d", pid)
-	return 0
+	return kib
 }
 
 // openStream opens a stream connection by hand, as a hostile client may.

@@ -39,35 +39,33 @@ func view(t *testing.T, cl *client.Client) []string {
 // long that took.
 func waitView(t *testing.T, cl *client.Client, want []string, limit time.Duration, what string) time.Duration {
 	t.Helper()
-	want = slices.Sorted(slices.Values(want))
-	start := time.Now()
-	for {
-		got := view(t, cl)
-		if slices.Equal(got, want) {
-			return time.Since(start)
-		}
-		if time.Since(start) > limit {
-			t.Fatalf("%s: after %v, %s lists %v, want %v", what, limit, cl.DialinAddr(), got, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	list := func() ([]string, error) { return view(t, cl), nil }
+	return waitList(t, cl.DialinAddr(), list, 20*time.Millisecond, want, limit, what)
 }
 
 // waitExecView is waitView through the CLI inside h, for hosts the test
 // process cannot reach.
 func waitExecView(t *testing.T, c *hostcluster.Cluster, h *hostcluster.Host, want []string, limit time.Duration, what string) time.Duration {
 	t.Helper()
+	list := func() ([]string, error) { return c.Members(h) }
+	return waitList(t, h.Name, list, 50*time.Millisecond, want, limit, what)
+}
+
+// waitList polls list every interval until it gives want, in any order, and
+// returns how long that took; it fails the test after limit.
+func waitList(t *testing.T, who string, list func() ([]string, error), every time.Duration, want []string, limit time.Duration, what string) time.Duration {
+	t.Helper()
 	want = slices.Sorted(slices.Values(want))
 	start := time.Now()
 	for {
-		got, err := c.Members(h)
+		got, err := list()
 		if err == nil && slices.Equal(slices.Sorted(slices.Values(got)), want) {
 			return time.Since(start)
 		}
 		if time.Since(start) > limit {
-			t.Fatalf("%s: after %v, %s lists %v (err %v), want %v", what, limit, h.Name, got, err, want)
+			t.Fatalf("%s: after %v, %s lists %v (err %v), want %v", what, limit, who, got, err, want)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
