@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/anchorfs"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/discover"
 	"github.com/circuit-project/circuit/internal/ident"
@@ -260,13 +261,31 @@ func (c *Client) JoinDialin(ctx context.Context, url string) error {
 // Entry is one anchor in a listing.
 type Entry struct {
 	Path string
-	Kind string // "server", "proc", "chan", ...; "" for an anchor with no element
+	// Kind is the element's kind ("server", "proc", "chan", ...), "" for
+	// an anchor with no element, or in the anchor file system KindDir or
+	// KindWorker.
+	Kind string
+	// Anchor is, for a worker's file in the anchor file system, the path of
+	// its process element (/Xid/R...).
+	Anchor string
 }
 
 // List lists the namespace at path, as `circuit ls` does: "/" lists the
 // servers; "/Xid/a" lists the anchors under /Xid/a; a trailing "/..." lists
-// every descendant. The result is sorted by path.
+// every descendant. A path whose first component is not a server ID is in
+// the anchor file system (package doc): "/firehose/clients" lists that
+// directory, its files and subdirectories, and "/..." includes the whole
+// anchor file system. The result is sorted by path. A listing that asks
+// every server returns what it has with an *IncompleteError when some did
+// not answer.
 func (c *Client) List(ctx context.Context, path string) ([]Entry, error) {
+	if anchorfs.InFS(path) {
+		q, err := anchorfs.Parse(path)
+		if err != nil {
+			return nil, classify(ErrBadRequest, err.Error())
+		}
+		return c.listDirs(ctx, q)
+	}
 	p, err := anchor.Parse(path)
 	if err != nil {
 		return nil, classify(ErrBadRequest, err.Error())
@@ -285,38 +304,29 @@ func (c *Client) List(ctx context.Context, path string) ([]Entry, error) {
 	if !p.Recursive {
 		return out, nil
 	}
-	// Every server's subtree, in parallel; a server that left meanwhile is
-	// simply no longer there.
+	// Every server's subtree, in parallel, and the anchor file system.
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var firstErr error
-	for _, m := range members {
-		wg.Go(func() {
-			id, err := ident.ParseID(m.ID)
-			if err != nil {
-				return
-			}
-			entries, err := c.listServer(ctx, id, "/"+m.ID+"/...")
-			mu.Lock()
-			defer mu.Unlock()
-			var lost *HostLostError
-			switch {
-			case errors.As(err, &lost):
-			case err != nil:
-				if firstErr == nil {
-					firstErr = err
-				}
-			default:
-				out = append(out, entries...)
-			}
-		})
+	err = c.eachMember(ctx, func(ctx context.Context, id ident.ID) error {
+		entries, err := c.listServer(ctx, id, "/"+id.String()+"/...")
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, entries...)
+		return err
+	})
+	var incomplete *IncompleteError
+	if err != nil && !errors.As(err, &incomplete) {
+		return nil, err
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	fs, ferr := c.listDirs(ctx, anchorfs.Query{Recursive: true})
+	if ferr != nil && !errors.As(ferr, &incomplete) {
+		return nil, ferr
 	}
+	out = append(out, fs...)
 	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
-	return out, nil
+	if err == nil {
+		err = ferr
+	}
+	return out, err
 }
 
 func (c *Client) listServer(ctx context.Context, id ident.ID, path string) ([]Entry, error) {

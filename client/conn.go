@@ -121,8 +121,10 @@ func (c *Client) wrap(ctx context.Context, sc *serverConn, err error) error {
 		return err
 	}
 	switch st.Code() {
-	case codes.InvalidArgument, codes.OutOfRange:
+	case codes.InvalidArgument:
 		return classify(ErrBadRequest, st.Message())
+	case codes.OutOfRange:
+		return classify(ErrClosed, st.Message())
 	case codes.NotFound:
 		return classify(ErrNotFound, st.Message())
 	case codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted, codes.Internal, codes.Unknown, codes.Unimplemented, codes.PermissionDenied, codes.ResourceExhausted:

@@ -49,6 +49,10 @@ func (e *AuthError) Unwrap() error { return e.Err }
 // exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrClosed is wrapped by the error of a send to, or a receive from, a
+// channel that was closed (and, for a receive, drained).
+var ErrClosed = errors.New("channel closed")
+
 // ErrBadRequest is wrapped by errors about malformed requests: bad paths,
 // bad arguments.
 var ErrBadRequest = errors.New("bad request")

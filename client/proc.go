@@ -22,6 +22,13 @@ type Cmd struct {
 	Path  string
 	Args  []string
 	Scrub bool // remove the element when the process exits
+	// Dirs lists the process in these directories of the anchor file
+	// system (/firehose/clients/spam) while it runs, under its anchor's
+	// name, which must then be a worker ID (R and 16 hex digits).
+	Dirs []string
+	// Result gives the process a pipe on file descriptor 3; what it writes
+	// there, up to 1 MiB, is ProcStat.Result once it has exited.
+	Result bool
 }
 
 // ProcStat is the state of a process.
@@ -35,6 +42,7 @@ type ProcStat struct {
 	Exited   time.Time // zero while running
 	ExitCode int       // -1 while running; 128+signal when killed by a signal
 	Signal   string    // the signal that killed it, if one did
+	Result   []byte    // with Cmd.Result, once exited
 }
 
 // ExitError is ProcStat.Exit for a process that failed.
@@ -47,15 +55,18 @@ type ExitError struct {
 func (e *ExitError) Error() string { return e.Msg }
 
 func fromCmd(c Cmd) *api.Cmd {
-	return &api.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub}
+	return &api.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub, Dirs: c.Dirs, Result: c.Result}
 }
 
 func fromProcStat(st *api.ProcStat) ProcStat {
 	c := st.GetCmd()
 	out := ProcStat{
-		Cmd:   Cmd{Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub()},
+		Cmd: Cmd{
+			Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
+			Dirs: c.GetDirs(), Result: c.GetResult(),
+		},
 		Phase: st.GetPhase(), PID: int(st.GetPid()), Started: time.Unix(0, st.GetStartedUnixNano()),
-		ExitCode: int(st.GetExitCode()), Signal: st.GetSignal(),
+		ExitCode: int(st.GetExitCode()), Signal: st.GetSignal(), Result: st.GetResult(),
 	}
 	if st.GetExitedUnixNano() != 0 {
 		out.Exited = time.Unix(0, st.GetExitedUnixNano())
@@ -95,6 +106,13 @@ func (c *Client) MakeProcAt(ctx context.Context, path string, cmd Cmd) (*ProcHan
 // ProcAt returns a handle on whatever process is at path.
 func (c *Client) ProcAt(path string) *ProcHandle { return &ProcHandle{c: c, path: path} }
 
+// ProcAtSerial returns a handle on the process with the given serial (see
+// ProcHandle.Serial) at path, whose Wait answers even after Cmd.Scrub
+// removed it.
+func (c *Client) ProcAtSerial(path string, serial uint64) *ProcHandle {
+	return &ProcHandle{c: c, path: path, serial: serial}
+}
+
 // KindAt returns the kind of element at path ("" for none).
 func (c *Client) KindAt(ctx context.Context, path string) (string, error) {
 	sc, err := c.serverOf(path)
@@ -129,6 +147,10 @@ type ProcHandle struct {
 
 // Path is the anchor of the process.
 func (h *ProcHandle) Path() string { return h.path }
+
+// Serial identifies the process among all that were at its anchor; 0 for
+// a handle from ProcAt, which means whatever process is there.
+func (h *ProcHandle) Serial() uint64 { return h.serial }
 
 // Peek describes the process.
 func (h *ProcHandle) Peek(ctx context.Context) (ProcStat, error) {

@@ -54,7 +54,7 @@ func Parse(s string) (Path, error) {
 		comps = comps[:len(comps)-1]
 	}
 	for _, c := range comps {
-		if err := checkElem(c); err != nil {
+		if err := CheckElem(c); err != nil {
 			return Path{}, badPath(s, "%v", err)
 		}
 	}
@@ -104,8 +104,8 @@ func Split(s string) []string {
 	return r
 }
 
-// checkElem reports what is wrong with c as the name of an anchor.
-func checkElem(c string) error {
+// CheckElem reports what is wrong with c as the name of an anchor.
+func CheckElem(c string) error {
 	switch c {
 	case "":
 		return errors.New("empty component")

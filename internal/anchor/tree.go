@@ -282,7 +282,7 @@ func (t *Tree) checkAnchor(elems []string) error {
 		return badPath(t.path(nil), "the server anchor holds the server itself; attach elements below it")
 	}
 	for _, c := range elems {
-		if err := checkElem(c); err != nil {
+		if err := CheckElem(c); err != nil {
 			return badPath(t.path(elems), "%v", err)
 		}
 	}

@@ -833,12 +833,19 @@ func (*ScrubReply) Descriptor() ([]byte, []int) {
 }
 
 type Cmd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Args          []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
-	Env           []string               `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
-	Dir           string                 `protobuf:"bytes,4,opt,name=dir,proto3" json:"dir,omitempty"`
-	Scrub         bool                   `protobuf:"varint,5,opt,name=scrub,proto3" json:"scrub,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Args  []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	Env   []string               `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
+	Dir   string                 `protobuf:"bytes,4,opt,name=dir,proto3" json:"dir,omitempty"`
+	Scrub bool                   `protobuf:"varint,5,opt,name=scrub,proto3" json:"scrub,omitempty"`
+	// dirs are anchor-file-system directories (/firehose/clients/spam) in
+	// each of which the process is listed, under its anchor's name, while it
+	// runs. The anchor's name must then be a worker ID: R and 16 hex digits.
+	Dirs []string `protobuf:"bytes,6,rep,name=dirs,proto3" json:"dirs,omitempty"`
+	// result gives the process a pipe on file descriptor 3. What it writes
+	// there, up to 1 MiB, is its result, returned by Wait once it exits.
+	Result        bool `protobuf:"varint,7,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -908,6 +915,20 @@ func (x *Cmd) GetScrub() bool {
 	return false
 }
 
+func (x *Cmd) GetDirs() []string {
+	if x != nil {
+		return x.Dirs
+	}
+	return nil
+}
+
+func (x *Cmd) GetResult() bool {
+	if x != nil {
+		return x.Result
+	}
+	return false
+}
+
 type MakeProcRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -971,6 +992,7 @@ type ProcStat struct {
 	Signal          string                 `protobuf:"bytes,7,opt,name=signal,proto3" json:"signal,omitempty"`                                          // the signal that killed it
 	Exit            string                 `protobuf:"bytes,8,opt,name=exit,proto3" json:"exit,omitempty"`                                              // "" on success, else why it failed
 	Serial          uint64                 `protobuf:"varint,9,opt,name=serial,proto3" json:"serial,omitempty"`                                         // identifies this process among all at the path
+	Result          []byte                 `protobuf:"bytes,10,opt,name=result,proto3" json:"result,omitempty"`                                         // with Cmd.result, once exited
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1066,6 +1088,13 @@ func (x *ProcStat) GetSerial() uint64 {
 		return x.Serial
 	}
 	return 0
+}
+
+func (x *ProcStat) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
 }
 
 type WaitRequest struct {
@@ -2228,6 +2257,326 @@ func (x *DockerInspect) GetJson() []byte {
 	return nil
 }
 
+type DirsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"` // a directory, e.g. /firehose/clients; "/" for all
+	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirsRequest) Reset() {
+	*x = DirsRequest{}
+	mi := &file_circuit_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirsRequest) ProtoMessage() {}
+
+func (x *DirsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirsRequest.ProtoReflect.Descriptor instead.
+func (*DirsRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *DirsRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *DirsRequest) GetRecursive() bool {
+	if x != nil {
+		return x.Recursive
+	}
+	return false
+}
+
+type DirFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`     // the file: directory and worker ID
+	Anchor        string                 `protobuf:"bytes,2,opt,name=anchor,proto3" json:"anchor,omitempty"` // the process element: /Xid/R...
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirFile) Reset() {
+	*x = DirFile{}
+	mi := &file_circuit_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirFile) ProtoMessage() {}
+
+func (x *DirFile) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirFile.ProtoReflect.Descriptor instead.
+func (*DirFile) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *DirFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *DirFile) GetAnchor() string {
+	if x != nil {
+		return x.Anchor
+	}
+	return ""
+}
+
+type DirsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Files         []*DirFile             `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirsReply) Reset() {
+	*x = DirsReply{}
+	mi := &file_circuit_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirsReply) ProtoMessage() {}
+
+func (x *DirsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirsReply.ProtoReflect.Descriptor instead.
+func (*DirsReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *DirsReply) GetFiles() []*DirFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type BinaryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sha256        string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"` // lower-case hex
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BinaryRequest) Reset() {
+	*x = BinaryRequest{}
+	mi := &file_circuit_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BinaryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BinaryRequest) ProtoMessage() {}
+
+func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BinaryRequest.ProtoReflect.Descriptor instead.
+func (*BinaryRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *BinaryRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+type BinaryChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sha256        string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"` // in the first chunk
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`    // in the first chunk
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BinaryChunk) Reset() {
+	*x = BinaryChunk{}
+	mi := &file_circuit_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BinaryChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BinaryChunk) ProtoMessage() {}
+
+func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
+func (*BinaryChunk) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *BinaryChunk) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *BinaryChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BinaryChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type BinaryStat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sha256        string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Present       bool                   `protobuf:"varint,2,opt,name=present,proto3" json:"present,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"` // where it is stored, to start it from
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BinaryStat) Reset() {
+	*x = BinaryStat{}
+	mi := &file_circuit_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BinaryStat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BinaryStat) ProtoMessage() {}
+
+func (x *BinaryStat) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BinaryStat.ProtoReflect.Descriptor instead.
+func (*BinaryStat) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *BinaryStat) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *BinaryStat) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
+func (x *BinaryStat) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *BinaryStat) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_circuit_proto protoreflect.FileDescriptor
 
 const file_circuit_proto_rawDesc = "" +
@@ -2278,16 +2627,18 @@ const file_circuit_proto_rawDesc = "" +
 	"\bGetReply\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\"\f\n" +
 	"\n" +
-	"ScrubReply\"g\n" +
+	"ScrubReply\"\x93\x01\n" +
 	"\x03Cmd\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x03 \x03(\tR\x03env\x12\x10\n" +
 	"\x03dir\x18\x04 \x01(\tR\x03dir\x12\x14\n" +
-	"\x05scrub\x18\x05 \x01(\bR\x05scrub\"H\n" +
+	"\x05scrub\x18\x05 \x01(\bR\x05scrub\x12\x12\n" +
+	"\x04dirs\x18\x06 \x03(\tR\x04dirs\x12\x16\n" +
+	"\x06result\x18\a \x01(\bR\x06result\"H\n" +
 	"\x0fMakeProcRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
-	"\x03cmd\x18\x02 \x01(\v2\x0f.circuit.v1.CmdR\x03cmd\"\x8c\x02\n" +
+	"\x03cmd\x18\x02 \x01(\v2\x0f.circuit.v1.CmdR\x03cmd\"\xa4\x02\n" +
 	"\bProcStat\x12!\n" +
 	"\x03cmd\x18\x01 \x01(\v2\x0f.circuit.v1.CmdR\x03cmd\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x10\n" +
@@ -2297,7 +2648,9 @@ const file_circuit_proto_rawDesc = "" +
 	"\texit_code\x18\x06 \x01(\x05R\bexitCode\x12\x16\n" +
 	"\x06signal\x18\a \x01(\tR\x06signal\x12\x12\n" +
 	"\x04exit\x18\b \x01(\tR\x04exit\x12\x16\n" +
-	"\x06serial\x18\t \x01(\x04R\x06serial\"9\n" +
+	"\x06serial\x18\t \x01(\x04R\x06serial\x12\x16\n" +
+	"\x06result\x18\n" +
+	" \x01(\fR\x06result\"9\n" +
 	"\vWaitRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06serial\x18\x02 \x01(\x04R\x06serial\";\n" +
@@ -2376,7 +2729,27 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04stat\x18\x01 \x01(\v2\x16.circuit.v1.DockerStatR\x04stat\x12\x1a\n" +
 	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"#\n" +
 	"\rDockerInspect\x12\x12\n" +
-	"\x04json\x18\x01 \x01(\fR\x04json2\xe4\x02\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\"?\n" +
+	"\vDirsRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\"5\n" +
+	"\aDirFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06anchor\x18\x02 \x01(\tR\x06anchor\"6\n" +
+	"\tDirsReply\x12)\n" +
+	"\x05files\x18\x01 \x03(\v2\x13.circuit.v1.DirFileR\x05files\"'\n" +
+	"\rBinaryRequest\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"M\n" +
+	"\vBinaryChunk\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"f\n" +
+	"\n" +
+	"BinaryStat\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x18\n" +
+	"\apresent\x18\x02 \x01(\bR\apresent\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size2\xe4\x02\n" +
 	"\x06Server\x126\n" +
 	"\x04Info\x12\x17.circuit.v1.InfoRequest\x1a\x15.circuit.v1.InfoReply\x12?\n" +
 	"\aMembers\x12\x1a.circuit.v1.MembersRequest\x1a\x18.circuit.v1.MembersReply\x126\n" +
@@ -2408,7 +2781,13 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04Make\x12\x1d.circuit.v1.MakeDockerRequest\x1a\x1b.circuit.v1.MakeDockerReply\x12:\n" +
 	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x19.circuit.v1.DockerInspect\x127\n" +
 	"\x04Wait\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.DockerStat\x12<\n" +
-	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReplyB1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
+	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReply2v\n" +
+	"\x04Dirs\x126\n" +
+	"\x04List\x12\x17.circuit.v1.DirsRequest\x1a\x15.circuit.v1.DirsReply\x126\n" +
+	"\x04Kill\x12\x17.circuit.v1.DirsRequest\x1a\x15.circuit.v1.DirsReply2\x80\x01\n" +
+	"\x06Binary\x129\n" +
+	"\x04Stat\x12\x19.circuit.v1.BinaryRequest\x1a\x16.circuit.v1.BinaryStat\x12;\n" +
+	"\x06Upload\x12\x17.circuit.v1.BinaryChunk\x1a\x16.circuit.v1.BinaryStat(\x01B1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
 
 var (
 	file_circuit_proto_rawDescOnce sync.Once
@@ -2422,7 +2801,7 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_circuit_proto_goTypes = []any{
 	(*Member)(nil),                // 0: circuit.v1.Member
 	(*InfoRequest)(nil),           // 1: circuit.v1.InfoRequest
@@ -2464,6 +2843,12 @@ var file_circuit_proto_goTypes = []any{
 	(*DockerStat)(nil),            // 37: circuit.v1.DockerStat
 	(*MakeDockerReply)(nil),       // 38: circuit.v1.MakeDockerReply
 	(*DockerInspect)(nil),         // 39: circuit.v1.DockerInspect
+	(*DirsRequest)(nil),           // 40: circuit.v1.DirsRequest
+	(*DirFile)(nil),               // 41: circuit.v1.DirFile
+	(*DirsReply)(nil),             // 42: circuit.v1.DirsReply
+	(*BinaryRequest)(nil),         // 43: circuit.v1.BinaryRequest
+	(*BinaryChunk)(nil),           // 44: circuit.v1.BinaryChunk
+	(*BinaryStat)(nil),            // 45: circuit.v1.BinaryStat
 }
 var file_circuit_proto_depIdxs = []int32{
 	0,  // 0: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
@@ -2474,61 +2859,70 @@ var file_circuit_proto_depIdxs = []int32{
 	33, // 5: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
 	35, // 6: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
 	37, // 7: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
-	1,  // 8: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
-	3,  // 9: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
-	5,  // 10: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
-	8,  // 11: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
-	10, // 12: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
-	12, // 13: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
-	14, // 14: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
-	14, // 15: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
-	18, // 16: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
-	14, // 17: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
-	20, // 18: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
-	21, // 19: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
-	23, // 20: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
-	24, // 21: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
-	26, // 22: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
-	14, // 23: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
-	14, // 24: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
-	30, // 25: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
-	31, // 26: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
-	32, // 27: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
-	14, // 28: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
-	36, // 29: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
-	14, // 30: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
-	14, // 31: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
-	21, // 32: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
-	2,  // 33: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 34: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 35: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 36: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 37: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 38: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	15, // 39: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	16, // 40: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	19, // 41: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	19, // 42: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	19, // 43: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	22, // 44: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	29, // 45: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
-	25, // 46: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
-	27, // 47: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
-	28, // 48: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
-	29, // 49: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
-	34, // 50: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
-	34, // 51: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
-	34, // 52: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
-	34, // 53: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
-	38, // 54: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
-	39, // 55: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
-	37, // 56: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
-	22, // 57: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
-	33, // [33:58] is the sub-list for method output_type
-	8,  // [8:33] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	41, // 8: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
+	1,  // 9: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
+	3,  // 10: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
+	5,  // 11: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
+	8,  // 12: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
+	10, // 13: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
+	12, // 14: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
+	14, // 15: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
+	14, // 16: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
+	18, // 17: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
+	14, // 18: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
+	20, // 19: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
+	21, // 20: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
+	23, // 21: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
+	24, // 22: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
+	26, // 23: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
+	14, // 24: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
+	14, // 25: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
+	30, // 26: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
+	31, // 27: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
+	32, // 28: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
+	14, // 29: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
+	36, // 30: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
+	14, // 31: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
+	14, // 32: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
+	21, // 33: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
+	40, // 34: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
+	40, // 35: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
+	43, // 36: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
+	44, // 37: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
+	2,  // 38: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 39: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 40: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 41: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 42: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 43: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	15, // 44: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	16, // 45: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	19, // 46: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	19, // 47: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	19, // 48: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	22, // 49: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	29, // 50: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	25, // 51: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	27, // 52: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	28, // 53: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	29, // 54: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	34, // 55: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
+	34, // 56: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
+	34, // 57: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
+	34, // 58: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
+	38, // 59: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
+	39, // 60: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
+	37, // 61: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
+	22, // 62: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
+	42, // 63: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
+	42, // 64: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
+	45, // 65: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
+	45, // 66: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
+	38, // [38:67] is the sub-list for method output_type
+	9,  // [9:38] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_circuit_proto_init() }
@@ -2542,9 +2936,9 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   46,
 			NumExtensions: 0,
-			NumServices:   6,
+			NumServices:   8,
 		},
 		GoTypes:           file_circuit_proto_goTypes,
 		DependencyIndexes: file_circuit_proto_depIdxs,

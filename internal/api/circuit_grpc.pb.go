@@ -1436,3 +1436,303 @@ var Docker_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "circuit.proto",
 }
+
+const (
+	Dirs_List_FullMethodName = "/circuit.v1.Dirs/List"
+	Dirs_Kill_FullMethodName = "/circuit.v1.Dirs/Kill"
+)
+
+// DirsClient is the client API for Dirs service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Dirs is this server's part of the anchor file system: the processes it
+// runs that were made with Cmd.dirs. A listing of the whole file system is
+// the union of every server's part.
+type DirsClient interface {
+	// List returns the files at or below a directory, every depth.
+	List(ctx context.Context, in *DirsRequest, opts ...grpc.CallOption) (*DirsReply, error)
+	// Kill kills the processes whose files are in a directory, or below it
+	// when recursive, and returns the files they had there.
+	Kill(ctx context.Context, in *DirsRequest, opts ...grpc.CallOption) (*DirsReply, error)
+}
+
+type dirsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewDirsClient(cc grpc.ClientConnInterface) DirsClient {
+	return &dirsClient{cc}
+}
+
+func (c *dirsClient) List(ctx context.Context, in *DirsRequest, opts ...grpc.CallOption) (*DirsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DirsReply)
+	err := c.cc.Invoke(ctx, Dirs_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dirsClient) Kill(ctx context.Context, in *DirsRequest, opts ...grpc.CallOption) (*DirsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DirsReply)
+	err := c.cc.Invoke(ctx, Dirs_Kill_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DirsServer is the server API for Dirs service.
+// All implementations must embed UnimplementedDirsServer
+// for forward compatibility.
+//
+// Dirs is this server's part of the anchor file system: the processes it
+// runs that were made with Cmd.dirs. A listing of the whole file system is
+// the union of every server's part.
+type DirsServer interface {
+	// List returns the files at or below a directory, every depth.
+	List(context.Context, *DirsRequest) (*DirsReply, error)
+	// Kill kills the processes whose files are in a directory, or below it
+	// when recursive, and returns the files they had there.
+	Kill(context.Context, *DirsRequest) (*DirsReply, error)
+	mustEmbedUnimplementedDirsServer()
+}
+
+// UnimplementedDirsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedDirsServer struct{}
+
+func (UnimplementedDirsServer) List(context.Context, *DirsRequest) (*DirsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedDirsServer) Kill(context.Context, *DirsRequest) (*DirsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Kill not implemented")
+}
+func (UnimplementedDirsServer) mustEmbedUnimplementedDirsServer() {}
+func (UnimplementedDirsServer) testEmbeddedByValue()              {}
+
+// UnsafeDirsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to DirsServer will
+// result in compilation errors.
+type UnsafeDirsServer interface {
+	mustEmbedUnimplementedDirsServer()
+}
+
+func RegisterDirsServer(s grpc.ServiceRegistrar, srv DirsServer) {
+	// If the following call panics, it indicates UnimplementedDirsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Dirs_ServiceDesc, srv)
+}
+
+func _Dirs_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DirsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DirsServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dirs_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DirsServer).List(ctx, req.(*DirsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Dirs_Kill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DirsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DirsServer).Kill(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dirs_Kill_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DirsServer).Kill(ctx, req.(*DirsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Dirs_ServiceDesc is the grpc.ServiceDesc for Dirs service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Dirs_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "circuit.v1.Dirs",
+	HandlerType: (*DirsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "List",
+			Handler:    _Dirs_List_Handler,
+		},
+		{
+			MethodName: "Kill",
+			Handler:    _Dirs_Kill_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "circuit.proto",
+}
+
+const (
+	Binary_Stat_FullMethodName   = "/circuit.v1.Binary/Stat"
+	Binary_Upload_FullMethodName = "/circuit.v1.Binary/Upload"
+)
+
+// BinaryClient is the client API for Binary service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Binary is the server's content-addressed store of program binaries, which
+// circuit.Spawn uploads once and then starts from.
+type BinaryClient interface {
+	// Stat tells whether the binary with a SHA-256 digest is stored.
+	Stat(ctx context.Context, in *BinaryRequest, opts ...grpc.CallOption) (*BinaryStat, error)
+	// Upload stores a binary: the first chunk names its digest and size. It is
+	// kept only if every byte arrives and the digest matches.
+	Upload(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BinaryChunk, BinaryStat], error)
+}
+
+type binaryClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewBinaryClient(cc grpc.ClientConnInterface) BinaryClient {
+	return &binaryClient{cc}
+}
+
+func (c *binaryClient) Stat(ctx context.Context, in *BinaryRequest, opts ...grpc.CallOption) (*BinaryStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BinaryStat)
+	err := c.cc.Invoke(ctx, Binary_Stat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *binaryClient) Upload(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BinaryChunk, BinaryStat], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Binary_ServiceDesc.Streams[0], Binary_Upload_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BinaryChunk, BinaryStat]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Binary_UploadClient = grpc.ClientStreamingClient[BinaryChunk, BinaryStat]
+
+// BinaryServer is the server API for Binary service.
+// All implementations must embed UnimplementedBinaryServer
+// for forward compatibility.
+//
+// Binary is the server's content-addressed store of program binaries, which
+// circuit.Spawn uploads once and then starts from.
+type BinaryServer interface {
+	// Stat tells whether the binary with a SHA-256 digest is stored.
+	Stat(context.Context, *BinaryRequest) (*BinaryStat, error)
+	// Upload stores a binary: the first chunk names its digest and size. It is
+	// kept only if every byte arrives and the digest matches.
+	Upload(grpc.ClientStreamingServer[BinaryChunk, BinaryStat]) error
+	mustEmbedUnimplementedBinaryServer()
+}
+
+// UnimplementedBinaryServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedBinaryServer struct{}
+
+func (UnimplementedBinaryServer) Stat(context.Context, *BinaryRequest) (*BinaryStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method Stat not implemented")
+}
+func (UnimplementedBinaryServer) Upload(grpc.ClientStreamingServer[BinaryChunk, BinaryStat]) error {
+	return status.Error(codes.Unimplemented, "method Upload not implemented")
+}
+func (UnimplementedBinaryServer) mustEmbedUnimplementedBinaryServer() {}
+func (UnimplementedBinaryServer) testEmbeddedByValue()                {}
+
+// UnsafeBinaryServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to BinaryServer will
+// result in compilation errors.
+type UnsafeBinaryServer interface {
+	mustEmbedUnimplementedBinaryServer()
+}
+
+func RegisterBinaryServer(s grpc.ServiceRegistrar, srv BinaryServer) {
+	// If the following call panics, it indicates UnimplementedBinaryServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Binary_ServiceDesc, srv)
+}
+
+func _Binary_Stat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BinaryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BinaryServer).Stat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Binary_Stat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BinaryServer).Stat(ctx, req.(*BinaryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Binary_Upload_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BinaryServer).Upload(&grpc.GenericServerStream[BinaryChunk, BinaryStat]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Binary_UploadServer = grpc.ClientStreamingServer[BinaryChunk, BinaryStat]
+
+// Binary_ServiceDesc is the grpc.ServiceDesc for Binary service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Binary_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "circuit.v1.Binary",
+	HandlerType: (*BinaryServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Stat",
+			Handler:    _Binary_Stat_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Upload",
+			Handler:       _Binary_Upload_Handler,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "circuit.proto",
+}

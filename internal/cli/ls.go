@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
+
+	"github.com/circuit-project/circuit/client"
 )
 
 type lsFlags struct{ long bool }
@@ -16,10 +19,21 @@ func init() {
 		long: `Prints one absolute path per line, sorted. With -l, each line starts with the
 kind of element at the anchor (server, proc, chan, ...; - for none).
 
+A path whose first component is not a server ID is in the anchor file system
+(seed 003): directories such as /firehose/clients in which spawned workers
+are listed by their IDs, across all servers. Such a listing starts with the
+directory itself, then its files and subdirectories; with /... everything
+below. With -l, a worker's line ends with its process element. / lists only
+the servers; /... lists every server's anchors and the whole anchor file
+system. If some servers do not answer, ls prints what the others answered,
+names the silent ones on standard error and exits with 1.
+
 Examples:
   circuit ls /
   circuit ls /...
-  circuit ls -l /X88550014d4c82e4d/...`,
+  circuit ls -l /X88550014d4c82e4d/...
+  circuit ls /firehose/clients
+  circuit ls /firehose/clients/...`,
 		dial: true,
 		flags: func(fs *flag.FlagSet) any {
 			f := &lsFlags{}
@@ -36,24 +50,34 @@ Examples:
 				return err
 			}
 			entries, err := c.List(env.Ctx, inv.args[0])
-			if err != nil {
+			var incomplete *client.IncompleteError
+			if err != nil && !errors.As(err, &incomplete) {
 				return fmt.Errorf("ls %s: %w", inv.args[0], err)
 			}
 			var b strings.Builder
 			for _, e := range entries {
-				if f.long {
-					kind := e.Kind
-					if kind == "" {
-						kind = "-"
-					}
-					fmt.Fprintf(&b, "%-7s %s\n", kind, e.Path)
-				} else {
+				if !f.long {
 					b.WriteString(e.Path)
 					b.WriteByte('\n')
+					continue
 				}
+				kind := e.Kind
+				if kind == "" {
+					kind = "-"
+				}
+				fmt.Fprintf(&b, "%-7s %s", kind, e.Path)
+				if e.Anchor != "" {
+					b.WriteString(" -> " + e.Anchor)
+				}
+				b.WriteByte('\n')
 			}
-			_, err = fmt.Fprint(env.Stdout, b.String())
-			return err
+			if _, werr := fmt.Fprint(env.Stdout, b.String()); werr != nil {
+				return werr
+			}
+			if err != nil {
+				return fmt.Errorf("ls %s: the listing is incomplete: %w", inv.args[0], err)
+			}
+			return nil
 		},
 	})
 }

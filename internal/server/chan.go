@@ -65,7 +65,9 @@ func chanError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, channel.ErrClosed), errors.Is(err, channel.ErrAborted), errors.Is(err, channel.ErrReceiverGone):
+	case errors.Is(err, channel.ErrClosed):
+		return status.Error(codes.OutOfRange, err.Error()) // like EOF: the client's ErrClosed
+	case errors.Is(err, channel.ErrAborted), errors.Is(err, channel.ErrReceiverGone):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, channel.ErrTooLarge):
 		return status.Error(codes.ResourceExhausted, err.Error())

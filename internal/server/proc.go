@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/anchorfs"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/element/proc"
 	"github.com/circuit-project/circuit/internal/element/stdio"
@@ -20,6 +22,10 @@ type procElement struct {
 	*proc.Proc
 	serial uint64
 	path   string // its anchor, as anchor.Path.String gives it
+	// worker is the anchor's name when the process is listed in the anchor
+	// file system (Cmd.Dirs); unlisted is closed once its files are gone.
+	worker   string
+	unlisted chan struct{}
 }
 
 // tomb keeps the final status of processes removed by Cmd.Scrub, so that a
@@ -91,9 +97,12 @@ func (t *tomb) get(path string, serial uint64) (proc.Stat, bool) {
 
 func toProcStat(st proc.Stat, serial uint64) *api.ProcStat {
 	out := &api.ProcStat{
-		Cmd:   &api.Cmd{Path: st.Cmd.Path, Args: st.Cmd.Args, Env: st.Cmd.Env, Dir: st.Cmd.Dir, Scrub: st.Cmd.Scrub},
+		Cmd: &api.Cmd{
+			Path: st.Cmd.Path, Args: st.Cmd.Args, Env: st.Cmd.Env, Dir: st.Cmd.Dir, Scrub: st.Cmd.Scrub,
+			Dirs: st.Cmd.Dirs, Result: st.Cmd.Result,
+		},
 		Phase: st.Phase, Pid: int64(st.PID), StartedUnixNano: st.Started.UnixNano(),
-		ExitCode: int32(st.ExitCode), Signal: st.Signal, Exit: st.Exit, Serial: serial,
+		ExitCode: int32(st.ExitCode), Signal: st.Signal, Exit: st.Exit, Serial: serial, Result: st.Result,
 	}
 	if !st.Exited.IsZero() {
 		out.ExitedUnixNano = st.Exited.UnixNano()
@@ -152,6 +161,10 @@ func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.Pr
 	if c == nil || c.GetPath() == "" {
 		return nil, status.Error(codes.InvalidArgument, "the command has no Path")
 	}
+	dirs, worker, err := procDirs(p, c.GetDirs())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	release, err := s.tree.Reserve(p.Elems, "proc")
 	if err != nil {
 		if anchor.IsOccupied(err) {
@@ -159,18 +172,59 @@ func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.Pr
 		}
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	pr, err := proc.Start(proc.Cmd{Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub()})
+	if worker != "" {
+		if err := s.dirs.Add(worker, p.String(), dirs); err != nil {
+			release(nil)
+			return nil, status.Error(codes.AlreadyExists, err.Error())
+		}
+	}
+	unlist := func() {
+		if worker != "" {
+			s.dirs.Remove(worker)
+		}
+	}
+	pr, err := proc.Start(proc.Cmd{
+		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
+		Dirs: c.GetDirs(), Result: c.GetResult(),
+	})
 	if err != nil {
+		unlist()
 		release(nil)
 		return nil, status.Errorf(codes.FailedPrecondition, "starting %s: %v", c.GetPath(), err)
 	}
-	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String()}
+	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{})}
 	if err := release(pe); err != nil {
 		pr.Scrub()
+		unlist()
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	s.goFunc(func() { s.reap(p.Elems, pe) })
 	return toProcStat(pr.Peek(), pe.serial), nil
+}
+
+// procDirs checks the anchor-file-system directories of a process to be
+// made at p, and returns them with the worker ID they list it under: the
+// anchor's name, which must be one.
+func procDirs(p anchor.Path, raw []string) ([][]string, string, error) {
+	if len(raw) == 0 {
+		return nil, "", nil
+	}
+	worker := p.Elems[len(p.Elems)-1]
+	if !anchorfs.IsWorkerID(worker) {
+		return nil, "", fmt.Errorf("a process listed in directories must be at an anchor named by a worker ID (R and 16 hex digits), not %q", worker)
+	}
+	if len(raw) > anchorfs.MaxDirs {
+		return nil, "", fmt.Errorf("%d directories, limit %d", len(raw), anchorfs.MaxDirs)
+	}
+	dirs := make([][]string, 0, len(raw))
+	for _, d := range raw {
+		elems, err := anchorfs.ParseDir(d)
+		if err != nil {
+			return nil, "", err
+		}
+		dirs = append(dirs, elems)
+	}
+	return dirs, worker, nil
 }
 
 // reap waits for a process to exit and, with Cmd.Scrub, removes it, keeping
@@ -181,6 +235,10 @@ func (s *Server) reap(elems []string, pe *procElement) {
 	case <-s.ctx.Done():
 		pe.Stop(2 * time.Second)
 	}
+	if pe.worker != "" {
+		s.dirs.Remove(pe.worker) // before anyone can see the exit
+	}
+	close(pe.unlisted)
 	st := pe.Peek()
 	if !st.Cmd.Scrub {
 		s.tomb.put(pe.path, pe.serial, st, nil) // if scrubbed later, a Wait by serial still answers

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +15,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/anchorfs"
 	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/binstore"
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/discover"
 	"github.com/circuit-project/circuit/internal/element/docker"
@@ -56,6 +59,8 @@ type Server struct {
 	rpcLn   *connListener
 	tree    *anchor.Tree
 	tomb    tomb
+	dirs    anchorfs.Table  // this server's part of the anchor file system
+	bins    *binstore.Store // uploaded binaries, for Spawn
 	subscriptions
 	serial atomic.Uint64 // numbers elements
 	lock   *os.File
@@ -118,6 +123,11 @@ func Start(cfg Config) (s *Server, err error) {
 	s.log = cfg.Logger.With("server", s.id.String())
 	s.ops = oplog.New(s.log)
 	s.tree = anchor.NewTree(s.id)
+	binDir := ""
+	if cfg.VarDir != "" {
+		binDir = filepath.Join(cfg.VarDir, "bin")
+	}
+	s.bins = binstore.Open(binDir)
 	if cfg.Key == nil && !adv.IP.IsLoopback() {
 		s.log.Warn("NO KEY: all traffic to this server is plaintext and unauthenticated, and it listens on a non-loopback address; anyone who reaches " + adv.String() + " controls this host. Use -hmac FILE (make one with: circuit keygen)")
 	}
@@ -161,6 +171,8 @@ func Start(cfg Config) (s *Server, err error) {
 	api.RegisterChanServer(s.rpc, &chanService{s: s})
 	api.RegisterNameserverServer(s.rpc, &dnsService{s: s})
 	api.RegisterDockerServer(s.rpc, &dockerService{s: s})
+	api.RegisterDirsServer(s.rpc, &dirsService{s: s})
+	api.RegisterBinaryServer(s.rpc, &binaryService{s: s})
 	s.goFunc(func() {
 		if err := s.rpc.Serve(s.rpcLn); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("rpc serving stopped", "err", err)
@@ -268,6 +280,9 @@ func (s *Server) Stop() {
 		s.wg.Wait()
 		if s.docker != nil {
 			s.docker.Close()
+		}
+		if s.bins != nil {
+			s.bins.Close()
 		}
 		if s.log != nil {
 			s.log.Info("stopped", "ops", s.ops.Last())

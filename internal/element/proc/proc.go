@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sort"
@@ -22,7 +23,16 @@ type Cmd struct {
 	Env   []string
 	Dir   string
 	Scrub bool
+	// Result gives the process a pipe on file descriptor 3; what it
+	// writes there, up to MaxResult bytes, is Stat.Result once it exits.
+	Result bool
+	// Dirs are the anchor-file-system directories the process is listed
+	// in; the server keeps the listing, the process only reports them.
+	Dirs []string
 }
+
+// MaxResult bounds a process's result (Cmd.Result).
+const MaxResult = 1 << 20
 
 // Phase of a process.
 const (
@@ -40,6 +50,7 @@ type Stat struct {
 	ExitCode int       // 128+signal when killed by a signal; -1 while running
 	Signal   string    // the signal that killed it, "" otherwise
 	Exit     string    // "" for success or while running, else why it failed
+	Result   []byte    // with Cmd.Result, what it wrote to fd 3, once exited
 }
 
 // ErrBusy is returned to a second concurrent client of a stream.
@@ -52,9 +63,10 @@ var ErrClosed = stdio.ErrClosed
 // embedded stdio.Streams.
 type Proc struct {
 	*stdio.Streams
-	cmd  Cmd
-	ec   *exec.Cmd
-	done chan struct{}
+	cmd    Cmd
+	ec     *exec.Cmd
+	done   chan struct{}
+	result chan []byte // with Cmd.Result: what fd 3 carried, once it closed
 
 	mu   sync.Mutex
 	stat Stat
@@ -72,7 +84,9 @@ func Start(cmd Cmd) (*Proc, error) {
 		ec.Env = []string{}
 	}
 	ec.Dir = cmd.Dir
-	ec.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The process dies with its server (Pdeathsig): an element outliving
+	// the server that holds it could no longer be seen or stopped.
+	ec.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 
 	p := &Proc{cmd: cmd, ec: ec, done: make(chan struct{})}
 	var child, ours []*os.File
@@ -94,24 +108,77 @@ func Start(cmd Cmd) (*Proc, error) {
 		}
 		child, ours = append(child, w), append(ours, r)
 	}
+	var resultR *os.File
+	if cmd.Result {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(fmt.Errorf("making result pipe: %w", err))
+		}
+		resultR = r
+		ours = append(ours, r)
+		ec.ExtraFiles = []*os.File{w}
+		defer w.Close() // the child has its copy once started
+	}
 	ec.Stdin = child[0]
 	ec.Stdout, ec.Stderr = child[1], child[2]
-	if err := ec.Start(); err != nil {
+	if ec, err = startRetrying(ec); err != nil {
 		return fail(err)
 	}
+	p.ec = ec
 	for _, f := range child {
 		f.Close() // the child has its copies
 	}
 	p.Streams = stdio.New(ours[0], ours[1], ours[2])
 	p.stat = Stat{Cmd: cmd, Phase: Running, PID: ec.Process.Pid, Started: time.Now(), ExitCode: -1}
+	if resultR != nil {
+		p.result = make(chan []byte, 1)
+		go readResult(resultR, p.result)
+	}
 	go p.wait()
 	return p, nil
+}
+
+// startRetrying starts ec, retrying briefly on ETXTBSY: a binary just
+// written and closed (an upload) can still be open for writing in a child
+// that another goroutine forked meanwhile and that has not yet reached its
+// exec.
+func startRetrying(ec *exec.Cmd) (*exec.Cmd, error) {
+	for i := 0; ; i++ {
+		err := ec.Start()
+		if err == nil || !errors.Is(err, syscall.ETXTBSY) || i == 20 {
+			return ec, err
+		}
+		time.Sleep(time.Duration(i+1) * time.Millisecond)
+		ec = &exec.Cmd{
+			Path: ec.Path, Args: ec.Args, Env: ec.Env, Dir: ec.Dir, SysProcAttr: ec.SysProcAttr,
+			Stdin: ec.Stdin, Stdout: ec.Stdout, Stderr: ec.Stderr, ExtraFiles: ec.ExtraFiles,
+		}
+	}
+}
+
+// readResult reads fd 3 until every copy of its write end has closed, and
+// keeps at most MaxResult bytes.
+func readResult(r *os.File, out chan<- []byte) {
+	defer r.Close()
+	b, _ := io.ReadAll(io.LimitReader(r, MaxResult))
+	io.Copy(io.Discard, r) // a writer past the limit must not block
+	out <- b
 }
 
 func (p *Proc) wait() {
 	err := p.ec.Wait()
 	now := time.Now()
+	var result []byte
+	if p.result != nil {
+		// fd 3 reaches EOF at the exit, unless the process passed it on
+		// to a child that lives on: then the result is what came so far.
+		select {
+		case result = <-p.result:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	p.mu.Lock()
+	p.stat.Result = result
 	p.stat.Phase, p.stat.Exited = Exited, now
 	ws, _ := p.ec.ProcessState.Sys().(syscall.WaitStatus)
 	switch {

@@ -1,0 +1,52 @@
+// Package circuit spawns Go functions on the hosts of a circuit cluster, as
+// seed 001 describes, and stretches typed channels between them.
+//
+//	func roundTrip(feedback circuit.Chan[int]) error {
+//		return feedback.Send(1)
+//	}
+//
+//	func init() { circuit.Register(roundTrip) }
+//
+//	func main() {
+//		circuit.Main() // first thing: a spawned worker runs its function here
+//		circuit.Dial(os.Args[1], nil)
+//		feedback, _ := circuit.MakeChan[int]("", 0)
+//		circuit.Spawn("", nil, roundTrip, feedback)
+//		feedback.Recv()
+//		println("Roundtrip complete.")
+//	}
+//
+// # How a spawn runs
+//
+// Everything is built on the circuit's own elements. [Spawn] runs the
+// function in a new process of the same program (the same binary, byte for
+// byte) on the chosen server:
+//
+//  1. The program's binary is uploaded to that server once, into its
+//     content-addressed store (under -var), and its SHA-256 digest checked.
+//  2. A process element is made at /Xserver/Rworker, named by the new
+//     worker's ID, listed in the anchor-file-system directories the spawner
+//     chose, and scrubbed when it exits.
+//  3. The function's name and its JSON-encoded arguments go to the worker
+//     on its standard input. [Main] reads them, calls the function, and
+//     writes its JSON-encoded results to file descriptor 3, which the server
+//     keeps as the process's result.
+//
+// Functions are found by name, so both sides must be the same program and
+// every spawnable function must be [Register]ed, at init time, before
+// [Main] runs. Closures are allowed but carry nothing they capture: pass
+// what the worker needs as arguments.
+//
+// A worker is an ordinary circuit process. `circuit ls /Xserver/...` shows
+// it, peek describes it, its stdout and stderr can be read, signal and
+// scrub stop it. It dies with its server. The anchor file system (package
+// doc of internal/anchorfs, and `circuit ls /dir/...`, `circuit kill
+// /dir/...`) lists it under every directory it was spawned with until it
+// dies, for any reason.
+//
+// # Channels
+//
+// A [Chan] is a circuit channel element carrying JSON-encoded values of
+// one type. It encodes as its path, so it can be passed to a worker as an
+// argument and used there as in the spawner.
+package circuit

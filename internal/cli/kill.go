@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/circuit-project/circuit/client"
+)
+
+type killFlags struct{ verbose bool }
+
+func init() {
+	register(&command{
+		name:  "kill",
+		args:  "DIR[/...]...",
+		short: "kill the workers listed in anchor-file-system directories (seed 003's 4kill)",
+		long: `Kills, with SIGKILL, every worker listed in each directory of the anchor file
+system, or anywhere below it when the path ends in /..., on every server. It
+returns once they have exited, so their files are gone. A path ending in a
+worker ID kills that worker. With -v, prints the files of the killed
+workers. Exits with 3 when no worker matched.
+
+Examples:
+  circuit kill /firehose/clients/spam/...
+  circuit kill /firehose/clients/...
+  circuit kill /firehose/clients/spam/R6aca01d945c3b861`,
+		dial: true,
+		flags: func(fs *flag.FlagSet) any {
+			f := &killFlags{}
+			fs.BoolVar(&f.verbose, "v", false, "print the files of the killed workers")
+			return f
+		},
+		run: func(env *Env, inv *invocation) error {
+			f := inv.opts.(*killFlags)
+			if len(inv.args) == 0 {
+				return usagef("kill takes one or more directories, e.g. circuit kill /firehose/clients/...")
+			}
+			c, err := connect(env, inv)
+			if err != nil {
+				return err
+			}
+			matched := 0
+			var errs []error
+			for _, path := range inv.args {
+				killed, err := c.Kill(env.Ctx, path)
+				var incomplete *client.IncompleteError
+				if err != nil && !errors.As(err, &incomplete) {
+					return fmt.Errorf("kill %s: %w", path, err)
+				}
+				if err != nil {
+					errs = append(errs, fmt.Errorf("kill %s: %w", path, err))
+				}
+				matched += len(killed)
+				if f.verbose {
+					for _, e := range killed {
+						fmt.Fprintln(env.Stdout, e.Path)
+					}
+				}
+			}
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			if matched == 0 {
+				return fmt.Errorf("kill: %w: no worker is listed in %s", client.ErrNotFound, strings.Join(inv.args, " "))
+			}
+			return nil
+		},
+	})
+}

@@ -1,0 +1,456 @@
+package circuit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/testcluster"
+)
+
+// The test binary is the spawning program: its workers are copies of it.
+func TestMain(m *testing.M) {
+	Main()
+	testcluster.Main(m)
+}
+
+func add(a, b int) int { return a + b }
+
+func divide(a, b int) (int, error) {
+	if b == 0 {
+		return 0, errors.New("division by zero")
+	}
+	return a / b, nil
+}
+
+func boom(msg string) { panic(msg) }
+
+func feedback(ch Chan[int], v int) error { return ch.Send(v) }
+
+// park blocks until its context ends (the worker is told to stop) or a
+// minute passes, printing its greeting first, if any. (Output nobody reads
+// keeps a dead worker's element for a while.)
+func park(ctx context.Context, greeting string) error {
+	if greeting != "" {
+		fmt.Println(greeting)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Minute):
+		return errors.New("parked for a minute: the test forgot me")
+	}
+}
+
+// spawnFrom spawns a worker from inside a worker, then waits for it.
+func spawnFrom(host string, a, b int) (int, error) {
+	w, err := Spawn(host, nil, add, a, b)
+	if err != nil {
+		return 0, err
+	}
+	res, err := w.Wait(context.Background())
+	if err != nil {
+		return 0, err
+	}
+	return res[0].(int), nil
+}
+
+func describe(v any) string { return fmt.Sprint(v) }
+
+func unregistered() {}
+
+func init() { Register(add, divide, boom, feedback, park, spawnFrom, describe) }
+
+var connectOnce sync.Mutex
+
+// cluster starts n local servers and connects the package to the first.
+func cluster(t *testing.T, n int, opts testcluster.Options) *testcluster.Cluster {
+	t.Helper()
+	connectOnce.Lock()
+	t.Cleanup(connectOnce.Unlock)
+	opts.Local = true
+	cl := testcluster.Start(t, n, opts)
+	var key []byte
+	if cl.KeyFile != "" {
+		var err error
+		if key, err = os.ReadFile(cl.KeyFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Connect(context.Background(), client.Options{Addr: cl.Servers[0].URL, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		state.Lock()
+		state.c = nil
+		state.Unlock()
+		uploads.Lock()
+		uploads.at = nil
+		uploads.Unlock()
+	})
+	return cl
+}
+
+func wait(t *testing.T, w *Worker) ([]any, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return w.Wait(ctx)
+}
+
+// noOrphans checks that no worker process and no anchor file is left.
+func noOrphans(t *testing.T, cl *testcluster.Cluster) {
+	t.Helper()
+	c, err := Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 10*time.Second, func() bool {
+		entries, err := c.List(context.Background(), "/...")
+		if err != nil {
+			return false
+		}
+		for _, e := range entries {
+			if e.Kind != "server" {
+				return false
+			}
+		}
+		return true
+	}, "workers or anchor files left behind")
+}
+
+func TestSpawnResultsAndUploadOnce(t *testing.T) {
+	cl := cluster(t, 2, testcluster.Options{Key: true})
+	var uploaded atomic.Int32
+	testHookUpload = func(_ string, r io.Reader) io.Reader { uploaded.Add(1); return r }
+	defer func() { testHookUpload = nil }()
+
+	host := cl.Servers[1].ID
+	for i := range 3 {
+		w, err := Spawn(host, nil, add, i, 40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(w.ID(), "R") || len(w.ID()) != 17 || w.Server() != host {
+			t.Fatalf("worker %v: bad ID or server", w)
+		}
+		res, err := wait(t, w)
+		if err != nil || len(res) != 1 || res[0] != 40+i {
+			t.Fatalf("add(%d, 40) = %v, %v", i, res, err)
+		}
+	}
+	if n := uploaded.Load(); n != 1 {
+		t.Fatalf("the binary was uploaded %d times to one server, want 1", n)
+	}
+	// The stored copy is named by its digest and verified.
+	sum, size, _ := selfDigest()
+	c, _ := Client()
+	st, err := c.StatBinary(context.Background(), host, sum)
+	if err != nil || !st.Present || st.Size != size || !strings.HasSuffix(st.Path, sum) {
+		t.Fatalf("stored binary: %+v, %v", st, err)
+	}
+
+	// Results and errors of the function itself.
+	w, err := Spawn(host, nil, divide, 7, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := wait(t, w); err != nil || res[0] != 3 {
+		t.Fatalf("divide(7, 2) = %v, %v", res, err)
+	}
+	w, _ = Spawn(host, nil, divide, 1, 0)
+	var we *WorkerError
+	if _, err := wait(t, w); !errors.As(err, &we) || !strings.Contains(err.Error(), "division by zero") {
+		t.Fatalf("divide(1, 0): %v", err)
+	}
+	w, _ = Spawn(host, nil, boom, "kaboom")
+	if _, err := wait(t, w); !errors.As(err, &we) || !we.Panic || !strings.Contains(err.Error(), "kaboom") {
+		t.Fatalf("boom: %v", err)
+	}
+	// A worker spawns a worker, with the key it was given.
+	w, _ = Spawn(host, nil, spawnFrom, cl.Servers[0].ID, 20, 22)
+	if res, err := wait(t, w); err != nil || res[0] != 42 {
+		t.Fatalf("spawn from a worker: %v, %v", res, err)
+	}
+	noOrphans(t, cl)
+}
+
+// TestRoundTrip is seed 001's example: a channel stretched between the
+// spawner and a function on another host.
+func TestRoundTrip(t *testing.T) {
+	cl := cluster(t, 2, testcluster.Options{})
+	ch, err := MakeChan[int]("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Scrub()
+	w, err := Spawn(cl.Servers[1].ID, nil, feedback, ch, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := ch.Recv(); err != nil || v != 1 {
+		t.Fatalf("recv = %v, %v", v, err)
+	}
+	if _, err := wait(t, w); err != nil {
+		t.Fatal(err)
+	}
+	ch.Close()
+	if _, err := ch.Recv(); err != io.EOF {
+		t.Fatalf("recv on a closed channel: %v, want io.EOF", err)
+	}
+}
+
+func TestOutputAndKill(t *testing.T) {
+	cl := cluster(t, 2, testcluster.Options{})
+	ctx := context.Background()
+	w, err := Spawn(cl.Servers[1].ID, []string{"/test/parked"}, park, "hello from a worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := w.Output(ctx, "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, len("hello from a worker\n"))
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "hello from a worker\n" {
+		t.Fatalf("stdout: %q, %v", line, err)
+	}
+	if err := w.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, out)
+	out.Close()
+	var we *WorkerError
+	if _, err := wait(t, w); !errors.As(err, &we) || !we.Died || !strings.Contains(err.Error(), "KILL") {
+		t.Fatalf("wait for a killed worker: %v", err)
+	}
+	noOrphans(t, cl)
+}
+
+func TestSpawnErrors(t *testing.T) {
+	cl := cluster(t, 2, testcluster.Options{})
+	host := cl.Servers[1].ID
+	for _, tc := range []struct {
+		name string
+		fn   any
+		args []any
+		dirs []string
+		want string
+	}{
+		{"unregistered", unregistered, nil, nil, "not registered"},
+		{"not a function", 42, nil, nil, "not a function"},
+		{"unencodable argument", describe, []any{make(chan int)}, nil, "(chan int) cannot be encoded"},
+		{"NaN", describe, []any{math.NaN()}, nil, "cannot be encoded"},
+		{"a channel for a string", boom, []any{make(chan int)}, nil, "argument 1 of"},
+		{"wrong type", add, []any{1, "2"}, nil, "argument 2 of"},
+		{"too few", add, []any{1}, nil, "takes 2 argument(s), got 1"},
+		{"bad directory", add, []any{1, 2}, []string{"/a/../b"}, `".." is not allowed`},
+		{"server directory", add, []any{1, 2}, []string{"/" + host + "/x"}, "reserved for server IDs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Spawn(host, tc.dirs, tc.fn, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Spawn: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Spawn(host, nil, unregistered); !errors.Is(err, ErrNotRegistered) {
+		t.Fatalf("unregistered: %v does not wrap ErrNotRegistered", err)
+	}
+	if _, err := Spawn("X0000000000000001", nil, add, 1, 2); err == nil || !strings.Contains(err.Error(), "X0000000000000001") {
+		t.Fatalf("unknown host: %v", err)
+	}
+
+	// An upload cut short: the server keeps nothing, and says so.
+	testHookUpload = func(_ string, r io.Reader) io.Reader { return &failAfter{r: r, n: 3 << 20} }
+	_, err := Spawn(host, []string{"/test/cut"}, add, 1, 2)
+	testHookUpload = nil
+	if err == nil || !strings.Contains(err.Error(), "cut short") {
+		t.Fatalf("upload cut short: %v", err)
+	}
+	sum, _, _ := selfDigest()
+	c, _ := Client()
+	if st, err := c.StatBinary(context.Background(), host, sum); err != nil || st.Present {
+		t.Fatalf("after a cut-short upload the server stores %+v, %v", st, err)
+	}
+	// The next spawn uploads again, whole.
+	w, err := Spawn(host, nil, add, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := wait(t, w); err != nil || res[0] != 3 {
+		t.Fatalf("after a failed upload: %v, %v", res, err)
+	}
+	noOrphans(t, cl)
+}
+
+// failAfter reads n bytes, then fails as a dropped connection would.
+type failAfter struct {
+	r io.Reader
+	n int
+}
+
+func (f *failAfter) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("connection reset by peer")
+	}
+	if len(p) > f.n {
+		p = p[:f.n]
+	}
+	n, err := f.r.Read(p)
+	f.n -= n
+	return n, err
+}
+
+// TestHostLostMidSpawn kills the target server while the binary is on its
+// way to it.
+func TestHostLostMidSpawn(t *testing.T) {
+	cl := cluster(t, 3, testcluster.Options{})
+	victim := cl.Servers[2]
+	testHookUpload = func(_ string, r io.Reader) io.Reader {
+		return &killAfter{r: r, n: 2 << 20, kill: victim.Kill}
+	}
+	defer func() { testHookUpload = nil }()
+	_, err := Spawn(victim.ID, []string{"/test/lost"}, add, 1, 2)
+	var lost *client.HostLostError
+	if err == nil || !(errors.As(err, &lost) || strings.Contains(err.Error(), "cut short")) || !strings.Contains(err.Error(), victim.ID) {
+		t.Fatalf("host lost mid-spawn: %v", err)
+	}
+	t.Logf("host lost mid-spawn: %v", err)
+	noOrphans(t, cl)
+}
+
+// killAfter reads n bytes, then kills the server and goes on reading.
+type killAfter struct {
+	r    io.Reader
+	n    int
+	kill func()
+	once sync.Once
+}
+
+func (k *killAfter) Read(p []byte) (int, error) {
+	if k.n <= 0 {
+		k.once.Do(k.kill)
+	}
+	n, err := k.r.Read(p)
+	k.n -= n
+	return n, err
+}
+
+func TestAnchorFileSystem(t *testing.T) {
+	cl := cluster(t, 3, testcluster.Options{})
+	ctx := context.Background()
+	spawn := func(host int, dirs ...string) *Worker {
+		t.Helper()
+		w, err := Spawn(cl.Servers[host].ID, dirs, park, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	// Seed 003's example: one worker in three directories, one in two.
+	a := spawn(1, "/firehose/clients", "/firehose/clients/dev", "/firehose/clients/spam")
+	b := spawn(2, "/firehose/clients/search", "/firehose/clients/spam")
+	want := func(lines ...string) string {
+		slices.Sort(lines)
+		return strings.Join(lines, "\n") + "\n"
+	}
+	ls := func(path string) testcluster.Result {
+		t.Helper()
+		return cl.Run("ls", path)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/firehose/clients", want(
+			"/firehose/clients", "/firehose/clients/"+a.ID(),
+			"/firehose/clients/dev", "/firehose/clients/search", "/firehose/clients/spam")},
+		{"/firehose/clients/...", want(
+			"/firehose/clients", "/firehose/clients/"+a.ID(),
+			"/firehose/clients/dev", "/firehose/clients/dev/"+a.ID(),
+			"/firehose/clients/search", "/firehose/clients/search/"+b.ID(),
+			"/firehose/clients/spam", "/firehose/clients/spam/"+a.ID(), "/firehose/clients/spam/"+b.ID())},
+	} {
+		if r := ls(tc.path); r.Code != 0 || r.Stdout != tc.want {
+			t.Fatalf("ls %s: exit %d\n%s%s\nwant\n%s", tc.path, r.Code, r.Stdout, r.Stderr, tc.want)
+		}
+	}
+	if r := cl.Run("ls", "-l", "/firehose/clients/spam"); !strings.Contains(r.Stdout, "worker  /firehose/clients/spam/"+b.ID()+" -> "+b.Anchor()) {
+		t.Fatalf("ls -l shows no worker's anchor:\n%s%s", r.Stdout, r.Stderr)
+	}
+	if r := ls("/"); strings.Contains(r.Stdout, "firehose") {
+		t.Fatalf("ls / lists more than servers:\n%s", r.Stdout)
+	}
+	if r := ls("/..."); !strings.Contains(r.Stdout, "/firehose/clients/spam/"+b.ID()+"\n") || !strings.Contains(r.Stdout, b.Anchor()+"\n") {
+		t.Fatalf("ls /... lacks the anchor file system or the worker's element:\n%s", r.Stdout)
+	}
+	if r := ls("/firehose/nothing"); r.Code != 3 || !strings.Contains(r.Stderr, "no such anchor directory") {
+		t.Fatalf("ls of a missing directory: exit %d, %s", r.Code, r.Stderr)
+	}
+
+	// 4kill of the search directory kills b, whose other files go too.
+	if r := cl.Run("kill", "-v", "/firehose/clients/search/..."); r.Code != 0 || r.Stdout != "/firehose/clients/search/"+b.ID()+"\n" {
+		t.Fatalf("kill search/...: exit %d, %q %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := ls("/firehose/clients/..."); strings.Contains(r.Stdout, b.ID()) || strings.Contains(r.Stdout, "/search") {
+		t.Fatalf("after kill, b or its directory is still listed:\n%s", r.Stdout)
+	}
+	if _, err := wait(t, b); err == nil {
+		t.Fatal("a killed worker returned no error")
+	}
+	// A worker that ends by itself leaves its directories too.
+	c := spawn(0, "/firehose/clients/spam")
+	if err := c.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c)
+	if r := ls("/firehose/clients/spam"); strings.Contains(r.Stdout, c.ID()) {
+		t.Fatalf("a dead worker is listed:\n%s", r.Stdout)
+	}
+	if r := cl.Run("kill", "/firehose/clients/..."); r.Code != 0 {
+		t.Fatalf("kill /firehose/clients/...: exit %d %s", r.Code, r.Stderr)
+	}
+	if r := ls("/firehose"); r.Code != 3 {
+		t.Fatalf("an empty directory exists: exit %d\n%s", r.Code, r.Stdout)
+	}
+	if r := cl.Run("kill", "/firehose/..."); r.Code != 3 {
+		t.Fatalf("kill with nothing to kill: exit %d %s", r.Code, r.Stderr)
+	}
+	noOrphans(t, cl)
+}
+
+// TestFilesVanishWithTheirHost kills a server with kill -9: its workers'
+// files leave the listing once the membership sees it gone.
+func TestFilesVanishWithTheirHost(t *testing.T) {
+	cl := cluster(t, 3, testcluster.Options{})
+	victim := cl.Servers[2]
+	w, err := Spawn(victim.ID, []string{"/doomed"}, park, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cl.Run("ls", "/doomed"); !strings.Contains(r.Stdout, w.ID()) {
+		t.Fatalf("ls /doomed:\n%s%s", r.Stdout, r.Stderr)
+	}
+	start := time.Now()
+	victim.Kill()
+	c, _ := Client()
+	testcluster.Eventually(t, 15*time.Second, func() bool {
+		_, err := c.List(context.Background(), "/doomed")
+		return errors.Is(err, client.ErrNotFound)
+	}, "the files of a dead host's worker are still listed")
+	t.Logf("FIGURE files of a kill -9'd host gone after %v", time.Since(start).Round(time.Millisecond))
+	var lost *client.HostLostError
+	if _, err := wait(t, w); !errors.As(err, &lost) {
+		t.Logf("wait for a worker of a lost host: %v", err)
+	}
+}

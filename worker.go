@@ -1,0 +1,229 @@
+package circuit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/circuit-project/circuit/client"
+)
+
+// envWorker marks a process started by Spawn; its value is the worker ID.
+const envWorker = "CIRCUIT_WORKER"
+
+// maxRequest bounds what a worker reads on its standard input.
+const maxRequest = 256 << 20
+
+// request is what a spawner sends a worker on its standard input.
+type request struct {
+	Worker string            // the worker's ID
+	Server string            // the circuit URL of the worker's server
+	Key    []byte            `json:",omitempty"` // the cluster key, nil for none
+	Func   string            // the registered function's name
+	Args   []json.RawMessage // its arguments, without a context
+	Dirs   []string          `json:",omitempty"`
+}
+
+// outcome is what a worker writes to file descriptor 3: its result.
+type outcome struct {
+	Results []json.RawMessage `json:",omitempty"`
+	Error   string            `json:",omitempty"` // the function's error
+	Panic   string            `json:",omitempty"` // a panic's value and stack
+	Failed  string            `json:",omitempty"` // the worker could not run the function
+}
+
+// Exit codes of a worker process.
+const (
+	exitFuncError = 1 // the function returned an error
+	exitPanic     = 2 // the function panicked
+	exitBadSpawn  = 3 // the worker could not run the function
+)
+
+// state is the process's place in the cluster.
+var state struct {
+	sync.Mutex
+	c      *client.Client
+	opts   client.Options // how a worker connects, lazily
+	worker string         // this process's worker ID, "" for a spawner
+	server string         // this worker's server ID
+	dirs   []string
+}
+
+// Main is the entry hook: call it first thing in main. In a process that
+// Spawn started, it runs the spawned function and exits; elsewhere it
+// returns at once. A program that spawns must call it, or its workers
+// would run its main instead.
+func Main() {
+	id := os.Getenv(envWorker)
+	if id == "" {
+		return
+	}
+	os.Unsetenv(envWorker)
+	os.Exit(runWorker(id))
+}
+
+// runWorker runs the spawned function and returns the exit code.
+func runWorker(id string) int {
+	res := os.NewFile(3, "result")
+	report := func(o outcome, code int) int {
+		b, err := json.Marshal(o)
+		if err == nil && res != nil {
+			_, err = res.Write(b)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "circuit worker %s: reporting the result: %v\n", id, err)
+		}
+		if o.Failed != "" {
+			fmt.Fprintf(os.Stderr, "circuit worker %s: %s\n", id, o.Failed)
+		}
+		return code
+	}
+	b, err := io.ReadAll(io.LimitReader(os.Stdin, maxRequest))
+	if err != nil {
+		return report(outcome{Failed: "reading the spawn request: " + err.Error()}, exitBadSpawn)
+	}
+	var req request
+	if err := json.Unmarshal(b, &req); err != nil {
+		return report(outcome{Failed: fmt.Sprintf("decoding the spawn request (%d bytes): %v", len(b), err)}, exitBadSpawn)
+	}
+	if req.Worker != id {
+		return report(outcome{Failed: fmt.Sprintf("the spawn request is for worker %q, this is %s", req.Worker, id)}, exitBadSpawn)
+	}
+	fn, err := lookupName(req.Func)
+	if err != nil {
+		return report(outcome{Failed: err.Error()}, exitBadSpawn)
+	}
+	state.Lock()
+	state.worker, state.dirs = id, req.Dirs
+	state.opts = client.Options{Addr: req.Server, Key: req.Key}
+	state.Unlock()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	var o outcome
+	code := func() (code int) {
+		defer func() {
+			if p := recover(); p != nil {
+				o = outcome{Panic: fmt.Sprintf("%v\n%s", p, debug.Stack())}
+				code = exitPanic
+			}
+		}()
+		results, err := fn.call(ctx, req.Args)
+		var de *decodeError
+		switch {
+		case errors.As(err, &de):
+			o.Failed = err.Error()
+			return exitBadSpawn
+		case err != nil:
+			o.Results, o.Error = results, err.Error()
+			return exitFuncError
+		}
+		o.Results = results
+		return 0
+	}()
+	code = report(o, code)
+	closeClient()
+	return code
+}
+
+// closeClient closes the process's client, waiting briefly so that what
+// the function sent is out.
+func closeClient() {
+	state.Lock()
+	c := state.c
+	state.c = nil
+	state.Unlock()
+	if c != nil {
+		done := make(chan struct{})
+		go func() { c.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// Connect connects a spawning program to a cluster; Spawn and MakeChan
+// use the connection from then on. A worker needs no call: it connects to
+// its own server, with the key its spawner had.
+func Connect(ctx context.Context, opts client.Options) (*client.Client, error) {
+	c, err := client.Connect(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	state.Lock()
+	defer state.Unlock()
+	if state.c != nil {
+		state.c.Close()
+	}
+	state.c, state.opts = c, opts
+	return c, nil
+}
+
+// Dial is Connect in the seeds' style: it panics if the server at addr (a
+// circuit URL or host:port) cannot be reached with the cluster key authkey
+// (nil for none).
+func Dial(addr string, authkey []byte) *client.Client {
+	c, err := Connect(context.Background(), client.Options{Addr: addr, Key: authkey})
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// ErrNoCluster is wrapped when a spawning program used the package before
+// Connect or Dial.
+var ErrNoCluster = errors.New("no cluster: call circuit.Connect or circuit.Dial first")
+
+// Client returns the client in use: the one Connect made or, in a worker,
+// a connection to the worker's server, made on first use.
+func Client() (*client.Client, error) {
+	state.Lock()
+	defer state.Unlock()
+	if state.c != nil {
+		return state.c, nil
+	}
+	if state.worker == "" {
+		return nil, ErrNoCluster
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Connect(ctx, state.opts)
+	if err != nil {
+		return nil, fmt.Errorf("worker %s connecting to its server: %w", state.worker, err)
+	}
+	state.c = c
+	return c, nil
+}
+
+// Self returns this process's worker ID ("" outside a worker) and the
+// directories it was spawned into.
+func Self() (id string, dirs []string) {
+	state.Lock()
+	defer state.Unlock()
+	return state.worker, append([]string(nil), state.dirs...)
+}
+
+// SelfServer returns the ID of the server this worker runs on ("" outside
+// a worker).
+func SelfServer() string {
+	state.Lock()
+	defer state.Unlock()
+	if state.worker == "" {
+		return ""
+	}
+	if state.server == "" {
+		if u, err := parseServer(state.opts.Addr); err == nil {
+			state.server = u
+		}
+	}
+	return state.server
+}
