@@ -38,8 +38,9 @@ func MakeChanContext[T any](ctx context.Context, path string, capacity int) (Cha
 		return Chan[T]{}, err
 	}
 	if path == "" {
-		path = SelfServer()
-		if path == "" {
+		if me := Self(); me != nil {
+			path = me.Server()
+		} else {
 			if path, err = chooseServer(ctx, c, ""); err != nil {
 				return Chan[T]{}, fmt.Errorf("make chan: %w", err)
 			}

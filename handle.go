@@ -20,7 +20,8 @@ type Worker struct {
 	id     string
 	server string
 	fn     string
-	serial uint64
+	serial uint64         // 0 when not known: whatever process is at the anchor
+	dirs   []string       // the directories it was spawned into
 	c      *client.Client // nil when decoded: the process's client
 }
 
@@ -33,6 +34,9 @@ func (w *Worker) Server() string { return w.server }
 
 // Func is the name of the function the worker runs.
 func (w *Worker) Func() string { return w.fn }
+
+// Dirs are the anchor-file-system directories the worker is listed in.
+func (w *Worker) Dirs() []string { return append([]string(nil), w.dirs...) }
 
 // Anchor is the path of the worker's process element, /Xserver/Rworker.
 func (w *Worker) Anchor() string { return "/" + w.server + "/" + w.id }
@@ -145,12 +149,13 @@ type workerJSON struct {
 	ID     string
 	Server string
 	Func   string
-	Serial uint64
+	Serial uint64   `json:",omitempty"`
+	Dirs   []string `json:",omitempty"`
 }
 
 // MarshalJSON encodes the worker as a reference to it.
 func (w *Worker) MarshalJSON() ([]byte, error) {
-	return json.Marshal(workerJSON{ID: w.id, Server: w.server, Func: w.fn, Serial: w.serial})
+	return json.Marshal(workerJSON{ID: w.id, Server: w.server, Func: w.fn, Serial: w.serial, Dirs: w.dirs})
 }
 
 // UnmarshalJSON decodes a reference to a worker; the decoded worker uses
@@ -166,6 +171,6 @@ func (w *Worker) UnmarshalJSON(b []byte) error {
 	if !anchorfs.IsWorkerID(j.ID) {
 		return fmt.Errorf("worker reference: %q is not a worker ID", j.ID)
 	}
-	*w = Worker{id: j.ID, server: j.Server, fn: j.Func, serial: j.Serial}
+	*w = Worker{id: j.ID, server: j.Server, fn: j.Func, serial: j.Serial, dirs: j.Dirs}
 	return nil
 }

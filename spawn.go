@@ -99,7 +99,7 @@ func SpawnContext(ctx context.Context, host string, dirs []string, fn any, args 
 		c.ScrubAt(sctx, anchor)
 		return nil, fmt.Errorf("sending the request to worker %s: %w", req.Worker, err)
 	}
-	return &Worker{id: req.Worker, server: server, fn: info.name, serial: h.Serial(), c: c}, nil
+	return &Worker{id: req.Worker, server: server, fn: info.name, serial: h.Serial(), dirs: dirs, c: c}, nil
 }
 
 func sendRequest(ctx context.Context, h *client.ProcHandle, body []byte) error {

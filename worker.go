@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -53,8 +54,7 @@ var state struct {
 	c      *client.Client
 	opts   client.Options // how a worker connects, lazily
 	worker string         // this process's worker ID, "" for a spawner
-	server string         // this worker's server ID
-	dirs   []string
+	self   *Worker        // this worker, nil for a spawner
 }
 
 // Main is the entry hook: call it first thing in main. In a process that
@@ -101,8 +101,13 @@ func runWorker(id string) int {
 	if err != nil {
 		return report(outcome{Failed: err.Error()}, exitBadSpawn)
 	}
+	server, err := parseServer(req.Server)
+	if err != nil {
+		return report(outcome{Failed: "the spawn request names no server: " + err.Error()}, exitBadSpawn)
+	}
 	state.Lock()
-	state.worker, state.dirs = id, req.Dirs
+	state.worker = id
+	state.self = &Worker{id: id, server: server, fn: req.Func, dirs: req.Dirs}
 	state.opts = client.Options{Addr: req.Server, Key: req.Key}
 	state.Unlock()
 
@@ -204,26 +209,36 @@ func Client() (*client.Client, error) {
 	return c, nil
 }
 
-// Self returns this process's worker ID ("" outside a worker) and the
-// directories it was spawned into.
-func Self() (id string, dirs []string) {
+// Self returns this worker ("" outside a worker, nil): its ID, server and
+// directories. Pass it to another worker to let that one watch it.
+func Self() *Worker {
 	state.Lock()
 	defer state.Unlock()
-	return state.worker, append([]string(nil), state.dirs...)
+	return state.self
 }
 
-// SelfServer returns the ID of the server this worker runs on ("" outside
-// a worker).
-func SelfServer() string {
-	state.Lock()
-	defer state.Unlock()
-	if state.worker == "" {
-		return ""
+// ConnectEnv connects a spawning program as the circuit command does
+// without flags: to addr (a circuit URL) or, when addr is "", to the URL in
+// the file that $CIRCUIT names; with the key in the file that
+// $CIRCUIT_HMAC names, if it is set.
+func ConnectEnv(ctx context.Context, addr string) (*client.Client, error) {
+	if addr == "" {
+		file := os.Getenv("CIRCUIT")
+		if file == "" {
+			return nil, errors.New("no dial-in server: give a circuit URL, or set $CIRCUIT to a file holding one")
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("$CIRCUIT: %w", err)
+		}
+		addr = strings.TrimSpace(string(b))
 	}
-	if state.server == "" {
-		if u, err := parseServer(state.opts.Addr); err == nil {
-			state.server = u
+	var key []byte
+	if file := os.Getenv("CIRCUIT_HMAC"); file != "" {
+		var err error
+		if key, err = os.ReadFile(file); err != nil {
+			return nil, fmt.Errorf("$CIRCUIT_HMAC: %w", err)
 		}
 	}
-	return state.server
+	return Connect(ctx, client.Options{Addr: addr, Key: key})
 }

@@ -223,6 +223,28 @@ func (c *Cluster) command(ctx context.Context, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, c.Bin, args...)
 }
 
+// Build builds the program pkg (an import path, or a directory relative to
+// the test's) into the test's temporary directory, with the race detector
+// when the test has it, and returns its path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	name := filepath.Base(pkg)
+	if abs, err := filepath.Abs(pkg); err == nil && strings.HasPrefix(pkg, ".") {
+		name = filepath.Base(abs)
+	}
+	bin := filepath.Join(t.TempDir(), name)
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", append(args, pkg)...).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
 // Running reports whether the process has not exited.
 func (p *Proc) Running() bool {
 	select {
@@ -298,9 +320,26 @@ func (c *Cluster) RunVia(p *Proc, stdin string, args ...string) Result {
 // and the cluster's key in $CIRCUIT_HMAC.
 func (c *Cluster) RunEnv(env []string, stdin string, args ...string) Result {
 	c.t.Helper()
+	return c.runBinary(c.Bin, env, stdin, args...)
+}
+
+// RunProgram runs another program of the test (see Build) with the
+// cluster's key in $CIRCUIT_HMAC, and returns its output and exit code.
+func (c *Cluster) RunProgram(bin string, args ...string) Result {
+	c.t.Helper()
+	return c.runBinary(bin, nil, "", args...)
+}
+
+func (c *Cluster) runBinary(bin string, env []string, stdin string, args ...string) Result {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := c.command(ctx, args...)
+	var cmd *exec.Cmd
+	if c.opts.Netns != "" {
+		cmd = testnet.Command(ctx, c.opts.Netns, bin, args...)
+	} else {
+		cmd = exec.CommandContext(ctx, bin, args...)
+	}
 	cmd.Env = os.Environ()
 	if c.KeyFile != "" {
 		cmd.Env = append(cmd.Env, "CIRCUIT_HMAC="+c.KeyFile)
@@ -316,7 +355,7 @@ func (c *Cluster) RunEnv(env []string, stdin string, args ...string) Result {
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
-		c.t.Fatalf("running circuit %s: %v", strings.Join(args, " "), err)
+		c.t.Fatalf("running %s %s: %v", filepath.Base(bin), strings.Join(args, " "), err)
 	}
 	return Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
 }
