@@ -15,6 +15,13 @@ import (
 // twoServers starts two joined servers and returns a client dialled into the
 // first and the ID of the second, where the work runs.
 func (b *bench) twoServers() (*client.Client, string, error) {
+	return b.twoServersWith(func(addr string) (*client.Client, error) {
+		return client.Connect(context.Background(), client.Options{Addr: addr})
+	})
+}
+
+// twoServersWith is twoServers with the client made by connect.
+func (b *bench) twoServersWith(connect func(addr string) (*client.Client, error)) (*client.Client, string, error) {
 	_, first, err := b.server()
 	if err != nil {
 		return nil, "", err
@@ -23,7 +30,7 @@ func (b *bench) twoServers() (*client.Client, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	c, err := client.Connect(context.Background(), client.Options{Addr: first})
+	c, err := connect(first)
 	if err != nil {
 		return nil, "", err
 	}

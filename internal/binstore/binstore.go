@@ -44,8 +44,14 @@ type Store struct {
 }
 
 // Open returns the store in dir, or a temporary one when dir is "". The
-// directory is made on first use.
+// directory is made on first use. Stored paths are absolute, since
+// processes start from them in any working directory.
 func Open(dir string) *Store {
+	if dir != "" {
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+	}
 	return &Store{dir: dir, temp: dir == ""}
 }
 
