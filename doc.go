@@ -39,7 +39,10 @@
 //
 // A worker is an ordinary circuit process. `circuit ls /Xserver/...` shows
 // it, peek describes it, its stdout and stderr can be read, signal and
-// scrub stop it. It dies with its server. The anchor file system (package
+// scrub stop it. It dies with its server. Its stdout and stderr wait in
+// pipes until someone reads them (Worker.Output, `circuit stdout`), so a
+// worker that writes more than a pipe holds (1 MiB) unread blocks, and a
+// dead worker's element stays until its output is read, or 30 s. The anchor file system (package
 // doc of internal/anchorfs, and `circuit ls /dir/...`, `circuit kill
 // /dir/...`) lists it under every directory it was spawned with until it
 // dies, for any reason.

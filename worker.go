@@ -86,7 +86,7 @@ func runWorker(id string) int {
 		}
 		return code
 	}
-	b, err := io.ReadAll(io.LimitReader(os.Stdin, maxRequest))
+	b, err := readRequest(requestWait)
 	if err != nil {
 		return report(outcome{Failed: "reading the spawn request: " + err.Error()}, exitBadSpawn)
 	}
@@ -137,6 +137,30 @@ func runWorker(id string) int {
 	code = report(o, code)
 	closeClient()
 	return code
+}
+
+// requestWait bounds how long a worker waits for its request: a spawner
+// that died between starting the worker and sending it must not leave the
+// worker waiting, and listed, for ever.
+const requestWait = time.Minute
+
+// readRequest reads standard input to its end, within wait.
+func readRequest(wait time.Duration) ([]byte, error) {
+	type read struct {
+		b   []byte
+		err error
+	}
+	done := make(chan read, 1)
+	go func() {
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, maxRequest))
+		done <- read{b, err}
+	}()
+	select {
+	case r := <-done:
+		return r.b, r.err
+	case <-time.After(wait):
+		return nil, fmt.Errorf("none arrived within %v", wait)
+	}
 }
 
 // closeClient closes the process's client, waiting briefly so that what

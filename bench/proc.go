@@ -79,22 +79,32 @@ func benchLaunch(b *bench) error {
 		}
 		return time.Since(start), nil
 	}
-	var l, r time.Duration
-	for range 2 { // interleaved, to share the machine's state
-		dl, err := local()
-		if err != nil {
-			return err
-		}
-		dr, err := remote()
-		if err != nil {
-			return err
-		}
-		l, r = l+dl, r+dr
+	lr, rr, err := interleaved(n, local, remote)
+	if err != nil {
+		return err
 	}
-	lr, rr := float64(2*n)/l.Seconds(), float64(2*n)/r.Seconds()
 	report("launch", fmt.Sprintf("remote mkproc+wait /bin/true: %.0f/s", rr),
 		fmt.Sprintf("local os/exec %.0f/s", lr), rr/lr, "≥ 0.3 (issue 3); ≥ 0.5 (project)")
 	return nil
+}
+
+// interleaved runs two timed loops of n operations each twice, alternating
+// so that both share the machine's state, and returns their rates per
+// second.
+func interleaved(n int, a, b func() (time.Duration, error)) (rateA, rateB float64, err error) {
+	var ta, tb time.Duration
+	for range 2 {
+		da, err := a()
+		if err != nil {
+			return 0, 0, err
+		}
+		db, err := b()
+		if err != nil {
+			return 0, 0, err
+		}
+		ta, tb = ta+da, tb+db
+	}
+	return float64(2*n) / ta.Seconds(), float64(2*n) / tb.Seconds(), nil
 }
 
 // headTCP measures the floor of the stdout benchmark: the same head

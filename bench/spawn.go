@@ -87,19 +87,10 @@ func benchSpawn(b *bench) error {
 		}
 		return time.Since(start), nil
 	}
-	var s, l time.Duration
-	for range 2 { // interleaved, to share the machine's state
-		ds, err := spawns()
-		if err != nil {
-			return err
-		}
-		dl, err := launches()
-		if err != nil {
-			return err
-		}
-		s, l = s+ds, l+dl
+	sr, lr, err := interleaved(n, spawns, launches)
+	if err != nil {
+		return err
 	}
-	sr, lr := float64(2*n)/s.Seconds(), float64(2*n)/l.Seconds()
 	report("spawn", fmt.Sprintf("Spawn+Wait of nop: %.0f/s (first, uploading %.0f MB: %v)", sr, float64(st.Size)/1e6, first1.Round(time.Millisecond)),
 		fmt.Sprintf("mkproc+wait same binary %.0f/s", lr), sr/lr, "as high as it goes (issue 7 records it)")
 	return nil

@@ -239,6 +239,16 @@ func TestHostileCLI(t *testing.T) {
 		{"signal to a channel", "", []string{"signal", "TERM", x + "/ch"}, "chan"},
 		{"negative capacity", "", []string{"mkchan", x + "/c2", "-1"}, "-1"},
 		{"stdin of a channel", "hi", []string{"stdin", x + "/ch"}, "chan"},
+		{"dirs on a non-worker anchor", `{"Path": "/bin/true", "Dirs": ["/jobs"]}`, []string{"mkproc", x + "/q"}, "worker ID"},
+		{"dirs with dot-dot", `{"Path": "/bin/true", "Dirs": ["/jobs/../x"]}`, []string{"mkproc", x + "/R0123456789abcdef"}, ".."},
+		{"dirs of a server", `{"Path": "/bin/true", "Dirs": ["` + x + `/jobs"]}`, []string{"mkproc", x + "/R0123456789abcdef"}, "reserved for server IDs"},
+		{"dirs at the root", `{"Path": "/bin/true", "Dirs": ["/"]}`, []string{"mkproc", x + "/R0123456789abcdef"}, "not in / itself"},
+		{"kill without a path", "", []string{"kill"}, "kill takes"},
+		{"kill of a server path", "", []string{"kill", x + "/p"}, "anchor file system"},
+		{"kill of the root", "", []string{"kill", "/..."}, "not /..."},
+		{"kill of nothing", "", []string{"kill", "/nothing/..."}, "no worker"},
+		{"ls of a missing directory", "", []string{"ls", "/nothing"}, "no such anchor directory"},
+		{"ls of a worker ID at the root", "", []string{"ls", "/R0123456789abcdef"}, "inside a directory"},
 	}
 	for _, tc := range cases {
 		r := cl.RunVia(srv, tc.stdin, tc.args...)
