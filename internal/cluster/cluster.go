@@ -85,6 +85,10 @@ type Config struct {
 	UDP *net.UDPConn
 	// DialStream opens a gossip stream to another server's address.
 	DialStream func(ctx context.Context, addr string) (net.Conn, error)
+	// DialWatch opens a watch connection (watch.go) to the server id at
+	// addr. Its error has a NotHere() bool method that is true when
+	// another server answers at addr.
+	DialWatch func(ctx context.Context, addr string, id ident.ID) (net.Conn, error)
 	// OnEvent, if set, is called for every event, in order, from one
 	// goroutine at a time; it must not block for long.
 	OnEvent func(Event)
@@ -107,6 +111,8 @@ type Cluster struct {
 	// the kernel's confirmed evidence took out of the view (confirm.go).
 	hidden   map[ident.ID]Member
 	suspects chan string // addresses the transport had kernel errors for
+	reports  chan Member // members other servers saw crash (watch.go)
+	watch    *watches
 	// evMu orders events: each change of the view and its OnEvent call
 	// happen under it, whichever goroutine makes them.
 	evMu    sync.Mutex
@@ -121,7 +127,8 @@ func New(cfg Config) (*Cluster, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger, members: map[ident.ID]Member{}, failed: map[ident.ID]failedMember{},
-		hidden: map[ident.ID]Member{}, suspects: make(chan string, 64), stop: make(chan struct{})}
+		hidden: map[ident.ID]Member{}, suspects: make(chan string, 64), reports: make(chan Member, 64), stop: make(chan struct{})}
+	c.watch = newWatches(c)
 	c.tr = newTransport(cfg.UDP, cfg.Advertise, cfg.DialStream, c.evidence, cfg.Logger)
 
 	mc := memberlist.DefaultLANConfig()
@@ -139,7 +146,7 @@ func New(cfg Config) (*Cluster, error) {
 	mc.AdvertiseAddr = cfg.Advertise.IP.String()
 	mc.AdvertisePort = cfg.Advertise.Port
 	mc.SecretKey = cfg.GossipKey
-	mc.Delegate = delegate{meta: c.meta()}
+	mc.Delegate = delegate{meta: c.meta(), c: c}
 	mc.Events = eventDelegate{c}
 	mc.DNSConfigPath = ""
 	mc.Logger = log.New(&logWriter{cfg.Logger}, "", 0)
@@ -153,15 +160,17 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Timing == Local {
 		interval = reconnectIntervalLocal
 	}
-	c.joiners.Add(2)
-	go func() {
-		defer c.joiners.Done()
-		c.reconnectLoop(interval)
-	}()
-	go func() {
-		defer c.joiners.Done()
-		c.confirmLoop()
-	}()
+	loops := []func(){func() { c.reconnectLoop(interval) }, c.confirmLoop}
+	if cfg.DialWatch != nil {
+		loops = append(loops, c.watch.loop, c.watch.reportLoop)
+	}
+	c.joiners.Add(len(loops))
+	for _, f := range loops {
+		go func() {
+			defer c.joiners.Done()
+			f()
+		}()
+	}
 	return c, nil
 }
 
@@ -340,10 +349,22 @@ func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 		delete(c.hidden, id)
 		c.members[id] = m
 		delete(c.failed, id)
-		for fid, f := range c.failed {
-			if f.addr == m.Addr && fid != id {
-				delete(c.failed, fid) // a new server took the address: the old one is gone for good
-				delete(c.hidden, fid)
+		for oid, o := range c.members {
+			if o.Addr != m.Addr || oid == id || c.stopped {
+				continue
+			}
+			// Two servers at one address: the older is gone. Whichever
+			// fails to answer a ping by its name is hidden; this server
+			// itself answers, so it checks only the other.
+			for _, stale := range []Member{o, m} {
+				if stale.ID == c.cfg.ID {
+					continue
+				}
+				c.joiners.Add(1)
+				go func() {
+					defer c.joiners.Done()
+					c.watch.confirmReplaced(stale)
+				}()
 			}
 		}
 	default:
@@ -366,6 +387,7 @@ func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 
 // emit hands an event to OnEvent; the caller holds evMu.
 func (c *Cluster) emit(e Event) {
+	c.watch.nudge()
 	if c.cfg.OnEvent != nil {
 		c.cfg.OnEvent(e)
 	}
@@ -379,9 +401,12 @@ func (d eventDelegate) NotifyJoin(n *memberlist.Node)   { d.c.event(Join, n, tru
 func (d eventDelegate) NotifyLeave(n *memberlist.Node)  { d.c.event(Leave, n, false) }
 func (d eventDelegate) NotifyUpdate(n *memberlist.Node) { d.c.event(Join, n, false) }
 
-// delegate gives memberlist this server's metadata; circuit gossips nothing
-// else.
-type delegate struct{ meta []byte }
+// delegate gives memberlist this server's metadata and takes the news of
+// confirmed crashes (watch.go); circuit gossips nothing else.
+type delegate struct {
+	meta []byte
+	c    *Cluster
+}
 
 func (d delegate) NodeMeta(limit int) []byte {
 	if len(d.meta) > limit {
@@ -389,7 +414,13 @@ func (d delegate) NodeMeta(limit int) []byte {
 	}
 	return d.meta
 }
-func (delegate) NotifyMsg([]byte)                    {}
+func (d delegate) NotifyMsg(b []byte) {
+	if name, ok := strings.CutPrefix(string(b), goneMsg); ok {
+		if id, err := ident.ParseID(name); err == nil && id != d.c.cfg.ID {
+			d.c.watch.reported(id)
+		}
+	}
+}
 func (delegate) GetBroadcasts(int, int) [][]byte     { return nil }
 func (delegate) LocalState(bool) []byte              { return nil }
 func (delegate) MergeRemoteState(buf []byte, _ bool) {}

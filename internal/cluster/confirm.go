@@ -92,8 +92,9 @@ func (c *Cluster) confirmLoop() {
 		c.joiners.Add(1)
 		go func() {
 			defer func() { <-sem; c.joiners.Done() }()
-			if c.confirmUnreachable(m) {
-				c.hide(m)
+			if c.confirmUnreachable(m) && c.hide(m) {
+				c.log.Info("member leave: unreachable, confirmed", "id", m.ID.String(), "addr", m.Addr)
+				c.watch.tellOthers(m)
 			}
 		}()
 	}
@@ -111,17 +112,21 @@ func (c *Cluster) memberAt(addr string) (Member, bool) {
 	return Member{}, false
 }
 
-// confirmUnreachable runs the three steps above.
+// confirmUnreachable runs the three steps above. The two pings go out
+// together, so the check takes one probe timeout.
 func (c *Cluster) confirmUnreachable(m Member) bool {
-	if !c.connectFails(m.Addr) {
-		return false
-	}
+	return c.connectFails(m.Addr) && !c.pingsAny(m) && c.connectFails(m.Addr)
+}
+
+// pingsAny sends two direct pings to m by name at once and tells whether
+// either was answered.
+func (c *Cluster) pingsAny(m Member) bool {
+	answered := make(chan bool, 2)
 	for range 2 {
-		if c.pings(m) {
-			return false
-		}
+		go func() { answered <- c.pings(m) }()
 	}
-	return c.connectFails(m.Addr)
+	a, b := <-answered, <-answered
+	return a || b
 }
 
 // connectFails tells whether a TCP connect to addr fails with kernel
@@ -149,8 +154,9 @@ func (c *Cluster) pings(m Member) bool {
 	return err == nil
 }
 
-// hide takes a confirmed unreachable member out of the view.
-func (c *Cluster) hide(m Member) {
+// hide takes a confirmed unreachable member out of the view, and tells
+// whether it was in it.
+func (c *Cluster) hide(m Member) bool {
 	c.evMu.Lock()
 	defer c.evMu.Unlock()
 	c.mu.Lock()
@@ -162,10 +168,10 @@ func (c *Cluster) hide(m Member) {
 	}
 	c.mu.Unlock()
 	if !ok {
-		return
+		return false
 	}
-	c.log.Info("member leave: unreachable, confirmed", "id", m.ID.String(), "addr", m.Addr)
 	c.emit(Event{Type: Leave, Member: cur})
+	return true
 }
 
 // unhideIfAnswers pings a hidden member and, if it answers, brings it back.

@@ -82,7 +82,7 @@ func (s *Server) serveConn(c net.Conn) {
 		return
 	}
 	if p.Target != 0 && p.Target != s.id {
-		if p.Kind == wire.KindGossip || p.Hop > 0 {
+		if p.Kind == wire.KindGossip || p.Kind == wire.KindWatch || p.Hop > 0 {
 			wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnknownServer, Msg: "server " + p.Target.String() + " is not here (it left or restarted)"})
 			return
 		}
@@ -97,6 +97,11 @@ func (s *Server) serveConn(c net.Conn) {
 		c.SetDeadline(time.Time{})
 		handedOff = true
 		s.cluster.HandleStream(&untrackOnClose{Conn: c, s: s})
+	case wire.KindWatch:
+		// Held open until the watcher closes it or this server stops
+		// (Stop closes tracked connections); its end is the news.
+		c.SetDeadline(time.Time{})
+		io.Copy(io.Discard, c)
 	case wire.KindRPC, wire.KindStream:
 		conn := c
 		if s.cfg.Key != nil {

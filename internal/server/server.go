@@ -151,6 +151,9 @@ func Start(cfg Config) (s *Server, err error) {
 		DialStream: func(ctx context.Context, addr string) (net.Conn, error) {
 			return wire.Dial(ctx, addr, wire.KindGossip, 0, cfg.Key)
 		},
+		DialWatch: func(ctx context.Context, addr string, id ident.ID) (net.Conn, error) {
+			return wire.Dial(ctx, addr, wire.KindWatch, id, cfg.Key)
+		},
 	})
 	if err != nil {
 		udp.Close()

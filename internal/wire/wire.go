@@ -36,9 +36,14 @@ const (
 	KindRPC    Kind = 'G' // gRPC control traffic
 	KindGossip Kind = 'M' // membership library streams
 	KindStream Kind = 'S' // a raw byte stream of an element
+	// KindWatch is a liveness connection: it carries nothing, and the
+	// watcher learns from its end that the watched server's process died.
+	KindWatch Kind = 'W'
 )
 
-func (k Kind) valid() bool { return k == KindRPC || k == KindGossip || k == KindStream }
+func (k Kind) valid() bool {
+	return k == KindRPC || k == KindGossip || k == KindStream || k == KindWatch
+}
 
 const (
 	magic       = "CIR1"
@@ -152,6 +157,10 @@ type Refusal struct {
 
 func (r *Refusal) Error() string { return r.Msg }
 
+// NotHere reports whether the server refused because the target server is
+// not it: the address belongs to another server now.
+func (r *Refusal) NotHere() bool { return r.Code == CodeUnknownServer }
+
 // IsAuth reports whether the refusal is about keys.
 func (r *Refusal) IsAuth() bool {
 	return r.Code == CodeKeyRequired || r.Code == CodeBadKey || r.Code == CodeNoKeyHere
@@ -225,7 +234,7 @@ func Open(ctx context.Context, c net.Conn, p Preamble, key *security.Key) (net.C
 	if err := ReadStatus(c); err != nil {
 		return nil, err
 	}
-	if key == nil || p.Kind == KindGossip {
+	if key == nil || p.Kind == KindGossip || p.Kind == KindWatch {
 		c.SetDeadline(time.Time{})
 		return c, nil
 	}
