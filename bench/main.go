@@ -41,6 +41,7 @@ var benchmarks = []benchmark{
 	{"ls", benchLs},
 	{"join", benchJoin},
 	{"kill", benchKill},
+	{"lost", benchLost},
 	{"launch", benchLaunch},
 	{"stdout", benchStdout},
 	{"chan", benchChan},

@@ -120,13 +120,30 @@ func (c *Cluster) confirmUnreachable(m Member) bool {
 
 // pingsAny sends two direct pings to m by name at once and tells whether
 // either was answered.
-func (c *Cluster) pingsAny(m Member) bool {
-	answered := make(chan bool, 2)
-	for range 2 {
+func (c *Cluster) pingsAny(m Member) bool { return c.pingsAnyOf(m, 2) }
+
+// pingsAnyOf sends n direct pings to m by name at once and tells whether
+// any was answered. It takes one probe timeout.
+func (c *Cluster) pingsAnyOf(m Member, n int) bool {
+	answered := make(chan bool, n)
+	for range n {
 		go func() { answered <- c.pings(m) }()
 	}
-	a, b := <-answered, <-answered
-	return a || b
+	ok := false
+	for range n {
+		ok = <-answered || ok
+	}
+	return ok
+}
+
+// starved tells whether this server is short of CPU right now: a 20 ms
+// sleep woke more than starvedLag late. A starved server defers judging
+// others, whose silence may be its own.
+func (c *Cluster) starved() bool {
+	const nap = 20 * time.Millisecond
+	start := time.Now()
+	time.Sleep(nap)
+	return time.Since(start)-nap > starvedLag
 }
 
 // connectFails tells whether a TCP connect to addr fails with kernel

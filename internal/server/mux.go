@@ -98,10 +98,10 @@ func (s *Server) serveConn(c net.Conn) {
 		handedOff = true
 		s.cluster.HandleStream(&untrackOnClose{Conn: c, s: s})
 	case wire.KindWatch:
-		// Held open until the watcher closes it or this server stops
-		// (Stop closes tracked connections); its end is the news.
+		// Beats until the watcher closes it or this server stops (Stop
+		// closes tracked connections); its end, or silence, is the news.
 		c.SetDeadline(time.Time{})
-		io.Copy(io.Discard, c)
+		s.cluster.HandleWatch(c)
 	case wire.KindRPC, wire.KindStream:
 		conn := c
 		if s.cfg.Key != nil {
