@@ -35,6 +35,10 @@ var (
 	binPath   string
 	buildErr  error
 	binDir    string
+
+	plainOnce sync.Once
+	plainPath string
+	plainErr  error
 )
 
 // Main runs a test binary's tests and removes the circuit binary built for
@@ -73,6 +77,25 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
+// PlainBinary builds the circuit binary without the race detector, once
+// per test process, for tests that measure timing: a race-instrumented
+// server is several times slower.
+func PlainBinary(t testing.TB) string {
+	t.Helper()
+	Binary(t) // makes binDir
+	plainOnce.Do(func() {
+		plainPath = filepath.Join(binDir, "circuit-plain")
+		out, err := exec.Command("go", "build", "-o", plainPath, "github.com/circuit-project/circuit/cmd/circuit").CombinedOutput()
+		if err != nil {
+			plainErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if plainErr != nil {
+		t.Fatal(plainErr)
+	}
+	return plainPath
+}
+
 // Eventually polls cond every 20 ms until it holds or timeout passes, and
 // fails the test with msg if it never does.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
@@ -92,6 +115,9 @@ type Options struct {
 	Netns string   // run every server and CLI call inside this network namespace
 	Args  []string // extra arguments for every server
 	Local bool     // fast failure-detection timers (-timing local)
+	// Plain runs servers (and CLI calls) built without the race detector,
+	// for tests that measure timing.
+	Plain bool
 }
 
 // Cluster is a set of server processes.
@@ -119,6 +145,9 @@ type Proc struct {
 func Start(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, Bin: Binary(t), opts: opts}
+	if opts.Plain {
+		c.Bin = PlainBinary(t)
+	}
 	if opts.Key {
 		c.KeyFile = filepath.Join(t.TempDir(), "key")
 		if err := os.WriteFile(c.KeyFile, []byte(security.Generate()+"\n"), 0o600); err != nil {
