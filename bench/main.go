@@ -47,6 +47,7 @@ var benchmarks = []benchmark{
 	{"chan", benchChan},
 	{"dns", benchDNS},
 	{"spawn", benchSpawn},
+	{"scale", benchScale},
 }
 
 func names() []string {
