@@ -61,18 +61,6 @@ type Event struct {
 	Member Member
 }
 
-// Timing selects a preset of failure-detection timers.
-type Timing string
-
-const (
-	// LAN is memberlist's LAN preset: a killed or cut-off server is seen
-	// after about 5-6 s, with no false alarms under load.
-	LAN Timing = "lan"
-	// Local shrinks the timers for clusters on one machine, as in tests:
-	// detection in about 1 s.
-	Local Timing = "local"
-)
-
 // Config configures a Cluster.
 type Config struct {
 	ID        ident.ID
@@ -131,14 +119,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.watch = newWatches(c)
 	c.tr = newTransport(cfg.UDP, cfg.Advertise, cfg.DialStream, c.evidence, cfg.Logger)
 
-	mc := memberlist.DefaultLANConfig()
-	if cfg.Timing == Local {
-		mc = memberlist.DefaultLocalConfig()
-		mc.ProbeInterval = 200 * time.Millisecond
-		mc.ProbeTimeout = 100 * time.Millisecond
-		mc.SuspicionMult = 3
-		mc.GossipInterval = 50 * time.Millisecond
-	}
+	mc, timers := cfg.Timing.memberlistConfig()
 	mc.Name = cfg.ID.String()
 	mc.Transport = c.tr
 	mc.BindAddr = cfg.Advertise.IP.String()
@@ -156,10 +137,7 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("starting membership: %w", err)
 	}
 	c.ml = ml
-	interval := reconnectInterval
-	if cfg.Timing == Local {
-		interval = reconnectIntervalLocal
-	}
+	interval := timers.reconnectEvery
 	loops := []func(){func() { c.reconnectLoop(interval) }, c.confirmLoop}
 	if cfg.DialWatch != nil {
 		loops = append(loops, c.watch.loop, c.watch.reportLoop)
@@ -175,10 +153,6 @@ func New(cfg Config) (*Cluster, error) {
 }
 
 const (
-	// reconnectInterval is how often a server tries to rejoin members that
-	// failed; reconnectIntervalLocal is the same under Local timing.
-	reconnectInterval      = 2 * time.Second
-	reconnectIntervalLocal = 300 * time.Millisecond
 	// reconnectFor is how long a failed member is tried before it is
 	// forgotten.
 	reconnectFor = 6 * time.Hour
