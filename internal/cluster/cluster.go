@@ -158,6 +158,10 @@ const (
 	reconnectFor = 6 * time.Hour
 	// reconnectPerTick bounds the members tried at each tick.
 	reconnectPerTick = 3
+	// reconnectChecks bounds the failed members whose ports are checked at
+	// each tick (a connect each, at once): under churn at 5 kills a
+	// second and a 2 s tick, 32 keeps the list from growing.
+	reconnectChecks = 32
 )
 
 type failedMember struct {
@@ -180,7 +184,26 @@ func (c *Cluster) reconnectLoop(interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		for _, f := range c.reconnectTargets(time.Now()) {
+		// Check the ports of many at once: a refused port is a process
+		// gone for good, forgotten at once, so that under churn the list
+		// holds only members that may come back. Then retry a few.
+		targets := c.reconnectTargets(time.Now())
+		refused := make([]bool, len(targets))
+		var wg sync.WaitGroup
+		for i, f := range targets {
+			wg.Go(func() { refused[i] = c.connectFails(f.Addr) })
+		}
+		wg.Wait()
+		tried := 0
+		for i, f := range targets {
+			if refused[i] {
+				c.forget(f.ID) // a new process there would have a new ID
+				continue
+			}
+			if tried == reconnectPerTick {
+				continue
+			}
+			tried++
 			c.unhideIfAnswers(f.ID)
 			if err := c.Join(f.Addr); err != nil {
 				c.log.Debug("reconnect failed", "addr", f.Addr, "err", err)
@@ -189,23 +212,34 @@ func (c *Cluster) reconnectLoop(interval time.Duration) {
 	}
 }
 
+// forget stops trying a failed member.
+func (c *Cluster) forget(id ident.ID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.failed, id)
+}
+
 // reconnectTargets forgets members failed for longer than reconnectFor and
-// picks up to reconnectPerTick of the rest at random.
+// picks up to reconnectChecks of the rest at random, those hidden here
+// (which memberlist still counts alive, so likelier to answer) first.
 func (c *Cluster) reconnectTargets(now time.Time) []Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []Member
+	var hidden, others []Member
 	for id, f := range c.failed { // map order is random enough
 		if now.Sub(f.since) > reconnectFor {
 			delete(c.failed, id)
 			delete(c.hidden, id)
 			continue
 		}
-		if len(out) < reconnectPerTick {
-			out = append(out, Member{ID: id, Addr: f.addr})
+		if _, ok := c.hidden[id]; ok {
+			hidden = append(hidden, Member{ID: id, Addr: f.addr})
+		} else {
+			others = append(others, Member{ID: id, Addr: f.addr})
 		}
 	}
-	return out
+	out := append(hidden, others...)
+	return out[:min(len(out), reconnectChecks)]
 }
 
 func (c *Cluster) meta() []byte {
@@ -349,9 +383,25 @@ func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 		}
 	}
 	cur := c.members[id]
+	// Gossip can bring news of a server that has already crashed (a new
+	// member learns the others from a peer that has not noticed yet): a
+	// server joining the view has its port checked once. (Added to joiners
+	// under mu, so that Leave, which sets stopped under mu, waits for it.)
+	check := t == Join && !had && cur == m && id != c.cfg.ID && !c.stopped
+	if check {
+		c.joiners.Add(1)
+	}
 	c.mu.Unlock()
 	if (t == Join) == had || (t == Join && cur != m) {
 		return // an update, a leave of a member not in view, or a join of one still hidden
+	}
+	if check {
+		go func() {
+			defer c.joiners.Done()
+			if c.confirmUnreachable(m) && c.hide(m, false) {
+				c.log.Info("member leave: listed by gossip, but its process is gone, confirmed", "id", id.String(), "addr", m.Addr)
+			}
+		}()
 	}
 	if id != c.cfg.ID {
 		c.log.Info("member "+t.String(), "id", id.String(), "addr", m.Addr)

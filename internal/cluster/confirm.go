@@ -92,7 +92,7 @@ func (c *Cluster) confirmLoop() {
 		c.joiners.Add(1)
 		go func() {
 			defer func() { <-sem; c.joiners.Done() }()
-			if c.confirmUnreachable(m) && c.hide(m) {
+			if c.confirmUnreachable(m) && c.hide(m, true) {
 				c.log.Info("member leave: unreachable, confirmed", "id", m.ID.String(), "addr", m.Addr)
 				c.watch.tellOthers(m)
 			}
@@ -172,8 +172,11 @@ func (c *Cluster) pings(m Member) bool {
 }
 
 // hide takes a confirmed unreachable member out of the view, and tells
-// whether it was in it.
-func (c *Cluster) hide(m Member) bool {
+// whether it was in it. A member whose process is gone for good (its port
+// refused, or another server answers there) is not tried again: IDs are
+// per process. One that may return (silent, unanswering) is, by the
+// reconnect loop.
+func (c *Cluster) hide(m Member, mayReturn bool) bool {
 	c.evMu.Lock()
 	defer c.evMu.Unlock()
 	c.mu.Lock()
@@ -181,7 +184,9 @@ func (c *Cluster) hide(m Member) bool {
 	if ok {
 		delete(c.members, m.ID)
 		c.hidden[m.ID] = cur
-		c.failed[m.ID] = failedMember{addr: cur.Addr, since: time.Now()}
+		if mayReturn {
+			c.failed[m.ID] = failedMember{addr: cur.Addr, since: time.Now()}
+		}
 	}
 	c.mu.Unlock()
 	if !ok {

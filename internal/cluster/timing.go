@@ -73,5 +73,10 @@ func (t Timing) memberlistConfig() (*memberlist.Config, preset) {
 	}
 	mc.ProbeInterval, mc.ProbeTimeout = p.probeInterval, p.probeTimeout
 	mc.SuspicionMult, mc.GossipInterval = p.suspicionMult, p.gossipInterval
+	// No compression: it saves bytes only in push-pull exchanges (a few
+	// KiB every 30 s or more), and its allocations cost CPU at every one.
+	// Measured with 30 servers in one process, idle for 30 s: 870 ms of
+	// CPU with it, 720 ms without.
+	mc.EnableCompression = false
 	return mc, p
 }

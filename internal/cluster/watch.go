@@ -247,7 +247,7 @@ func (w *watches) confirmLost(m Member) bool {
 	if c.starved() || c.pingsAnyOf(m, lostPings) || c.starved() {
 		return false
 	}
-	if c.hide(m) {
+	if c.hide(m, true) {
 		c.log.Info("member leave: silent and not answering pings, confirmed", "id", m.ID.String(), "addr", m.Addr)
 		w.tellOthers(m)
 	}
@@ -281,11 +281,12 @@ func (w *watches) confirmCrash(m Member) {
 	}
 	why := "its process ended, confirmed"
 	gone := c.confirmUnreachable(m)
+	forGood := gone
 	if !gone {
 		why = "its host vanished: no answer to pings, confirmed"
 		gone = !c.starved() && !c.pingsAnyOf(m, lostPings) && !c.starved()
 	}
-	if gone && c.hide(m) {
+	if gone && c.hide(m, !forGood) {
 		c.log.Info("member leave: "+why, "id", m.ID.String(), "addr", m.Addr)
 		w.tellOthers(m)
 	}
@@ -297,7 +298,7 @@ func (w *watches) confirmReplaced(m Member) {
 	if _, ok := w.c.Lookup(m.ID); !ok || w.c.pingsAny(m) {
 		return
 	}
-	if w.c.hide(m) {
+	if w.c.hide(m, false) {
 		w.c.log.Info("member leave: another server took its address", "id", m.ID.String(), "addr", m.Addr)
 		w.tellOthers(m)
 	}
@@ -331,8 +332,9 @@ func (w *watches) reported(id ident.ID) {
 
 // goneHere is this server's own check of a reported crash or loss: the
 // member's port refuses or another server answers there (a crash, known at
-// once), or, not starved, none of lostPings pings by name is answered.
-func (w *watches) goneHere(m Member) bool {
+// once: gone for good), or, not starved, none of lostPings pings by name
+// is answered.
+func (w *watches) goneHere(m Member) (gone, forGood bool) {
 	pinged := make(chan bool, 1)
 	go func() { pinged <- w.c.pingsAnyOf(m, lostPings) }()
 	refused := make(chan bool, 1)
@@ -341,11 +343,11 @@ func (w *watches) goneHere(m Member) bool {
 		select {
 		case gone := <-refused:
 			if gone {
-				return true
+				return true, true
 			}
 			refused = nil // not decisive: the pings decide
 		case answered := <-pinged:
-			return !answered && !w.c.starved()
+			return !answered && !w.c.starved(), false
 		}
 	}
 }
@@ -373,7 +375,10 @@ func (w *watches) reportLoop() {
 		case <-w.c.stop:
 			return
 		case m := <-w.c.reports:
-			if _, ok := w.c.Lookup(m.ID); ok && w.goneHere(m) && w.c.hide(m) {
+			if _, ok := w.c.Lookup(m.ID); !ok {
+				continue
+			}
+			if gone, forGood := w.goneHere(m); gone && w.c.hide(m, !forGood) {
 				w.c.log.Info("member leave: its crash was reported and confirmed here", "id", m.ID.String(), "addr", m.Addr)
 			}
 		}
