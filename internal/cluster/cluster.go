@@ -191,7 +191,7 @@ func (c *Cluster) reconnectLoop(interval time.Duration) {
 		refused := make([]bool, len(targets))
 		var wg sync.WaitGroup
 		for i, f := range targets {
-			wg.Go(func() { refused[i] = c.connectFails(f.Addr) })
+			wg.Go(func() { refused[i] = c.portRefused(f.Addr) })
 		}
 		wg.Wait()
 		tried := 0
@@ -398,7 +398,7 @@ func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 	if check {
 		go func() {
 			defer c.joiners.Done()
-			if c.confirmUnreachable(m) && c.hide(m, false) {
+			if c.confirmUnreachable(m) && c.hide(m, !c.portRefused(m.Addr)) {
 				c.log.Info("member leave: listed by gossip, but its process is gone, confirmed", "id", id.String(), "addr", m.Addr)
 			}
 		}()

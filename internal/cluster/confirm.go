@@ -160,6 +160,21 @@ func (c *Cluster) connectFails(addr string) bool {
 	return kernelEvidence(err)
 }
 
+// portRefused tells whether a TCP connect to addr is refused: nothing
+// listens there, so the process that did is gone for good. (Unreachable is
+// not refused: a partition heals.)
+func (c *Cluster) portRefused(addr string) bool {
+	ctx, cancel := context.WithTimeout(c.tr.dials, connectTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		conn.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
 // pings sends one direct ping to m by name and tells whether it answered.
 func (c *Cluster) pings(m Member) bool {
 	host, port, err := net.SplitHostPort(m.Addr)

@@ -281,7 +281,7 @@ func (w *watches) confirmCrash(m Member) {
 	}
 	why := "its process ended, confirmed"
 	gone := c.confirmUnreachable(m)
-	forGood := gone
+	forGood := gone && c.portRefused(m.Addr)
 	if !gone {
 		why = "its host vanished: no answer to pings, confirmed"
 		gone = !c.starved() && !c.pingsAnyOf(m, lostPings) && !c.starved()
@@ -343,7 +343,7 @@ func (w *watches) goneHere(m Member) (gone, forGood bool) {
 		select {
 		case gone := <-refused:
 			if gone {
-				return true, true
+				return true, w.c.portRefused(m.Addr)
 			}
 			refused = nil // not decisive: the pings decide
 		case answered := <-pinged:
