@@ -148,31 +148,26 @@ func (c *Cluster) starved() bool {
 
 // connectFails tells whether a TCP connect to addr fails with kernel
 // evidence. A timeout is not evidence.
-func (c *Cluster) connectFails(addr string) bool {
-	ctx, cancel := context.WithTimeout(c.tr.dials, connectTimeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err == nil {
-		conn.Close()
-		return false
-	}
-	return kernelEvidence(err)
-}
+func (c *Cluster) connectFails(addr string) bool { return kernelEvidence(c.connect(addr)) }
 
 // portRefused tells whether a TCP connect to addr is refused: nothing
 // listens there, so the process that did is gone for good. (Unreachable is
 // not refused: a partition heals.)
 func (c *Cluster) portRefused(addr string) bool {
+	return errors.Is(c.connect(addr), syscall.ECONNREFUSED)
+}
+
+// connect opens and closes a TCP connection to addr, within
+// connectTimeout, and returns why it failed, if it did.
+func (c *Cluster) connect(addr string) error {
 	ctx, cancel := context.WithTimeout(c.tr.dials, connectTimeout)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err == nil {
 		conn.Close()
-		return false
 	}
-	return errors.Is(err, syscall.ECONNREFUSED)
+	return err
 }
 
 // pings sends one direct ping to m by name and tells whether it answered.
