@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -115,7 +116,8 @@ func TestNoFalseAlarms(t *testing.T) {
 					}
 				}
 			}
-			stop := sc.stress(t, cl, opts.Netns)
+			stop := sync.OnceFunc(sc.stress(t, cl, opts.Netns))
+			defer stop() // also when the test fails: no hog outlives it
 			start := time.Now()
 			time.Sleep(*soakFor) // the soak: the time under stress is what is measured
 			alarms := 0
