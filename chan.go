@@ -41,9 +41,11 @@ func MakeChanContext[T any](ctx context.Context, path string, capacity int) (Cha
 		if me := Self(); me != nil {
 			path = me.Server()
 		} else {
-			if path, err = chooseServer(ctx, c, ""); err != nil {
+			m, err := chooseServer(ctx, c, "")
+			if err != nil {
 				return Chan[T]{}, fmt.Errorf("make chan: %w", err)
 			}
+			path = m.ID
 		}
 	}
 	if p, err := anchor.Parse("/" + strings.TrimPrefix(path, "/")); err == nil && len(p.Elems) == 0 && !p.Recursive {

@@ -58,27 +58,16 @@ func SpawnContext(ctx context.Context, host string, dirs []string, fn any, args 
 	if err != nil {
 		return nil, err
 	}
-	server, err := chooseServer(ctx, c, host)
+	target, err := chooseServer(ctx, c, host)
 	if err != nil {
 		return nil, err
 	}
+	server := target.ID
 	bin, err := ensureBinary(ctx, c, server)
 	if err != nil {
 		return nil, err
 	}
-	members, err := c.Members(ctx)
-	if err != nil {
-		return nil, err
-	}
-	req := request{Worker: anchorfs.NewWorkerID(), Func: info.name, Args: raw, Dirs: dirs, Key: clusterKey()}
-	for _, m := range members {
-		if m.ID == server {
-			req.Server = m.URL
-		}
-	}
-	if req.Server == "" {
-		return nil, &client.HostLostError{Server: server, NotMember: true, Err: errors.New("not a member of the cluster")}
-	}
+	req := request{Worker: anchorfs.NewWorkerID(), Server: target.URL, Func: info.name, Args: raw, Dirs: dirs, Key: clusterKey()}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -117,24 +106,34 @@ func sendRequest(ctx context.Context, h *client.ProcHandle, body []byte) error {
 	return stdin.Close()
 }
 
-// chooseServer resolves the host argument of Spawn to a server ID.
-func chooseServer(ctx context.Context, c *client.Client, host string) (string, error) {
+// chooseServer resolves the host argument of Spawn ("X...", "/X...", or ""
+// for one at random) to a member of the cluster.
+func chooseServer(ctx context.Context, c *client.Client, host string) (client.Member, error) {
 	host = strings.TrimPrefix(host, "/")
+	var want string
 	if host != "" {
 		id, err := ident.ParseID(host)
 		if err != nil {
-			return "", fmt.Errorf("host %q: %w", host, err)
+			return client.Member{}, fmt.Errorf("host %q: %w", host, err)
 		}
-		return id.String(), nil
+		want = id.String()
 	}
 	members, err := c.Members(ctx)
 	if err != nil {
-		return "", err
+		return client.Member{}, err
 	}
-	if len(members) == 0 {
-		return "", errors.New("the cluster has no servers")
+	if want == "" {
+		if len(members) == 0 {
+			return client.Member{}, errors.New("the cluster has no servers")
+		}
+		return members[rand.IntN(len(members))], nil
 	}
-	return members[rand.IntN(len(members))].ID, nil
+	for _, m := range members {
+		if m.ID == want {
+			return m, nil
+		}
+	}
+	return client.Member{}, &client.HostLostError{Server: want, NotMember: true, Err: errors.New("not a member of the cluster")}
 }
 
 func parseServer(url string) (string, error) {

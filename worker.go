@@ -233,7 +233,7 @@ func Client() (*client.Client, error) {
 	return c, nil
 }
 
-// Self returns this worker ("" outside a worker, nil): its ID, server and
+// Self returns this worker, or nil outside a worker: its ID, server and
 // directories. Pass it to another worker to let that one watch it.
 func Self() *Worker {
 	state.Lock()

@@ -157,14 +157,14 @@ func (b *bench) detect(name string, n int, sig syscall.Signal, floor string, flo
 	if err != nil {
 		return err
 	}
-	var last *struct{ pid int }
+	var lastPID int
 	var lastURL string
 	for range n - 1 {
 		p, url, err := b.server("-j", first)
 		if err != nil {
 			return err
 		}
-		last, lastURL = &struct{ pid int }{p.Process.Pid}, url
+		lastPID, lastURL = p.Process.Pid, url
 	}
 	c, wait, err := watch(first)
 	if err != nil {
@@ -175,8 +175,7 @@ func (b *bench) detect(name string, n int, sig syscall.Signal, floor string, flo
 		return fmt.Errorf("%d servers never met: %w", n, err)
 	}
 	time.Sleep(2 * time.Second) // let the watch connections settle: the cluster is measured idle
-	syscall.Kill(last.pid, sig)
-	defer syscall.Kill(last.pid, syscall.SIGKILL) // a stopped server is killed after
+	syscall.Kill(lastPID, sig)  // a stopped server is killed with the rest, by stopAll
 	d, err := wait(func(ms []client.Member) bool { return !has(idOf(lastURL))(ms) }, 30*time.Second)
 	if err != nil {
 		return err

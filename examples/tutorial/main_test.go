@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -33,18 +32,6 @@ func requirePython(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-}
-
-// buildTutorial builds this example into a temporary directory.
-func buildTutorial(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tutorial")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // runTutorial runs the example with args, within a minute, and returns its
@@ -132,7 +119,7 @@ func tutorialAnchors(t *testing.T, cl *testcluster.Cluster) map[string][]string 
 
 func TestTutorial(t *testing.T) {
 	requirePython(t)
-	bin := buildTutorial(t)
+	bin := testcluster.Build(t, ".")
 	cl := testcluster.Start(t, 2, testcluster.Options{})
 	addr := cl.Servers[0].URL
 

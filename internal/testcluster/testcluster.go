@@ -55,22 +55,7 @@ func Main(m *testing.M) {
 // detector when the test has it) and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "circuit-testbin-")
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "circuit")
-		args := []string{"build", "-o", binPath}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "github.com/circuit-project/circuit/cmd/circuit")
-		out, err := exec.Command("go", args...).CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
+	buildOnce.Do(func() { binPath, buildErr = buildCircuit("circuit", raceEnabled) })
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
@@ -82,18 +67,39 @@ func Binary(t testing.TB) string {
 // server is several times slower.
 func PlainBinary(t testing.TB) string {
 	t.Helper()
-	Binary(t) // makes binDir
-	plainOnce.Do(func() {
-		plainPath = filepath.Join(binDir, "circuit-plain")
-		out, err := exec.Command("go", "build", "-o", plainPath, "github.com/circuit-project/circuit/cmd/circuit").CombinedOutput()
-		if err != nil {
-			plainErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
+	plainOnce.Do(func() { plainPath, plainErr = buildCircuit("circuit-plain", false) })
 	if plainErr != nil {
 		t.Fatal(plainErr)
 	}
 	return plainPath
+}
+
+var (
+	dirOnce sync.Once
+	dirErr  error
+)
+
+// buildCircuit builds cmd/circuit as name in the directory that Main
+// removes, and returns its path.
+func buildCircuit(name string, race bool) (string, error) {
+	dirOnce.Do(func() { binDir, dirErr = os.MkdirTemp("", "circuit-testbin-") })
+	if dirErr != nil {
+		return "", dirErr
+	}
+	path := filepath.Join(binDir, name)
+	return path, goBuild(context.Background(), path, "github.com/circuit-project/circuit/cmd/circuit", race)
+}
+
+// goBuild builds the package pkg into bin, with -race if race.
+func goBuild(ctx context.Context, bin, pkg string, race bool) error {
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	if out, err := exec.CommandContext(ctx, "go", append(args, pkg)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return nil
 }
 
 // Eventually polls cond every 20 ms until it holds or timeout passes, and
@@ -246,10 +252,15 @@ func (c *Cluster) SpawnEnv(env []string, args ...string) *Proc {
 
 // command runs the binary, inside the cluster's namespace if it has one.
 func (c *Cluster) command(ctx context.Context, args ...string) *exec.Cmd {
+	return c.commandOf(ctx, c.Bin, args...)
+}
+
+// commandOf runs bin, inside the cluster's namespace if it has one.
+func (c *Cluster) commandOf(ctx context.Context, bin string, args ...string) *exec.Cmd {
 	if c.opts.Netns != "" {
-		return testnet.Command(ctx, c.opts.Netns, c.Bin, args...)
+		return testnet.Command(ctx, c.opts.Netns, bin, args...)
 	}
-	return exec.CommandContext(ctx, c.Bin, args...)
+	return exec.CommandContext(ctx, bin, args...)
 }
 
 // Build builds the program pkg (an import path, or a directory relative to
@@ -262,14 +273,10 @@ func Build(t testing.TB, pkg string) string {
 		name = filepath.Base(abs)
 	}
 	bin := filepath.Join(t.TempDir(), name)
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", append(args, pkg)...).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	if err := goBuild(ctx, bin, pkg, raceEnabled); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -363,12 +370,7 @@ func (c *Cluster) runBinary(bin string, env []string, stdin string, args ...stri
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var cmd *exec.Cmd
-	if c.opts.Netns != "" {
-		cmd = testnet.Command(ctx, c.opts.Netns, bin, args...)
-	} else {
-		cmd = exec.CommandContext(ctx, bin, args...)
-	}
+	cmd := c.commandOf(ctx, bin, args...)
 	cmd.Env = os.Environ()
 	if c.KeyFile != "" {
 		cmd.Env = append(cmd.Env, "CIRCUIT_HMAC="+c.KeyFile)
