@@ -138,7 +138,7 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	c.ml = ml
 	interval := timers.reconnectEvery
-	loops := []func(){func() { c.reconnectLoop(interval) }, c.confirmLoop}
+	loops := []func(){func() { c.reconnectLoop(interval) }, c.confirmLoop, c.watch.beatLoop}
 	if cfg.DialWatch != nil {
 		loops = append(loops, c.watch.loop, c.watch.reportLoop)
 	}

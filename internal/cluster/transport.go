@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -53,9 +55,14 @@ func newTransport(udp *net.UDPConn, adv *net.TCPAddr, dial func(context.Context,
 
 func (t *transport) readPackets() {
 	defer t.wg.Done()
+	rc, err := t.udp.SyscallConn()
+	if err != nil {
+		t.log.Error("gossip socket", "err", err)
+		return
+	}
+	buf := make([]byte, maxPacket)
 	for {
-		buf := make([]byte, maxPacket)
-		n, from, err := t.udp.ReadFrom(buf)
+		n, from, err := recvFrom(rc, buf)
 		now := time.Now()
 		if err != nil {
 			select {
@@ -73,7 +80,9 @@ func (t *transport) readPackets() {
 			continue
 		}
 		select {
-		case t.packets <- &memberlist.Packet{Buf: buf[:n], From: from, Timestamp: now}:
+		// A copy of just the packet: memberlist keeps it, and a fresh
+		// 64 KiB buffer per packet was most of an idle server's garbage.
+		case t.packets <- &memberlist.Packet{Buf: bytes.Clone(buf[:n]), From: net.UDPAddrFromAddrPort(from), Timestamp: now}:
 		case <-t.done:
 			return
 		}
@@ -85,11 +94,18 @@ func (t *transport) FinalAdvertiseAddr(string, int) (net.IP, int, error) {
 }
 
 func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("gossip address %q: %w", addr, err)
+	var err error
+	sent := false
+	if ap, perr := netip.ParseAddrPort(addr); perr == nil {
+		err, sent = sendTo(t.udp, b, ap)
 	}
-	_, err = t.udp.WriteTo(b, ua)
+	if !sent {
+		ua, rerr := net.ResolveUDPAddr("udp", addr)
+		if rerr != nil {
+			return time.Time{}, fmt.Errorf("gossip address %q: %w", addr, rerr)
+		}
+		_, err = t.udp.WriteTo(b, ua)
+	}
 	select {
 	case <-t.done:
 		err = nil // shutting down: not worth an error in the log

@@ -75,36 +75,54 @@ const (
 	starvedLag = 150 * time.Millisecond
 )
 
-// HandleWatch serves another server's watch of this one: a beat every
-// watchBeat until the connection fails or the cluster stops.
+// HandleWatch serves another server's watch of this one until the watcher
+// closes it or the cluster stops: the beat loop writes on it.
 func (c *Cluster) HandleWatch(conn net.Conn) {
-	t := time.NewTicker(watchBeat)
-	defer t.Stop()
-	beat := []byte{0}
-	for {
-		conn.SetWriteDeadline(time.Now().Add(10 * watchSilence)) // a watcher that stopped reading
-		if _, err := conn.Write(beat); err != nil {
-			return
-		}
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-		}
+	w := c.watch
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		conn.Close()
+		return
 	}
+	w.served[conn] = struct{}{}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.served, conn)
+		w.mu.Unlock()
+		conn.Close()
+	}()
+	if beat(conn) != nil { // at once, so the watcher hears from us before its first check
+		return
+	}
+	var b [1]byte
+	conn.Read(b[:]) // the watcher sends nothing: this returns when the connection ends
 }
 
-// watches keeps the watch connections of one server.
+// watches keeps the watch connections of one server: those it holds on
+// others, and those others hold on it.
 type watches struct {
 	c       *Cluster
 	changed chan struct{} // a 1-buffered nudge: the view changed
 
 	mu     sync.Mutex
-	active map[ident.ID]context.CancelFunc
+	active map[ident.ID]*watch   // this server's watches of others
+	served map[net.Conn]struct{} // others' watches of this server
+	closed bool                  // the beat loop has ended
+}
+
+// watch is one watch connection this server holds on another.
+type watch struct {
+	m      Member
+	cancel context.CancelFunc
+	conn   net.Conn  // nil until dialled
+	judged time.Time // silence is not judged again before this
+	busy   bool      // a judgement of its silence is running
 }
 
 func newWatches(c *Cluster) *watches {
-	return &watches{c: c, changed: make(chan struct{}, 1), active: map[ident.ID]context.CancelFunc{}}
+	return &watches{c: c, changed: make(chan struct{}, 1), active: map[ident.ID]*watch{}, served: map[net.Conn]struct{}{}}
 }
 
 // nudge asks the loop to recompute whom to watch.
@@ -132,10 +150,9 @@ func successors(self ident.ID, members []Member, k int) []Member {
 	return out
 }
 
-// loop keeps a watch on each successor until the cluster stops.
+// loop keeps a watch on each successor until the cluster stops. It wakes
+// only when the view changes or a watch ends.
 func (w *watches) loop() {
-	t := time.NewTicker(watchRetry)
-	defer t.Stop()
 	defer w.closeAll()
 	for {
 		w.update()
@@ -143,7 +160,6 @@ func (w *watches) loop() {
 		case <-w.c.stop:
 			return
 		case <-w.changed:
-		case <-t.C:
 		}
 	}
 }
@@ -151,8 +167,8 @@ func (w *watches) loop() {
 func (w *watches) closeAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for id, cancel := range w.active {
-		cancel()
+	for id, wt := range w.active {
+		wt.cancel()
 		delete(w.active, id)
 	}
 }
@@ -165,9 +181,9 @@ func (w *watches) update() {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for id, cancel := range w.active {
+	for id, wt := range w.active {
 		if _, ok := want[id]; !ok {
-			cancel()
+			wt.cancel()
 			delete(w.active, id)
 		}
 	}
@@ -176,25 +192,28 @@ func (w *watches) update() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		w.active[id] = cancel
+		wt := &watch{m: m, cancel: cancel}
+		w.active[id] = wt
 		w.c.joiners.Add(1)
 		go func() {
 			defer w.c.joiners.Done()
-			w.watch(ctx, m)
+			w.run(ctx, wt)
 			w.mu.Lock()
-			if ctx.Err() == nil { // ended by itself: let update dial again
+			if w.active[m.ID] == wt { // ended by itself: let update dial again
 				delete(w.active, m.ID)
 			}
 			w.mu.Unlock()
 			cancel()
+			w.nudge()
 		}()
 	}
 }
 
-// watch holds one watch connection to m until it ends, and acts on how it
-// ended.
-func (w *watches) watch(ctx context.Context, m Member) {
-	c := w.c
+// run holds one watch connection until it ends, and acts on how it ended.
+// Its silence is judged by the beat loop (checkSilence).
+func (w *watches) run(ctx context.Context, wt *watch) {
+	c, m := w.c, wt.m
+	defer w.pause(ctx) // a watch that ended is not dialled again at once
 	dctx, cancel := context.WithTimeout(ctx, watchDialTimeout)
 	conn, err := c.cfg.DialWatch(dctx, m.Addr, m.ID)
 	cancel()
@@ -206,35 +225,86 @@ func (w *watches) watch(ctx context.Context, m Member) {
 		default: // refused, unreachable, or no answer in time
 			w.confirmCrash(m)
 		}
-		w.pause(ctx)
 		return
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	defer conn.Close()
-	buf := make([]byte, 64)
+	quiet(conn)
+	w.mu.Lock()
+	wt.conn, wt.judged = conn, time.Now()
+	w.mu.Unlock()
+	buf := make([]byte, 4*beatsPerWake)
 	for {
-		conn.SetReadDeadline(time.Now().Add(watchSilence))
-		_, err := conn.Read(buf)
-		switch {
-		case err == nil:
-			continue
-		case ctx.Err() != nil:
-			return // we closed it
-		case isTimeout(err):
-			if w.confirmLost(m) {
-				return
-			}
-			continue
+		if _, err := conn.Read(buf); err != nil {
+			break
 		}
-		break // the watched server closed it, or its kernel did
 	}
-	w.confirmCrash(m)
+	if ctx.Err() == nil { // the watched server closed it, or its kernel did
+		w.confirmCrash(m)
+	}
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+// beatLoop beats on every watch this server serves and judges the silence
+// of every watch it holds, all on one tick, so that an idle server wakes
+// once per watchBeat for all of its watches.
+func (w *watches) beatLoop() {
+	t := time.NewTicker(watchBeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.c.stop:
+			w.mu.Lock()
+			w.closed = true
+			for conn := range w.served {
+				conn.Close()
+			}
+			w.mu.Unlock()
+			return
+		case now := <-t.C:
+			w.beatAll()
+			w.checkSilence(now)
+		}
+	}
+}
+
+// beatAll writes one beat on each served watch; a watch that fails is
+// closed, which ends its HandleWatch.
+func (w *watches) beatAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for conn := range w.served {
+		if err := beat(conn); err != nil {
+			conn.Close()
+		}
+	}
+}
+
+// checkSilence starts a judgement of each held watch that has heard nothing
+// for watchSilence.
+func (w *watches) checkSilence(now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, wt := range w.active {
+		if wt.conn == nil || wt.busy || now.Before(wt.judged) {
+			continue
+		}
+		if silent, ok := silentFor(wt.conn); !ok || silent < watchSilence {
+			continue
+		}
+		wt.busy = true
+		w.c.joiners.Add(1)
+		go func() {
+			defer w.c.joiners.Done()
+			hidden := w.confirmLost(wt.m)
+			w.mu.Lock()
+			wt.busy, wt.judged = false, time.Now().Add(watchSilence)
+			w.mu.Unlock()
+			if hidden {
+				wt.cancel()
+			}
+		}()
+	}
 }
 
 // confirmLost decides about a member whose watch went silent: true if the
