@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -300,6 +301,7 @@ func (c *Cluster) JoinRetry(addr string) {
 			err := c.Join(addr)
 			if err == nil {
 				c.log.Info("joined", "addr", addr, "attempts", attempt)
+				c.announce(addr)
 				return
 			}
 			c.log.Warn("join failed; will retry", "addr", addr, "attempt", attempt, "retry_in", wait, "err", err)
@@ -309,6 +311,85 @@ func (c *Cluster) JoinRetry(addr string) {
 			case <-time.After(wait):
 			}
 			wait = min(wait*2, 10*time.Second)
+		}
+	}()
+}
+
+const (
+	// announceTo bounds the members a new server exchanges state with
+	// directly (announce); the rest learn of it by gossip from them.
+	announceTo = 32
+	// announceFanout bounds those exchanges in flight at once.
+	announceFanout = 8
+	// byeMsg starts the user message with which a leaving server tells
+	// each member directly that it is going.
+	byeMsg = "circuit-bye:"
+)
+
+// announce exchanges state (a memberlist push-pull) with up to announceTo
+// of the members this server learned by joining through via, so that each
+// lists it at once rather than after rounds of gossip, which at the LAN
+// gossip interval would take a second or more.
+func (c *Cluster) announce(via string) {
+	var addrs []string
+	for _, n := range c.ml.Members() {
+		if a := n.Address(); n.Name != c.cfg.ID.String() && a != via {
+			addrs = append(addrs, a)
+		}
+	}
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	sem := make(chan struct{}, announceFanout)
+	var wg sync.WaitGroup
+	for _, a := range addrs[:min(len(addrs), announceTo)] {
+		select {
+		case <-c.stop:
+			return
+		case sem <- struct{}{}:
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := c.ml.Join([]string{a}); err != nil {
+				c.log.Debug("announcing", "to", a, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// sayBye tells every member directly that this server is going, so that
+// each takes it out of its view at once, before gossip brings the news.
+func (c *Cluster) sayBye() {
+	msg := []byte(byeMsg + c.cfg.ID.String())
+	for _, n := range c.ml.Members() {
+		if n.Name == c.cfg.ID.String() {
+			continue
+		}
+		if err := c.ml.SendBestEffort(n, msg); err != nil {
+			c.log.Debug("saying goodbye", "to", n.Name, "err", err)
+		}
+	}
+}
+
+// saidBye takes a member's goodbye: it leaves the view now, for good (it
+// will come back, if ever, as a new process with a new ID).
+func (c *Cluster) saidBye(id ident.ID) {
+	m, ok := c.Lookup(id)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	stopped := c.stopped
+	if !stopped {
+		c.joiners.Add(1)
+	}
+	c.mu.Unlock()
+	if stopped {
+		return
+	}
+	go func() { // not on memberlist's packet handler, which must not block
+		defer c.joiners.Done()
+		if c.hide(m, false) {
+			c.log.Info("member leave: it said goodbye", "id", id.String(), "addr", m.Addr)
 		}
 	}()
 }
@@ -326,6 +407,7 @@ func (c *Cluster) Leave(timeout time.Duration) {
 	c.mu.Unlock()
 	c.tr.cancelDials() // joins in flight give up now
 	c.joiners.Wait()
+	c.sayBye()
 	if err := c.ml.Leave(timeout); err != nil {
 		c.log.Warn("leave broadcast", "err", err)
 	}
@@ -426,7 +508,7 @@ func (d eventDelegate) NotifyLeave(n *memberlist.Node)  { d.c.event(Leave, n, fa
 func (d eventDelegate) NotifyUpdate(n *memberlist.Node) { d.c.event(Join, n, false) }
 
 // delegate gives memberlist this server's metadata and takes the news of
-// confirmed crashes (watch.go); circuit gossips nothing else.
+// confirmed crashes (watch.go) and goodbyes; circuit gossips nothing else.
 type delegate struct {
 	meta []byte
 	c    *Cluster
@@ -442,6 +524,11 @@ func (d delegate) NotifyMsg(b []byte) {
 	if name, ok := strings.CutPrefix(string(b), goneMsg); ok {
 		if id, err := ident.ParseID(name); err == nil && id != d.c.cfg.ID {
 			d.c.watch.reported(id)
+		}
+	}
+	if name, ok := strings.CutPrefix(string(b), byeMsg); ok {
+		if id, err := ident.ParseID(name); err == nil && id != d.c.cfg.ID {
+			d.c.saidBye(id)
 		}
 	}
 }

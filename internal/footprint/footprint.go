@@ -10,6 +10,10 @@
 // what the server actually runs while idle. The pages remain in the page
 // cache; code that runs again faults them back in, cheaply.
 //
+// Keep, run for the server's life, trims again whenever the server has
+// grown (joins, requests, transfers) and then gone quiet, and returns the
+// Go heap's free pages to the kernel at the same time.
+//
 // Only the executable mapping of code (r-xp) is dropped: it is never
 // written, so dropping it loses nothing. Writable or relocated mappings are
 // left alone.

@@ -2,10 +2,13 @@ package footprint
 
 import (
 	"bufio"
+	"context"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // mapping is one of the executable's read-only mappings.
@@ -72,4 +75,74 @@ func readOnlyMappings() []mapping {
 
 func advise(addr, length uintptr, advice int) {
 	syscall.Syscall(syscall.SYS_MADVISE, addr, length, uintptr(advice))
+}
+
+// Keep trims again each time the process has grown and then gone quiet:
+// every period it reads its resident size and CPU time, and if it used
+// under quietCPU of a core in the last period and holds more than grow
+// bytes above its size after the last trim, it trims (Trim, and the Go
+// heap's free pages returned to the kernel). A cluster's joins, a burst of
+// requests or a finished transfer run code and grow the heap that an idle
+// server will not use again. Keep returns when ctx ends.
+func Keep(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	base := rssBytes()
+	lastCPU := cpuTime()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cpu := cpuTime()
+		quiet := cpu-lastCPU < time.Duration(float64(period)*quietCPU)
+		lastCPU = cpu
+		rss := rssBytes()
+		if base < 0 {
+			// A period after a trim: what idle work faulted back in since
+			// is the working set, and the base to grow from. (Taking the
+			// base right after the trim made the server trim again every
+			// period, and pay for it.)
+			base = rss
+			continue
+		}
+		if quiet && rss > base+grow {
+			debug.FreeOSMemory() // first: its collection reads code tables Trim drops
+			Trim()
+			base = -1
+			lastCPU = cpuTime() // the trim's own CPU is not activity
+		}
+	}
+}
+
+const (
+	// quietCPU is the share of a core under which a period counts as
+	// quiet.
+	quietCPU = 0.01
+	// grow is how far the resident size may grow before a trim.
+	grow = 1 << 20
+)
+
+// rssBytes reads the process's resident size from /proc/self/statm.
+func rssBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+// cpuTime is the process's user and system time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
