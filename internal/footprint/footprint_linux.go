@@ -80,15 +80,24 @@ func advise(addr, length uintptr, advice int) {
 // Keep trims again each time the process has grown and then gone quiet:
 // every period it reads its resident size and CPU time, and if it used
 // under quietCPU of a core in the last period and holds more than grow
-// bytes above its size after the last trim, it trims (Trim, and the Go
-// heap's free pages returned to the kernel). A cluster's joins, a burst of
-// requests or a finished transfer run code and grow the heap that an idle
-// server will not use again. Keep returns when ctx ends.
+// bytes above the smallest size it had settled at after a trim, it trims
+// (Trim, and the Go heap's free pages returned to the kernel). A cluster's
+// joins, a burst of requests or a finished transfer run code and grow the
+// heap that an idle server will not use again. A trim that freed less than
+// grow makes the next one wait longer (up to maxGap), so a server whose
+// working set simply is larger does not trim over and over. Keep returns
+// when ctx ends.
 func Keep(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
-	base := rssBytes()
-	lastCPU := cpuTime()
+	var (
+		floor    = rssBytes() // the smallest settled size
+		settling = false      // the period after a trim: its end is the settled size
+		before   int64        // the size before the last trim
+		gap      time.Duration
+		lastTrim time.Time
+		lastCPU  = cpuTime()
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -99,18 +108,23 @@ func Keep(ctx context.Context, period time.Duration) {
 		quiet := cpu-lastCPU < time.Duration(float64(period)*quietCPU)
 		lastCPU = cpu
 		rss := rssBytes()
-		if base < 0 {
-			// A period after a trim: what idle work faulted back in since
-			// is the working set, and the base to grow from. (Taking the
-			// base right after the trim made the server trim again every
-			// period, and pay for it.)
-			base = rss
+		if settling {
+			// What idle work faulted back in during the period after the
+			// trim is the working set. (Judging from the size right after
+			// the trim made the server trim every period, and pay for it.)
+			settling = false
+			floor = min(floor, rss)
+			if before-rss < grow {
+				gap = min(max(2*gap, period), maxGap)
+			} else {
+				gap = 0
+			}
 			continue
 		}
-		if quiet && rss > base+grow {
+		if now := time.Now(); quiet && rss > floor+grow && now.Sub(lastTrim) >= gap {
 			debug.FreeOSMemory() // first: its collection reads code tables Trim drops
 			Trim()
-			base = -1
+			before, settling, lastTrim = rss, true, now
 			lastCPU = cpuTime() // the trim's own CPU is not activity
 		}
 	}
@@ -122,6 +136,8 @@ const (
 	quietCPU = 0.01
 	// grow is how far the resident size may grow before a trim.
 	grow = 1 << 20
+	// maxGap bounds the wait between trims that free little.
+	maxGap = 16 * time.Minute
 )
 
 // rssBytes reads the process's resident size from /proc/self/statm.
