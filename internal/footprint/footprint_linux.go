@@ -91,7 +91,8 @@ func Keep(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	var (
-		floor    = rssBytes() // the smallest settled size
+		floor    = rssBytes() // the size at start, then the smallest settled size
+		settled  = false      // whether floor is a settled size yet
 		settling = false      // the period after a trim: its end is the settled size
 		before   int64        // the size before the last trim
 		gap      time.Duration
@@ -113,7 +114,11 @@ func Keep(ctx context.Context, period time.Duration) {
 			// trim is the working set. (Judging from the size right after
 			// the trim made the server trim every period, and pay for it.)
 			settling = false
-			floor = min(floor, rss)
+			if !settled || rss < floor {
+				// The size at start (before any join) is no base: the
+				// first settled size is, and then the smallest.
+				floor, settled = rss, true
+			}
 			if before-rss < grow {
 				gap = min(max(2*gap, period), maxGap)
 			} else {

@@ -149,6 +149,7 @@ func TestChurn(t *testing.T) {
 	}
 	for !agreed() {
 		if time.Since(start) > 30*time.Second {
+			explain(t, cl, views, alive)
 			t.Fatalf("after 30 s the survivors disagree: %s", diff(views, alive))
 		}
 		time.Sleep(100 * time.Millisecond) // polling; the deadline above bounds it
@@ -168,6 +169,25 @@ func TestChurn(t *testing.T) {
 	total := len(subs[0].ev.snapshot())
 	t.Logf("FIGURE churn for %v at 5 events/s: %d kills, %d starts; %d servers at the end, all agreeing %v after the last event; %d events at each stable server, all consistent",
 		*churnFor, kills, starts, len(alive), settled.Round(time.Millisecond), total)
+}
+
+// explain logs what each disagreeing server logged about the members it
+// has wrong.
+func explain(t *testing.T, cl *testcluster.Cluster, views map[string][]string, want []string) {
+	for _, s := range cl.Servers {
+		v, ok := views[s.ID]
+		if !ok || slices.Equal(v, want) {
+			continue
+		}
+		for _, line := range strings.Split(s.Stderr(), "\n") {
+			for _, id := range append(slices.Clone(v), want...) {
+				if slices.Contains(v, id) != slices.Contains(want, id) && strings.Contains(line, id) {
+					t.Logf("%s: %s", s.ID, line)
+					break
+				}
+			}
+		}
+	}
 }
 
 // diff describes how each view differs from want.
