@@ -77,7 +77,9 @@ func advise(addr, length uintptr, advice int) {
 	syscall.Syscall(syscall.SYS_MADVISE, addr, length, uintptr(advice))
 }
 
-// Keep trims again each time the process has grown and then gone quiet:
+// Keep trims again each time the process has grown and then gone quiet
+// (and from the first trim until the next busy period, collects garbage
+// at idleGOGC):
 // every period it reads its resident size and CPU time, and if it used
 // under quietCPU of a core in the last period and holds more than grow
 // bytes above the smallest size it had settled at after a trim, it trims
@@ -91,13 +93,13 @@ func Keep(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	var (
-		floor    = rssBytes() // the size at start, then the smallest settled size
-		settled  = false      // whether floor is a settled size yet
+		floor    = rssBytes() // the smallest size: at start, or settled after a trim
 		settling = false      // the period after a trim: its end is the settled size
 		before   int64        // the size before the last trim
 		gap      time.Duration
 		lastTrim time.Time
 		lastCPU  = cpuTime()
+		idle     = false // whether the collector runs at idleGOGC
 	)
 	for {
 		select {
@@ -108,17 +110,17 @@ func Keep(ctx context.Context, period time.Duration) {
 		cpu := cpuTime()
 		quiet := cpu-lastCPU < time.Duration(float64(period)*quietCPU)
 		lastCPU = cpu
+		if !quiet && idle {
+			debug.SetGCPercent(busyGOGC)
+			idle = false
+		}
 		rss := rssBytes()
 		if settling {
 			// What idle work faulted back in during the period after the
 			// trim is the working set. (Judging from the size right after
 			// the trim made the server trim every period, and pay for it.)
 			settling = false
-			if !settled || rss < floor {
-				// The size at start (before any join) is no base: the
-				// first settled size is, and then the smallest.
-				floor, settled = rss, true
-			}
+			floor = min(floor, rss)
 			if before-rss < grow {
 				gap = min(max(2*gap, period), maxGap)
 			} else {
@@ -127,6 +129,10 @@ func Keep(ctx context.Context, period time.Duration) {
 			continue
 		}
 		if now := time.Now(); quiet && rss > floor+grow && now.Sub(lastTrim) >= gap {
+			if !idle {
+				debug.SetGCPercent(idleGOGC)
+				idle = true
+			}
 			debug.FreeOSMemory() // first: its collection reads code tables Trim drops
 			Trim()
 			before, settling, lastTrim = rss, true, now
@@ -143,6 +149,13 @@ const (
 	grow = 1 << 20
 	// maxGap bounds the wait between trims that free little.
 	maxGap = 16 * time.Minute
+	// idleGOGC is the collector's target while the server is quiet: the
+	// heap of an idle server holds little, but at the default target it
+	// grows by at least 4 MiB between collections, all of it resident.
+	// A quarter of that costs a collection every few tens of seconds of
+	// idle allocation, well under a millisecond each. busyGOGC is the
+	// default, restored at the first busy period.
+	idleGOGC, busyGOGC = 25, 100
 )
 
 // rssBytes reads the process's resident size from /proc/self/statm.
