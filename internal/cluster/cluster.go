@@ -317,7 +317,8 @@ func (c *Cluster) JoinRetry(addr string) {
 
 const (
 	// announceTo bounds the members a new server exchanges state with
-	// directly (announce); the rest learn of it by gossip from them.
+	// directly, counting only those that answer (announce); the rest learn
+	// of it by gossip from them.
 	announceTo = 32
 	// announceFanout bounds those exchanges in flight at once.
 	announceFanout = 8
@@ -329,7 +330,10 @@ const (
 // announce exchanges state (a memberlist push-pull) with up to announceTo
 // of the members this server learned by joining through via, so that each
 // lists it at once rather than after rounds of gossip, which at the LAN
-// gossip interval would take a second or more.
+// gossip interval would take a second or more. Under churn most of the
+// members memberlist lists may be dead already (it keeps a crashed member
+// for seconds), so it counts only the exchanges that succeed: a dead
+// member's port refuses at once.
 func (c *Cluster) announce(via string) {
 	var addrs []string
 	for _, n := range c.ml.Members() {
@@ -340,17 +344,30 @@ func (c *Cluster) announce(via string) {
 	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
 	sem := make(chan struct{}, announceFanout)
 	var wg sync.WaitGroup
-	for _, a := range addrs[:min(len(addrs), announceTo)] {
+	var mu sync.Mutex
+	done := 0
+	for _, a := range addrs {
 		select {
 		case <-c.stop:
 			return
 		case sem <- struct{}{}:
 		}
+		mu.Lock()
+		enough := done >= announceTo
+		mu.Unlock()
+		if enough {
+			<-sem
+			break
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			if _, err := c.ml.Join([]string{a}); err != nil {
 				c.log.Debug("announcing", "to", a, "err", err)
+				return
 			}
+			mu.Lock()
+			done++
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
