@@ -77,17 +77,16 @@ func advise(addr, length uintptr, advice int) {
 	syscall.Syscall(syscall.SYS_MADVISE, addr, length, uintptr(advice))
 }
 
-// Keep trims again each time the process has grown and then gone quiet
-// (and from the first trim until the next busy period, collects garbage
-// at idleGOGC):
-// every period it reads its resident size and CPU time, and if it used
+// Keep trims again each time the process has grown and then gone quiet.
+// Every period it reads its resident size and CPU time, and if it used
 // under quietCPU of a core in the last period and holds more than grow
 // bytes above the smallest size it had settled at after a trim, it trims
 // (Trim, and the Go heap's free pages returned to the kernel). A cluster's
 // joins, a burst of requests or a finished transfer run code and grow the
 // heap that an idle server will not use again. A trim that freed less than
 // grow makes the next one wait longer (up to maxGap), so a server whose
-// working set simply is larger does not trim over and over. Keep returns
+// working set simply is larger does not trim over and over. From a trim
+// until the next busy period the collector runs at idleGOGC. Keep returns
 // when ctx ends.
 func Keep(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
@@ -100,6 +99,7 @@ func Keep(ctx context.Context, period time.Duration) {
 		lastTrim time.Time
 		lastCPU  = cpuTime()
 		idle     = false // whether the collector runs at idleGOGC
+		busyGOGC int     // the target to restore (GOGC, or its default)
 	)
 	for {
 		select {
@@ -130,7 +130,7 @@ func Keep(ctx context.Context, period time.Duration) {
 		}
 		if now := time.Now(); quiet && rss > floor+grow && now.Sub(lastTrim) >= gap {
 			if !idle {
-				debug.SetGCPercent(idleGOGC)
+				busyGOGC = debug.SetGCPercent(idleGOGC)
 				idle = true
 			}
 			debug.FreeOSMemory() // first: its collection reads code tables Trim drops
@@ -153,9 +153,9 @@ const (
 	// heap of an idle server holds little, but at the default target it
 	// grows by at least 4 MiB between collections, all of it resident.
 	// A quarter of that costs a collection every few tens of seconds of
-	// idle allocation, well under a millisecond each. busyGOGC is the
-	// default, restored at the first busy period.
-	idleGOGC, busyGOGC = 25, 100
+	// idle allocation, well under a millisecond each. The target before
+	// (GOGC, or the default) comes back at the first busy period.
+	idleGOGC = 25
 )
 
 // rssBytes reads the process's resident size from /proc/self/statm.
