@@ -346,6 +346,7 @@ func (c *Cluster) announce(via string) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	done := 0
+	defer wg.Wait() // on every return: the exchanges in flight belong to this call
 	for _, a := range addrs {
 		select {
 		case <-c.stop:
@@ -357,7 +358,7 @@ func (c *Cluster) announce(via string) {
 		mu.Unlock()
 		if enough {
 			<-sem
-			break
+			return
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -370,7 +371,6 @@ func (c *Cluster) announce(via string) {
 			mu.Unlock()
 		})
 	}
-	wg.Wait()
 }
 
 // sayBye tells every member directly that this server is going, so that
