@@ -47,6 +47,9 @@ var benchmarks = []benchmark{
 	{"chan", benchChan},
 	{"dns", benchDNS},
 	{"spawn", benchSpawn},
+	{"run", benchRun},
+	{"cp", benchCp},
+	{"exec", benchExec},
 	{"scale", benchScale},
 }
 
@@ -192,12 +195,14 @@ func timeRuns(n int, name string, args ...string) (time.Duration, error) {
 	for range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		cmd := exec.CommandContext(ctx, name, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
 		start := time.Now()
 		err := cmd.Run()
 		d := time.Since(start)
 		cancel()
 		if err != nil {
-			return 0, fmt.Errorf("%s %s: %v", name, strings.Join(args, " "), err)
+			return 0, fmt.Errorf("%s %s: %v: %.300s", name, strings.Join(args, " "), err, stderr.String())
 		}
 		ds = append(ds, d)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -31,6 +32,10 @@ type Options struct {
 	Discover string
 	// Key is the cluster key (the contents of the key file); nil for none.
 	Key []byte
+	// RelayOnly sends every connection through the dial-in server, even
+	// the stream connections that otherwise go straight to a server this
+	// client can reach (see Client.dialServer).
+	RelayOnly bool
 }
 
 // Client is a connection to a circuit cluster. It is the root anchor (/) of
@@ -41,6 +46,8 @@ type Client struct {
 
 	mu     sync.Mutex
 	conns  map[ident.ID]*serverConn
+	addrs  map[ident.ID]string // for direct stream dials (direct.go)
+	relay  bool                // Options.RelayOnly
 	closed bool
 }
 
@@ -78,7 +85,7 @@ func Connect(ctx context.Context, opt Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{dialin: u.Addr, key: key, conns: map[ident.ID]*serverConn{}}
+	c := &Client{dialin: u.Addr, key: key, conns: map[ident.ID]*serverConn{}, addrs: map[ident.ID]string{}, relay: opt.RelayOnly}
 	first, err := wire.Dial(ctx, u.Addr, wire.KindRPC, 0, key)
 	if err != nil {
 		var r *wire.Refusal
@@ -90,7 +97,9 @@ func Connect(ctx context.Context, opt Options) (*Client, error) {
 		}
 		return nil, &DialinLostError{Addr: u.Addr, Err: errors.New(dialErrorText(err))}
 	}
-	sc, err := newServerConn(u.Addr, 0, key, first)
+	sc, err := newServerConn(u.Addr, 0, func(ctx context.Context) (net.Conn, error) {
+		return wire.Dial(ctx, u.Addr, wire.KindRPC, 0, key)
+	}, first)
 	if err != nil {
 		first.Close()
 		return nil, err
@@ -144,10 +153,15 @@ type Member struct {
 	Addr string // host:port
 	URL  string // circuit://host:port/pid/id
 	PID  int
+	// Labels are the server's labels (circuit start -label role=db), nil
+	// when it has none. Select chooses servers by them.
+	Labels map[string]string `json:",omitempty"`
+	// DC is the server's datacenter (circuit start -dc), "" for none.
+	DC string `json:",omitempty"`
 }
 
 func fromMember(m *api.Member) Member {
-	return Member{ID: m.GetId(), Addr: m.GetAddr(), URL: m.GetUrl(), PID: int(m.GetPid())}
+	return Member{ID: m.GetId(), Addr: m.GetAddr(), URL: m.GetUrl(), PID: int(m.GetPid()), Labels: m.GetLabels(), DC: m.GetDc()}
 }
 
 // Members lists the servers the dial-in server sees, sorted by ID.
@@ -166,6 +180,7 @@ func (c *Client) members(ctx context.Context) ([]Member, error) {
 	for _, m := range r.GetMembers() {
 		out = append(out, fromMember(m))
 	}
+	c.learn(out)
 	return out, nil
 }
 
@@ -179,6 +194,8 @@ type ServerInfo struct {
 	Version   string
 	GoVersion string
 	Keyed     bool
+	Labels    map[string]string `json:",omitempty"`
+	DC        string            `json:",omitempty"`
 	Members   []Member
 	Elements  int
 }
@@ -205,7 +222,7 @@ func (c *Client) ServerInfo(ctx context.Context, id string) (ServerInfo, error) 
 	info := ServerInfo{
 		ID: r.GetId(), URL: r.GetUrl(), Addr: r.GetAddr(), PID: int(r.GetPid()),
 		Started: time.Unix(0, r.GetStartedUnixNano()), Version: r.GetVersion(), GoVersion: r.GetGoVersion(),
-		Keyed: r.GetKeyed(), Elements: int(r.GetElements()),
+		Keyed: r.GetKeyed(), Elements: int(r.GetElements()), Labels: r.GetLabels(), DC: r.GetDc(),
 	}
 	for _, m := range r.GetMembers() {
 		info.Members = append(info.Members, fromMember(m))
@@ -268,6 +285,10 @@ type Entry struct {
 	// Anchor is, for a worker's file in the anchor file system, the path of
 	// its process element (/Xid/R...).
 	Anchor string
+	// Labels are a server's labels, and DC its datacenter, in a listing
+	// of "/".
+	Labels map[string]string
+	DC     string
 }
 
 // List lists the namespace at path, as `circuit ls` does: "/" lists the
@@ -299,7 +320,7 @@ func (c *Client) List(ctx context.Context, path string) ([]Entry, error) {
 	}
 	out := make([]Entry, 0, len(members))
 	for _, m := range members {
-		out = append(out, Entry{Path: "/" + m.ID, Kind: "server"})
+		out = append(out, Entry{Path: "/" + m.ID, Kind: "server", Labels: m.Labels, DC: m.DC})
 	}
 	if !p.Recursive {
 		return out, nil

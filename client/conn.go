@@ -54,7 +54,7 @@ func (sc *serverConn) dialErr() error {
 // newServerConn makes a gRPC connection whose transport is a connection to
 // the dial-in server, relayed to target. first, if not nil, is an already
 // opened connection for gRPC to use first.
-func newServerConn(dialin string, target ident.ID, key *security.Key, first net.Conn) (*serverConn, error) {
+func newServerConn(dialin string, target ident.ID, dial func(context.Context) (net.Conn, error), first net.Conn) (*serverConn, error) {
 	sc := &serverConn{target: target, first: first, firstAt: time.Now()}
 	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
 		sc.mu.Lock()
@@ -69,7 +69,7 @@ func newServerConn(dialin string, target ident.ID, key *security.Key, first net.
 			c.Close()
 		}
 		sc.mu.Unlock()
-		c, err := wire.Dial(ctx, dialin, wire.KindRPC, target, key)
+		c, err := dial(ctx)
 		sc.mu.Lock()
 		sc.lastErr = err
 		sc.mu.Unlock()
@@ -102,7 +102,7 @@ func (c *Client) conn(id ident.ID) (*serverConn, error) {
 	if sc, ok := c.conns[id]; ok {
 		return sc, nil
 	}
-	sc, err := newServerConn(c.dialin, id, c.key, nil)
+	sc, err := newServerConn(c.dialin, id, func(ctx context.Context) (net.Conn, error) { return wire.Dial(ctx, c.dialin, wire.KindRPC, id, c.key) }, nil)
 	if err != nil {
 		return nil, err
 	}

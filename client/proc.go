@@ -29,6 +29,14 @@ type Cmd struct {
 	// Result gives the process a pipe on file descriptor 3; what it writes
 	// there, up to 1 MiB, is ProcStat.Result once it has exited.
 	Result bool
+	// NoStdin starts the process with its stdin at EOF.
+	NoStdin bool `json:",omitempty"`
+	// Tty runs the process on a pseudo-terminal of Rows x Cols (24 x 80
+	// when zero): stdin and stdout are the terminal, and stderr is merged
+	// into it. ProcHandle.Resize changes its size.
+	Tty  bool   `json:",omitempty"`
+	Rows uint16 `json:",omitempty"`
+	Cols uint16 `json:",omitempty"`
 }
 
 // ProcStat is the state of a process.
@@ -55,7 +63,8 @@ type ExitError struct {
 func (e *ExitError) Error() string { return e.Msg }
 
 func fromCmd(c Cmd) *api.Cmd {
-	return &api.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub, Dirs: c.Dirs, Result: c.Result}
+	return &api.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub, Dirs: c.Dirs, Result: c.Result, NoStdin: c.NoStdin,
+		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols)}
 }
 
 func fromProcStat(st *api.ProcStat) ProcStat {
@@ -63,7 +72,8 @@ func fromProcStat(st *api.ProcStat) ProcStat {
 	out := ProcStat{
 		Cmd: Cmd{
 			Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
-			Dirs: c.GetDirs(), Result: c.GetResult(),
+			Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
+			Tty: c.GetTty(), Rows: uint16(min(c.GetRows(), 0xffff)), Cols: uint16(min(c.GetCols(), 0xffff)),
 		},
 		Phase: st.GetPhase(), PID: int(st.GetPid()), Started: time.Unix(0, st.GetStartedUnixNano()),
 		ExitCode: int(st.GetExitCode()), Signal: st.GetSignal(), Result: st.GetResult(),
@@ -190,6 +200,17 @@ func (h *ProcHandle) Signal(ctx context.Context, sig string) error {
 	return h.c.wrap(ctx, sc, err)
 }
 
+// Resize sets the size of the process's terminal (Cmd.Tty); the process
+// gets SIGWINCH.
+func (h *ProcHandle) Resize(ctx context.Context, rows, cols uint16) error {
+	sc, err := h.c.serverOf(h.path)
+	if err != nil {
+		return err
+	}
+	_, err = api.NewProcClient(sc.cc).Resize(ctx, &api.ResizeRequest{Path: h.path, Rows: uint32(rows), Cols: uint32(cols)})
+	return h.c.wrap(ctx, sc, err)
+}
+
 // OpenStream connects to the process's stdin, stdout or stderr. Reading the
 // returned connection reads the output; for stdin, writing writes and
 // CloseWrite (or Close) sends EOF.
@@ -210,11 +231,17 @@ func streams(path string, open func(ctx context.Context, name string) (net.Conn,
 }
 
 func (c *Client) openStream(ctx context.Context, path, name string, serial uint64) (net.Conn, error) {
+	return c.openStreamHeader(ctx, wire.StreamHeader{Path: path, Stream: name, Serial: serial})
+}
+
+// openStreamHeader opens a stream connection to the server of h.Path.
+func (c *Client) openStreamHeader(ctx context.Context, h wire.StreamHeader) (net.Conn, error) {
+	path := h.Path
 	p, err := anchor.Parse(path)
 	if err != nil {
 		return nil, classify(ErrBadRequest, err.Error())
 	}
-	conn, err := wire.Dial(ctx, c.dialin, wire.KindStream, p.Server, c.key)
+	conn, err := c.dialServer(ctx, wire.KindStream, p.Server)
 	if err != nil {
 		return nil, c.streamErr(ctx, p.Server, err)
 	}
@@ -223,7 +250,7 @@ func (c *Client) openStream(ctx context.Context, path, name string, serial uint6
 	} else {
 		conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
 	}
-	if err := wire.WriteStreamHeader(conn, wire.StreamHeader{Path: path, Stream: name, Serial: serial}); err != nil {
+	if err := wire.WriteStreamHeader(conn, h); err != nil {
 		conn.Close()
 		return nil, c.streamErr(ctx, p.Server, err)
 	}
@@ -315,12 +342,18 @@ func (s *lazyStream) Close() error {
 		return err
 	}
 	if s.name == "stdin" {
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-			// Wait for the server to finish writing to the process, so
-			// that Close returning means the input was delivered.
-			io.Copy(io.Discard, c)
-		}
+		return closeStdin(c)
+	}
+	return c.Close()
+}
+
+// closeStdin sends EOF on a stdin stream and waits for the server to
+// finish writing to the process, so that its return means the input was
+// delivered.
+func closeStdin(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		io.Copy(io.Discard, c)
 	}
 	return c.Close()
 }

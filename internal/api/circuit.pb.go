@@ -34,6 +34,8 @@ type Member struct {
 	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"` // advertised host:port
 	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`   // circuit://host:port/pid/id
 	Pid           int64                  `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // circuit start -label key=value
+	Dc            string                 `protobuf:"bytes,6,opt,name=dc,proto3" json:"dc,omitempty"`                                                                                   // circuit start -dc NAME; "" for none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -96,6 +98,20 @@ func (x *Member) GetPid() int64 {
 	return 0
 }
 
+func (x *Member) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Member) GetDc() string {
+	if x != nil {
+		return x.Dc
+	}
+	return ""
+}
+
 type InfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -144,6 +160,8 @@ type InfoReply struct {
 	Elements        int64                  `protobuf:"varint,8,opt,name=elements,proto3" json:"elements,omitempty"`
 	GoVersion       string                 `protobuf:"bytes,9,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
 	Keyed           bool                   `protobuf:"varint,10,opt,name=keyed,proto3" json:"keyed,omitempty"`
+	Labels          map[string]string      `protobuf:"bytes,11,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Dc              string                 `protobuf:"bytes,12,opt,name=dc,proto3" json:"dc,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -246,6 +264,20 @@ func (x *InfoReply) GetKeyed() bool {
 		return x.Keyed
 	}
 	return false
+}
+
+func (x *InfoReply) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *InfoReply) GetDc() string {
+	if x != nil {
+		return x.Dc
+	}
+	return ""
 }
 
 type MembersRequest struct {
@@ -845,7 +877,14 @@ type Cmd struct {
 	Dirs []string `protobuf:"bytes,6,rep,name=dirs,proto3" json:"dirs,omitempty"`
 	// result gives the process a pipe on file descriptor 3. What it writes
 	// there, up to 1 MiB, is its result, returned by Wait once it exits.
-	Result        bool `protobuf:"varint,7,opt,name=result,proto3" json:"result,omitempty"`
+	Result bool `protobuf:"varint,7,opt,name=result,proto3" json:"result,omitempty"`
+	// no_stdin starts the process with its stdin at EOF.
+	NoStdin bool `protobuf:"varint,8,opt,name=no_stdin,json=noStdin,proto3" json:"no_stdin,omitempty"`
+	// tty runs the process on a pseudo-terminal of rows x cols (24 x 80
+	// when 0): stdin and stdout are the terminal, stderr is merged into it.
+	Tty           bool   `protobuf:"varint,9,opt,name=tty,proto3" json:"tty,omitempty"`
+	Rows          uint32 `protobuf:"varint,10,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32 `protobuf:"varint,11,opt,name=cols,proto3" json:"cols,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -927,6 +966,34 @@ func (x *Cmd) GetResult() bool {
 		return x.Result
 	}
 	return false
+}
+
+func (x *Cmd) GetNoStdin() bool {
+	if x != nil {
+		return x.NoStdin
+	}
+	return false
+}
+
+func (x *Cmd) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *Cmd) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *Cmd) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
 }
 
 type MakeProcRequest struct {
@@ -1237,6 +1304,66 @@ func (*SignalReply) Descriptor() ([]byte, []int) {
 	return file_circuit_proto_rawDescGZIP(), []int{22}
 }
 
+type ResizeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Rows          uint32                 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,3,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResizeRequest) Reset() {
+	*x = ResizeRequest{}
+	mi := &file_circuit_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResizeRequest) ProtoMessage() {}
+
+func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResizeRequest.ProtoReflect.Descriptor instead.
+func (*ResizeRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ResizeRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ResizeRequest) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ResizeRequest) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
 type MakeChanRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -1248,7 +1375,7 @@ type MakeChanRequest struct {
 
 func (x *MakeChanRequest) Reset() {
 	*x = MakeChanRequest{}
-	mi := &file_circuit_proto_msgTypes[23]
+	mi := &file_circuit_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1387,7 @@ func (x *MakeChanRequest) String() string {
 func (*MakeChanRequest) ProtoMessage() {}
 
 func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[23]
+	mi := &file_circuit_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1400,7 @@ func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeChanRequest.ProtoReflect.Descriptor instead.
 func (*MakeChanRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{23}
+	return file_circuit_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MakeChanRequest) GetPath() string {
@@ -1308,7 +1435,7 @@ type SendChunk struct {
 
 func (x *SendChunk) Reset() {
 	*x = SendChunk{}
-	mi := &file_circuit_proto_msgTypes[24]
+	mi := &file_circuit_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1447,7 @@ func (x *SendChunk) String() string {
 func (*SendChunk) ProtoMessage() {}
 
 func (x *SendChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[24]
+	mi := &file_circuit_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1460,7 @@ func (x *SendChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendChunk.ProtoReflect.Descriptor instead.
 func (*SendChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{24}
+	return file_circuit_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SendChunk) GetPath() string {
@@ -1365,7 +1492,7 @@ type SendReply struct {
 
 func (x *SendReply) Reset() {
 	*x = SendReply{}
-	mi := &file_circuit_proto_msgTypes[25]
+	mi := &file_circuit_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1504,7 @@ func (x *SendReply) String() string {
 func (*SendReply) ProtoMessage() {}
 
 func (x *SendReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[25]
+	mi := &file_circuit_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1517,7 @@ func (x *SendReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendReply.ProtoReflect.Descriptor instead.
 func (*SendReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{25}
+	return file_circuit_proto_rawDescGZIP(), []int{26}
 }
 
 type RecvAck struct {
@@ -1403,7 +1530,7 @@ type RecvAck struct {
 
 func (x *RecvAck) Reset() {
 	*x = RecvAck{}
-	mi := &file_circuit_proto_msgTypes[26]
+	mi := &file_circuit_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1542,7 @@ func (x *RecvAck) String() string {
 func (*RecvAck) ProtoMessage() {}
 
 func (x *RecvAck) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[26]
+	mi := &file_circuit_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1555,7 @@ func (x *RecvAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvAck.ProtoReflect.Descriptor instead.
 func (*RecvAck) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{26}
+	return file_circuit_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RecvAck) GetPath() string {
@@ -1455,7 +1582,7 @@ type RecvChunk struct {
 
 func (x *RecvChunk) Reset() {
 	*x = RecvChunk{}
-	mi := &file_circuit_proto_msgTypes[27]
+	mi := &file_circuit_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1594,7 @@ func (x *RecvChunk) String() string {
 func (*RecvChunk) ProtoMessage() {}
 
 func (x *RecvChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[27]
+	mi := &file_circuit_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1607,7 @@ func (x *RecvChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvChunk.ProtoReflect.Descriptor instead.
 func (*RecvChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{27}
+	return file_circuit_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RecvChunk) GetData() []byte {
@@ -1505,7 +1632,7 @@ type CloseReply struct {
 
 func (x *CloseReply) Reset() {
 	*x = CloseReply{}
-	mi := &file_circuit_proto_msgTypes[28]
+	mi := &file_circuit_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1644,7 @@ func (x *CloseReply) String() string {
 func (*CloseReply) ProtoMessage() {}
 
 func (x *CloseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[28]
+	mi := &file_circuit_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1657,7 @@ func (x *CloseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseReply.ProtoReflect.Descriptor instead.
 func (*CloseReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{28}
+	return file_circuit_proto_rawDescGZIP(), []int{29}
 }
 
 type ChanStat struct {
@@ -1548,7 +1675,7 @@ type ChanStat struct {
 
 func (x *ChanStat) Reset() {
 	*x = ChanStat{}
-	mi := &file_circuit_proto_msgTypes[29]
+	mi := &file_circuit_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1687,7 @@ func (x *ChanStat) String() string {
 func (*ChanStat) ProtoMessage() {}
 
 func (x *ChanStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[29]
+	mi := &file_circuit_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1700,7 @@ func (x *ChanStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChanStat.ProtoReflect.Descriptor instead.
 func (*ChanStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{29}
+	return file_circuit_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ChanStat) GetKind() string {
@@ -1635,7 +1762,7 @@ type MakeNameserverRequest struct {
 
 func (x *MakeNameserverRequest) Reset() {
 	*x = MakeNameserverRequest{}
-	mi := &file_circuit_proto_msgTypes[30]
+	mi := &file_circuit_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1774,7 @@ func (x *MakeNameserverRequest) String() string {
 func (*MakeNameserverRequest) ProtoMessage() {}
 
 func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[30]
+	mi := &file_circuit_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1787,7 @@ func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeNameserverRequest.ProtoReflect.Descriptor instead.
 func (*MakeNameserverRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{30}
+	return file_circuit_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MakeNameserverRequest) GetPath() string {
@@ -1687,7 +1814,7 @@ type SetRecordRequest struct {
 
 func (x *SetRecordRequest) Reset() {
 	*x = SetRecordRequest{}
-	mi := &file_circuit_proto_msgTypes[31]
+	mi := &file_circuit_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1826,7 @@ func (x *SetRecordRequest) String() string {
 func (*SetRecordRequest) ProtoMessage() {}
 
 func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[31]
+	mi := &file_circuit_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1839,7 @@ func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRecordRequest.ProtoReflect.Descriptor instead.
 func (*SetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{31}
+	return file_circuit_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetRecordRequest) GetPath() string {
@@ -1739,7 +1866,7 @@ type UnsetRecordRequest struct {
 
 func (x *UnsetRecordRequest) Reset() {
 	*x = UnsetRecordRequest{}
-	mi := &file_circuit_proto_msgTypes[32]
+	mi := &file_circuit_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1878,7 @@ func (x *UnsetRecordRequest) String() string {
 func (*UnsetRecordRequest) ProtoMessage() {}
 
 func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[32]
+	mi := &file_circuit_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1891,7 @@ func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsetRecordRequest.ProtoReflect.Descriptor instead.
 func (*UnsetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{32}
+	return file_circuit_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UnsetRecordRequest) GetPath() string {
@@ -1791,7 +1918,7 @@ type RecordSet struct {
 
 func (x *RecordSet) Reset() {
 	*x = RecordSet{}
-	mi := &file_circuit_proto_msgTypes[33]
+	mi := &file_circuit_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1930,7 @@ func (x *RecordSet) String() string {
 func (*RecordSet) ProtoMessage() {}
 
 func (x *RecordSet) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[33]
+	mi := &file_circuit_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1943,7 @@ func (x *RecordSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordSet.ProtoReflect.Descriptor instead.
 func (*RecordSet) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{33}
+	return file_circuit_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RecordSet) GetName() string {
@@ -1843,7 +1970,7 @@ type NameserverStat struct {
 
 func (x *NameserverStat) Reset() {
 	*x = NameserverStat{}
-	mi := &file_circuit_proto_msgTypes[34]
+	mi := &file_circuit_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +1982,7 @@ func (x *NameserverStat) String() string {
 func (*NameserverStat) ProtoMessage() {}
 
 func (x *NameserverStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[34]
+	mi := &file_circuit_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +1995,7 @@ func (x *NameserverStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NameserverStat.ProtoReflect.Descriptor instead.
 func (*NameserverStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{34}
+	return file_circuit_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NameserverStat) GetAddress() string {
@@ -1904,7 +2031,7 @@ type DockerConfig struct {
 
 func (x *DockerConfig) Reset() {
 	*x = DockerConfig{}
-	mi := &file_circuit_proto_msgTypes[35]
+	mi := &file_circuit_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2043,7 @@ func (x *DockerConfig) String() string {
 func (*DockerConfig) ProtoMessage() {}
 
 func (x *DockerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[35]
+	mi := &file_circuit_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2056,7 @@ func (x *DockerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerConfig.ProtoReflect.Descriptor instead.
 func (*DockerConfig) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{35}
+	return file_circuit_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DockerConfig) GetImage() string {
@@ -2019,7 +2146,7 @@ type MakeDockerRequest struct {
 
 func (x *MakeDockerRequest) Reset() {
 	*x = MakeDockerRequest{}
-	mi := &file_circuit_proto_msgTypes[36]
+	mi := &file_circuit_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2158,7 @@ func (x *MakeDockerRequest) String() string {
 func (*MakeDockerRequest) ProtoMessage() {}
 
 func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[36]
+	mi := &file_circuit_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2171,7 @@ func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeDockerRequest.ProtoReflect.Descriptor instead.
 func (*MakeDockerRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{36}
+	return file_circuit_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MakeDockerRequest) GetPath() string {
@@ -2077,7 +2204,7 @@ type DockerStat struct {
 
 func (x *DockerStat) Reset() {
 	*x = DockerStat{}
-	mi := &file_circuit_proto_msgTypes[37]
+	mi := &file_circuit_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2216,7 @@ func (x *DockerStat) String() string {
 func (*DockerStat) ProtoMessage() {}
 
 func (x *DockerStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[37]
+	mi := &file_circuit_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2229,7 @@ func (x *DockerStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerStat.ProtoReflect.Descriptor instead.
 func (*DockerStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{37}
+	return file_circuit_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DockerStat) GetId() string {
@@ -2171,7 +2298,7 @@ type MakeDockerReply struct {
 
 func (x *MakeDockerReply) Reset() {
 	*x = MakeDockerReply{}
-	mi := &file_circuit_proto_msgTypes[38]
+	mi := &file_circuit_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2310,7 @@ func (x *MakeDockerReply) String() string {
 func (*MakeDockerReply) ProtoMessage() {}
 
 func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[38]
+	mi := &file_circuit_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2323,7 @@ func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeDockerReply.ProtoReflect.Descriptor instead.
 func (*MakeDockerReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{38}
+	return file_circuit_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MakeDockerReply) GetStat() *DockerStat {
@@ -2222,7 +2349,7 @@ type DockerInspect struct {
 
 func (x *DockerInspect) Reset() {
 	*x = DockerInspect{}
-	mi := &file_circuit_proto_msgTypes[39]
+	mi := &file_circuit_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2361,7 @@ func (x *DockerInspect) String() string {
 func (*DockerInspect) ProtoMessage() {}
 
 func (x *DockerInspect) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[39]
+	mi := &file_circuit_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2374,7 @@ func (x *DockerInspect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerInspect.ProtoReflect.Descriptor instead.
 func (*DockerInspect) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{39}
+	return file_circuit_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DockerInspect) GetJson() []byte {
@@ -2267,7 +2394,7 @@ type DirsRequest struct {
 
 func (x *DirsRequest) Reset() {
 	*x = DirsRequest{}
-	mi := &file_circuit_proto_msgTypes[40]
+	mi := &file_circuit_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2406,7 @@ func (x *DirsRequest) String() string {
 func (*DirsRequest) ProtoMessage() {}
 
 func (x *DirsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[40]
+	mi := &file_circuit_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2419,7 @@ func (x *DirsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsRequest.ProtoReflect.Descriptor instead.
 func (*DirsRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{40}
+	return file_circuit_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DirsRequest) GetPath() string {
@@ -2319,7 +2446,7 @@ type DirFile struct {
 
 func (x *DirFile) Reset() {
 	*x = DirFile{}
-	mi := &file_circuit_proto_msgTypes[41]
+	mi := &file_circuit_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2331,7 +2458,7 @@ func (x *DirFile) String() string {
 func (*DirFile) ProtoMessage() {}
 
 func (x *DirFile) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[41]
+	mi := &file_circuit_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2344,7 +2471,7 @@ func (x *DirFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirFile.ProtoReflect.Descriptor instead.
 func (*DirFile) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{41}
+	return file_circuit_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DirFile) GetPath() string {
@@ -2370,7 +2497,7 @@ type DirsReply struct {
 
 func (x *DirsReply) Reset() {
 	*x = DirsReply{}
-	mi := &file_circuit_proto_msgTypes[42]
+	mi := &file_circuit_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2509,7 @@ func (x *DirsReply) String() string {
 func (*DirsReply) ProtoMessage() {}
 
 func (x *DirsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[42]
+	mi := &file_circuit_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2522,7 @@ func (x *DirsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsReply.ProtoReflect.Descriptor instead.
 func (*DirsReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{42}
+	return file_circuit_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DirsReply) GetFiles() []*DirFile {
@@ -2414,7 +2541,7 @@ type BinaryRequest struct {
 
 func (x *BinaryRequest) Reset() {
 	*x = BinaryRequest{}
-	mi := &file_circuit_proto_msgTypes[43]
+	mi := &file_circuit_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2553,7 @@ func (x *BinaryRequest) String() string {
 func (*BinaryRequest) ProtoMessage() {}
 
 func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[43]
+	mi := &file_circuit_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2566,7 @@ func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRequest.ProtoReflect.Descriptor instead.
 func (*BinaryRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{43}
+	return file_circuit_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *BinaryRequest) GetSha256() string {
@@ -2460,7 +2587,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_circuit_proto_msgTypes[44]
+	mi := &file_circuit_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2599,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[44]
+	mi := &file_circuit_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2612,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{44}
+	return file_circuit_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *BinaryChunk) GetSha256() string {
@@ -2521,7 +2648,7 @@ type BinaryStat struct {
 
 func (x *BinaryStat) Reset() {
 	*x = BinaryStat{}
-	mi := &file_circuit_proto_msgTypes[45]
+	mi := &file_circuit_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2533,7 +2660,7 @@ func (x *BinaryStat) String() string {
 func (*BinaryStat) ProtoMessage() {}
 
 func (x *BinaryStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[45]
+	mi := &file_circuit_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2546,7 +2673,7 @@ func (x *BinaryStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryStat.ProtoReflect.Descriptor instead.
 func (*BinaryStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{45}
+	return file_circuit_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *BinaryStat) GetSha256() string {
@@ -2582,13 +2709,18 @@ var File_circuit_proto protoreflect.FileDescriptor
 const file_circuit_proto_rawDesc = "" +
 	"\n" +
 	"\rcircuit.proto\x12\n" +
-	"circuit.v1\"P\n" +
+	"circuit.v1\"\xd3\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x10\n" +
 	"\x03url\x18\x03 \x01(\tR\x03url\x12\x10\n" +
-	"\x03pid\x18\x04 \x01(\x03R\x03pid\"\r\n" +
-	"\vInfoRequest\"\x98\x02\n" +
+	"\x03pid\x18\x04 \x01(\x03R\x03pid\x126\n" +
+	"\x06labels\x18\x05 \x03(\v2\x1e.circuit.v1.Member.LabelsEntryR\x06labels\x12\x0e\n" +
+	"\x02dc\x18\x06 \x01(\tR\x02dc\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\r\n" +
+	"\vInfoRequest\"\x9e\x03\n" +
 	"\tInfoReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
@@ -2601,7 +2733,12 @@ const file_circuit_proto_rawDesc = "" +
 	"\n" +
 	"go_version\x18\t \x01(\tR\tgoVersion\x12\x14\n" +
 	"\x05keyed\x18\n" +
-	" \x01(\bR\x05keyed\"\x10\n" +
+	" \x01(\bR\x05keyed\x129\n" +
+	"\x06labels\x18\v \x03(\v2!.circuit.v1.InfoReply.LabelsEntryR\x06labels\x12\x0e\n" +
+	"\x02dc\x18\f \x01(\tR\x02dc\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x10\n" +
 	"\x0eMembersRequest\"<\n" +
 	"\fMembersReply\x12,\n" +
 	"\amembers\x18\x01 \x03(\v2\x12.circuit.v1.MemberR\amembers\"?\n" +
@@ -2627,7 +2764,7 @@ const file_circuit_proto_rawDesc = "" +
 	"\bGetReply\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\"\f\n" +
 	"\n" +
-	"ScrubReply\"\x93\x01\n" +
+	"ScrubReply\"\xe8\x01\n" +
 	"\x03Cmd\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
@@ -2635,7 +2772,12 @@ const file_circuit_proto_rawDesc = "" +
 	"\x03dir\x18\x04 \x01(\tR\x03dir\x12\x14\n" +
 	"\x05scrub\x18\x05 \x01(\bR\x05scrub\x12\x12\n" +
 	"\x04dirs\x18\x06 \x03(\tR\x04dirs\x12\x16\n" +
-	"\x06result\x18\a \x01(\bR\x06result\"H\n" +
+	"\x06result\x18\a \x01(\bR\x06result\x12\x19\n" +
+	"\bno_stdin\x18\b \x01(\bR\anoStdin\x12\x10\n" +
+	"\x03tty\x18\t \x01(\bR\x03tty\x12\x12\n" +
+	"\x04rows\x18\n" +
+	" \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\v \x01(\rR\x04cols\"H\n" +
 	"\x0fMakeProcRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
 	"\x03cmd\x18\x02 \x01(\v2\x0f.circuit.v1.CmdR\x03cmd\"\xa4\x02\n" +
@@ -2658,6 +2800,10 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\"\r\n" +
 	"\vSignalReply\"K\n" +
+	"\rResizeRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x03 \x01(\rR\x04cols\"K\n" +
 	"\x0fMakeChanRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03cap\x18\x02 \x01(\x03R\x03cap\x12\x12\n" +
@@ -2759,12 +2905,13 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04Join\x12\x17.circuit.v1.JoinRequest\x1a\x15.circuit.v1.JoinReply2x\n" +
 	"\x06Anchor\x124\n" +
 	"\x03Get\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.GetReply\x128\n" +
-	"\x05Scrub\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.ScrubReply2\xed\x01\n" +
+	"\x05Scrub\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.ScrubReply2\xab\x02\n" +
 	"\x04Proc\x129\n" +
 	"\x04Make\x12\x1b.circuit.v1.MakeProcRequest\x1a\x14.circuit.v1.ProcStat\x125\n" +
 	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.ProcStat\x125\n" +
 	"\x04Wait\x12\x17.circuit.v1.WaitRequest\x1a\x14.circuit.v1.ProcStat\x12<\n" +
-	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReply2\xa2\x02\n" +
+	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReply\x12<\n" +
+	"\x06Resize\x12\x19.circuit.v1.ResizeRequest\x1a\x17.circuit.v1.SignalReply2\xa2\x02\n" +
 	"\x04Chan\x129\n" +
 	"\x04Make\x12\x1b.circuit.v1.MakeChanRequest\x1a\x14.circuit.v1.ChanStat\x126\n" +
 	"\x04Send\x12\x15.circuit.v1.SendChunk\x1a\x15.circuit.v1.SendReply(\x01\x126\n" +
@@ -2801,7 +2948,7 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_circuit_proto_goTypes = []any{
 	(*Member)(nil),                // 0: circuit.v1.Member
 	(*InfoRequest)(nil),           // 1: circuit.v1.InfoRequest
@@ -2826,103 +2973,110 @@ var file_circuit_proto_goTypes = []any{
 	(*WaitRequest)(nil),           // 20: circuit.v1.WaitRequest
 	(*SignalRequest)(nil),         // 21: circuit.v1.SignalRequest
 	(*SignalReply)(nil),           // 22: circuit.v1.SignalReply
-	(*MakeChanRequest)(nil),       // 23: circuit.v1.MakeChanRequest
-	(*SendChunk)(nil),             // 24: circuit.v1.SendChunk
-	(*SendReply)(nil),             // 25: circuit.v1.SendReply
-	(*RecvAck)(nil),               // 26: circuit.v1.RecvAck
-	(*RecvChunk)(nil),             // 27: circuit.v1.RecvChunk
-	(*CloseReply)(nil),            // 28: circuit.v1.CloseReply
-	(*ChanStat)(nil),              // 29: circuit.v1.ChanStat
-	(*MakeNameserverRequest)(nil), // 30: circuit.v1.MakeNameserverRequest
-	(*SetRecordRequest)(nil),      // 31: circuit.v1.SetRecordRequest
-	(*UnsetRecordRequest)(nil),    // 32: circuit.v1.UnsetRecordRequest
-	(*RecordSet)(nil),             // 33: circuit.v1.RecordSet
-	(*NameserverStat)(nil),        // 34: circuit.v1.NameserverStat
-	(*DockerConfig)(nil),          // 35: circuit.v1.DockerConfig
-	(*MakeDockerRequest)(nil),     // 36: circuit.v1.MakeDockerRequest
-	(*DockerStat)(nil),            // 37: circuit.v1.DockerStat
-	(*MakeDockerReply)(nil),       // 38: circuit.v1.MakeDockerReply
-	(*DockerInspect)(nil),         // 39: circuit.v1.DockerInspect
-	(*DirsRequest)(nil),           // 40: circuit.v1.DirsRequest
-	(*DirFile)(nil),               // 41: circuit.v1.DirFile
-	(*DirsReply)(nil),             // 42: circuit.v1.DirsReply
-	(*BinaryRequest)(nil),         // 43: circuit.v1.BinaryRequest
-	(*BinaryChunk)(nil),           // 44: circuit.v1.BinaryChunk
-	(*BinaryStat)(nil),            // 45: circuit.v1.BinaryStat
+	(*ResizeRequest)(nil),         // 23: circuit.v1.ResizeRequest
+	(*MakeChanRequest)(nil),       // 24: circuit.v1.MakeChanRequest
+	(*SendChunk)(nil),             // 25: circuit.v1.SendChunk
+	(*SendReply)(nil),             // 26: circuit.v1.SendReply
+	(*RecvAck)(nil),               // 27: circuit.v1.RecvAck
+	(*RecvChunk)(nil),             // 28: circuit.v1.RecvChunk
+	(*CloseReply)(nil),            // 29: circuit.v1.CloseReply
+	(*ChanStat)(nil),              // 30: circuit.v1.ChanStat
+	(*MakeNameserverRequest)(nil), // 31: circuit.v1.MakeNameserverRequest
+	(*SetRecordRequest)(nil),      // 32: circuit.v1.SetRecordRequest
+	(*UnsetRecordRequest)(nil),    // 33: circuit.v1.UnsetRecordRequest
+	(*RecordSet)(nil),             // 34: circuit.v1.RecordSet
+	(*NameserverStat)(nil),        // 35: circuit.v1.NameserverStat
+	(*DockerConfig)(nil),          // 36: circuit.v1.DockerConfig
+	(*MakeDockerRequest)(nil),     // 37: circuit.v1.MakeDockerRequest
+	(*DockerStat)(nil),            // 38: circuit.v1.DockerStat
+	(*MakeDockerReply)(nil),       // 39: circuit.v1.MakeDockerReply
+	(*DockerInspect)(nil),         // 40: circuit.v1.DockerInspect
+	(*DirsRequest)(nil),           // 41: circuit.v1.DirsRequest
+	(*DirFile)(nil),               // 42: circuit.v1.DirFile
+	(*DirsReply)(nil),             // 43: circuit.v1.DirsReply
+	(*BinaryRequest)(nil),         // 44: circuit.v1.BinaryRequest
+	(*BinaryChunk)(nil),           // 45: circuit.v1.BinaryChunk
+	(*BinaryStat)(nil),            // 46: circuit.v1.BinaryStat
+	nil,                           // 47: circuit.v1.Member.LabelsEntry
+	nil,                           // 48: circuit.v1.InfoReply.LabelsEntry
 }
 var file_circuit_proto_depIdxs = []int32{
-	0,  // 0: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
-	0,  // 1: circuit.v1.MembersReply.members:type_name -> circuit.v1.Member
-	6,  // 2: circuit.v1.ListReply.entries:type_name -> circuit.v1.Entry
-	17, // 3: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
-	17, // 4: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
-	33, // 5: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
-	35, // 6: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
-	37, // 7: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
-	41, // 8: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
-	1,  // 9: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
-	3,  // 10: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
-	5,  // 11: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
-	8,  // 12: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
-	10, // 13: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
-	12, // 14: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
-	14, // 15: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
-	14, // 16: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
-	18, // 17: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
-	14, // 18: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
-	20, // 19: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
-	21, // 20: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
-	23, // 21: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
-	24, // 22: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
-	26, // 23: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
-	14, // 24: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
-	14, // 25: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
-	30, // 26: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
-	31, // 27: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
-	32, // 28: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
-	14, // 29: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
-	36, // 30: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
-	14, // 31: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
-	14, // 32: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
-	21, // 33: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
-	40, // 34: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
-	40, // 35: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
-	43, // 36: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
-	44, // 37: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
-	2,  // 38: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 39: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 40: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 41: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 42: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 43: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	15, // 44: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	16, // 45: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	19, // 46: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	19, // 47: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	19, // 48: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	22, // 49: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	29, // 50: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
-	25, // 51: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
-	27, // 52: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
-	28, // 53: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
-	29, // 54: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
-	34, // 55: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
-	34, // 56: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
-	34, // 57: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
-	34, // 58: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
-	38, // 59: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
-	39, // 60: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
-	37, // 61: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
-	22, // 62: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
-	42, // 63: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
-	42, // 64: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
-	45, // 65: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
-	45, // 66: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
-	38, // [38:67] is the sub-list for method output_type
-	9,  // [9:38] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	47, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
+	0,  // 1: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
+	48, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
+	0,  // 3: circuit.v1.MembersReply.members:type_name -> circuit.v1.Member
+	6,  // 4: circuit.v1.ListReply.entries:type_name -> circuit.v1.Entry
+	17, // 5: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
+	17, // 6: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
+	34, // 7: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
+	36, // 8: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
+	38, // 9: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
+	42, // 10: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
+	1,  // 11: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
+	3,  // 12: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
+	5,  // 13: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
+	8,  // 14: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
+	10, // 15: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
+	12, // 16: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
+	14, // 17: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
+	14, // 18: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
+	18, // 19: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
+	14, // 20: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
+	20, // 21: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
+	21, // 22: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
+	23, // 23: circuit.v1.Proc.Resize:input_type -> circuit.v1.ResizeRequest
+	24, // 24: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
+	25, // 25: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
+	27, // 26: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
+	14, // 27: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
+	14, // 28: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
+	31, // 29: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
+	32, // 30: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
+	33, // 31: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
+	14, // 32: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
+	37, // 33: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
+	14, // 34: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
+	14, // 35: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
+	21, // 36: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
+	41, // 37: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
+	41, // 38: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
+	44, // 39: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
+	45, // 40: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
+	2,  // 41: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 42: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 43: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 44: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 45: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 46: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	15, // 47: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	16, // 48: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	19, // 49: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	19, // 50: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	19, // 51: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	22, // 52: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	22, // 53: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
+	30, // 54: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	26, // 55: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	28, // 56: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	29, // 57: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	30, // 58: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	35, // 59: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
+	35, // 60: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
+	35, // 61: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
+	35, // 62: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
+	39, // 63: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
+	40, // 64: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
+	38, // 65: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
+	22, // 66: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
+	43, // 67: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
+	43, // 68: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
+	46, // 69: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
+	46, // 70: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
+	41, // [41:71] is the sub-list for method output_type
+	11, // [11:41] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_circuit_proto_init() }
@@ -2936,7 +3090,7 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

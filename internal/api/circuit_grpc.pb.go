@@ -486,6 +486,7 @@ const (
 	Proc_Peek_FullMethodName   = "/circuit.v1.Proc/Peek"
 	Proc_Wait_FullMethodName   = "/circuit.v1.Proc/Wait"
 	Proc_Signal_FullMethodName = "/circuit.v1.Proc/Signal"
+	Proc_Resize_FullMethodName = "/circuit.v1.Proc/Resize"
 )
 
 // ProcClient is the client API for Proc service.
@@ -503,6 +504,8 @@ type ProcClient interface {
 	Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (*ProcStat, error)
 	// Signal sends a signal, by name, to the process group.
 	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalReply, error)
+	// Resize sets the size of a process's terminal (Cmd.tty).
+	Resize(ctx context.Context, in *ResizeRequest, opts ...grpc.CallOption) (*SignalReply, error)
 }
 
 type procClient struct {
@@ -553,6 +556,16 @@ func (c *procClient) Signal(ctx context.Context, in *SignalRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *procClient) Resize(ctx context.Context, in *ResizeRequest, opts ...grpc.CallOption) (*SignalReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignalReply)
+	err := c.cc.Invoke(ctx, Proc_Resize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProcServer is the server API for Proc service.
 // All implementations must embed UnimplementedProcServer
 // for forward compatibility.
@@ -568,6 +581,8 @@ type ProcServer interface {
 	Wait(context.Context, *WaitRequest) (*ProcStat, error)
 	// Signal sends a signal, by name, to the process group.
 	Signal(context.Context, *SignalRequest) (*SignalReply, error)
+	// Resize sets the size of a process's terminal (Cmd.tty).
+	Resize(context.Context, *ResizeRequest) (*SignalReply, error)
 	mustEmbedUnimplementedProcServer()
 }
 
@@ -589,6 +604,9 @@ func (UnimplementedProcServer) Wait(context.Context, *WaitRequest) (*ProcStat, e
 }
 func (UnimplementedProcServer) Signal(context.Context, *SignalRequest) (*SignalReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Signal not implemented")
+}
+func (UnimplementedProcServer) Resize(context.Context, *ResizeRequest) (*SignalReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Resize not implemented")
 }
 func (UnimplementedProcServer) mustEmbedUnimplementedProcServer() {}
 func (UnimplementedProcServer) testEmbeddedByValue()              {}
@@ -683,6 +701,24 @@ func _Proc_Signal_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Proc_Resize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcServer).Resize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Proc_Resize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcServer).Resize(ctx, req.(*ResizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Proc_ServiceDesc is the grpc.ServiceDesc for Proc service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -705,6 +741,10 @@ var Proc_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Signal",
 			Handler:    _Proc_Signal_Handler,
+		},
+		{
+			MethodName: "Resize",
+			Handler:    _Proc_Resize_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/label"
 )
 
 type lsFlags struct{ long bool }
@@ -17,7 +18,8 @@ func init() {
 		args:  "PATH",
 		short: "list anchors: / lists the servers, /X.../a lists below a, PATH/... lists recursively",
 		long: `Prints one absolute path per line, sorted. With -l, each line starts with the
-kind of element at the anchor (server, proc, chan, ...; - for none).
+kind of element at the anchor (server, proc, chan, ...; - for none), and a
+server's line ends with its datacenter (dc=west) and labels (role=db,zone=a).
 
 A path whose first component is not a server ID is in the anchor file system
 (seed 003): directories such as /firehose/clients in which spawned workers
@@ -68,6 +70,12 @@ Examples:
 				fmt.Fprintf(&b, "%-7s %s", kind, e.Path)
 				if e.Anchor != "" {
 					b.WriteString(" -> " + e.Anchor)
+				}
+				if e.DC != "" {
+					b.WriteString("  dc=" + e.DC)
+				}
+				if len(e.Labels) > 0 {
+					b.WriteString("  " + label.Set(e.Labels).String())
 				}
 				b.WriteByte('\n')
 			}

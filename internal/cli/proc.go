@@ -65,7 +65,7 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit code %d", int(e)) 
 func (e exitStatus) ExitCode() int { return int(e) }
 func (e exitStatus) Silent() bool  { return true }
 
-type mkprocFlags struct{ scrub bool }
+type mkprocFlags struct{ scrub, tty bool }
 
 // onePath checks that a command got exactly one path.
 func onePath(inv *invocation, verb string) (string, error) {
@@ -80,8 +80,8 @@ func init() {
 		name:  "mkproc",
 		args:  "PATH",
 		short: "start a process: reads the command as JSON on stdin",
-		long: `The command is a JSON object with the fields Path (required), Args, Env, Dir
-and Scrub; trailing commas are fine. With Scrub (or -scrub) the element is
+		long: `The command is a JSON object with the fields Path (required), Args, Env, Dir,
+Scrub, and Tty with Rows and Cols; trailing commas are fine. With Scrub (or -scrub) the element is
 removed once the process has exited and its output has been read (or 30 s
 after the exit if nobody reads it). An unset Env means an empty environment.
 
@@ -96,6 +96,7 @@ Example:
 		flags: func(fs *flag.FlagSet) any {
 			f := &mkprocFlags{}
 			fs.BoolVar(&f.scrub, "scrub", false, "remove the element when the process exits")
+			fs.BoolVar(&f.tty, "t", false, "run the process on a pseudo-terminal (24x80 unless the JSON gives Rows and Cols): stdout carries the terminal, stderr is merged into it")
 			return f
 		},
 		run: func(env *Env, inv *invocation) error {
@@ -116,6 +117,9 @@ Example:
 			}
 			if inv.opts.(*mkprocFlags).scrub {
 				cmd.Scrub = true
+			}
+			if inv.opts.(*mkprocFlags).tty {
+				cmd.Tty = true
 			}
 			c, err := connect(env, inv)
 			if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/footprint"
+	"github.com/circuit-project/circuit/internal/label"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/server"
 )
@@ -24,9 +25,9 @@ import (
 const trimEvery = 5 * time.Second
 
 type startFlags struct {
-	addr, iface, bind, discover, hmac, varDir, timing, logLevel string
-	join                                                        multiFlag
-	docker                                                      bool
+	addr, iface, bind, discover, hmac, varDir, timing, logLevel, fsRoot, dc string
+	join, labels                                                            multiFlag
+	docker                                                                  bool
 }
 
 // multiFlag is a flag that may be given several times.
@@ -46,16 +47,21 @@ go to standard error, and to DIR/circuit.log with -var DIR.
 Examples:
   circuit start -a 10.0.0.1:11022
   circuit start -a 10.0.0.2:11088 -j circuit://10.0.0.1:11022/78517/X56e7a2a0d47a7b5d
-  circuit start -if eth0 -discover 228.8.8.8:7711`,
+  circuit start -if eth0 -discover 228.8.8.8:7711
+  circuit start -a 10.0.0.3:11022 -label role=db -label zone=a
+  circuit start -a 10.1.0.1:11022 -dc west -j circuit://10.0.0.1:11022/78517/X56e7a2a0d47a7b5d`,
 		flags: func(fs *flag.FlagSet) any {
 			f := &startFlags{}
 			fs.StringVar(&f.addr, "a", "", "address to bind and advertise, `HOST[:PORT]` (port 11022 if omitted; 0 picks a free one)")
 			fs.StringVar(&f.iface, "if", "", "bind the address of this network `INTERFACE`")
 			fs.StringVar(&f.bind, "bind", "", "bind this `HOST` instead (0.0.0.0: every address, loopback included) while advertising the -a or -if address")
+			fs.Var(&f.labels, "label", "attach a `KEY=VALUE` label to this server, for selectors such as circuit run -l role=db (may repeat)")
+			fs.StringVar(&f.dc, "dc", "", "place this server in datacenter `NAME`: LAN timers with its own datacenter, WAN timers with the others (-j may name a server of any datacenter)")
 			fs.Var(&f.join, "j", "join the cluster of the server at this `URL` (retried until it answers; may repeat)")
 			fs.StringVar(&f.discover, "discover", "", "find and be found by other servers by UDP multicast on `GROUP:PORT` (default $CIRCUIT_DISCOVER)")
 			addKeyFlag(fs, &f.hmac)
 			fs.BoolVar(&f.docker, "docker", false, "allow container elements (mkdkr), through the Docker engine of this host")
+			fs.StringVar(&f.fsRoot, "fs-root", "", "confine circuit cp on this server to `DIR` (default: every path)")
 			fs.StringVar(&f.varDir, "var", "", "state `DIR`: a lock against a second server, and circuit.log")
 			fs.StringVar(&f.timing, "timing", string(cluster.LAN), "failure-detection timers: lan, or local for clusters on one machine")
 			fs.StringVar(&f.logLevel, "log", "info", "log level: debug, info, warn or error")
@@ -78,13 +84,35 @@ func runStart(env *Env, inv *invocation) error {
 	if timing != cluster.LAN && timing != cluster.Local {
 		return usagef("-timing %q: want lan or local", f.timing)
 	}
+	labels := label.Set{}
+	for _, l := range f.labels {
+		k, v, err := label.ParsePair(l)
+		if err != nil {
+			return usagef("-label: %v", err)
+		}
+		if _, dup := labels[k]; dup {
+			return usagef("-label: %q given twice", k)
+		}
+		if k == label.DC {
+			return usagef("-label %s: %q is the datacenter, which selectors read from -dc; use -dc %s", l, k, v)
+		}
+		labels[k] = v
+	}
+	if f.dc != "" {
+		if err := label.CheckValue(f.dc); err != nil {
+			return usagef("-dc %q: %v", f.dc, err)
+		}
+	}
 	handlers := []slog.Handler{slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level})}
 	if f.varDir != "" {
 		if err := os.MkdirAll(f.varDir, 0o700); err != nil {
 			return fmt.Errorf("-var: %w", err)
 		}
 	}
-	cfg := server.Config{Addr: f.addr, Iface: f.iface, Bind: f.bind, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker}
+	cfg := server.Config{Addr: f.addr, Iface: f.iface, Bind: f.bind, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker, FSRoot: f.fsRoot, DC: f.dc}
+	if len(labels) > 0 {
+		cfg.Labels = labels
+	}
 	if cfg.Discover == "" {
 		cfg.Discover = env.Getenv("CIRCUIT_DISCOVER")
 	}
@@ -119,6 +147,7 @@ func runStart(env *Env, inv *invocation) error {
 	}
 	fmt.Fprintln(env.Stdout, srv.URL().String())
 	footprint.Trim() // start-up is over: let go of the code it ran
+	footprint.FixProcs()
 	keepCtx, stopKeep := context.WithCancel(ctx)
 	kept := make(chan struct{})
 	go func() { defer close(kept); footprint.Keep(keepCtx, trimEvery) }()

@@ -15,13 +15,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,13 +30,21 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/label"
 )
 
 // Member is one server as this server sees it.
 type Member struct {
-	ID   ident.ID
-	Addr string // advertised host:port
-	PID  int
+	ID     ident.ID
+	Addr   string // advertised host:port
+	PID    int
+	Labels label.Set // nil when the server has none
+	DC     string    // its datacenter; "" when it was started without one
+}
+
+// same tells whether two records describe the same member identically.
+func (m Member) same(o Member) bool {
+	return m.ID == o.ID && m.Addr == o.Addr && m.PID == o.PID && m.DC == o.DC && maps.Equal(m.Labels, o.Labels)
 }
 
 // URL is the member's circuit URL.
@@ -67,13 +76,20 @@ type Config struct {
 	ID        ident.ID
 	Advertise *net.TCPAddr // the server's one address
 	PID       int
-	Timing    Timing
+	Labels    label.Set // gossiped in the member's metadata
+	// DC, when set, places the server in a datacenter (wan.go): it gossips
+	// with its datacenter's servers on the Timing's timers, and with the
+	// other datacenters' on the WAN timers.
+	DC     string
+	Timing Timing
 	// GossipKey, when set, encrypts gossip (AES-256, 32 bytes).
 	GossipKey []byte
 	// UDP is the packet socket, bound to the advertised port.
 	UDP *net.UDPConn
 	// DialStream opens a gossip stream to another server's address.
 	DialStream func(ctx context.Context, addr string) (net.Conn, error)
+	// DialWANStream opens a stream of the datacenter pool (with DC set).
+	DialWANStream func(ctx context.Context, addr string) (net.Conn, error)
 	// DialWatch opens a watch connection (watch.go) to the server id at
 	// addr. Its error has a NotHere() bool method that is true when
 	// another server answers at addr.
@@ -91,16 +107,21 @@ type Cluster struct {
 	tr  *transport
 	log *slog.Logger
 
+	wan *wanPool // the datacenter pool, with Config.DC set
+
 	mu      sync.Mutex
 	members map[ident.ID]Member
-	// failed holds members that failed (not left), with when, so the
-	// reconnect loop can try them until they answer: how a partition heals.
-	failed map[ident.ID]failedMember
+	// remote holds the members of other datacenters, as the datacenter
+	// pool lists them (wan.go).
+	remote map[ident.ID]Member
+	// failed holds members that failed (not left), so the reconnect loop
+	// can try them until they answer: how a partition heals.
+	failed failedSet
 	// hidden holds members that memberlist still counts alive but that
 	// the kernel's confirmed evidence took out of the view (confirm.go).
 	hidden   map[ident.ID]Member
 	suspects chan string // addresses the transport had kernel errors for
-	reports  chan Member // members other servers saw crash (watch.go)
+	reports  chan report // members other servers saw crash (watch.go)
 	watch    *watches
 	// evMu orders events: each change of the view and its OnEvent call
 	// happen under it, whichever goroutine makes them.
@@ -115,10 +136,19 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{cfg: cfg, log: cfg.Logger, members: map[ident.ID]Member{}, failed: map[ident.ID]failedMember{},
-		hidden: map[ident.ID]Member{}, suspects: make(chan string, 64), reports: make(chan Member, 64), stop: make(chan struct{})}
+	meta, _ := json.Marshal(nodeMeta{PID: cfg.PID, Labels: cfg.Labels, DC: cfg.DC})
+	if len(meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("the labels and datacenter take %d bytes of gossip metadata, more than the %d allowed: %w", len(meta), memberlist.MetaMaxSize, ErrLabelsTooLarge)
+	}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, members: map[ident.ID]Member{}, remote: map[ident.ID]Member{}, failed: newFailedSet(),
+		hidden: map[ident.ID]Member{}, suspects: make(chan string, 64), reports: make(chan report, 64), stop: make(chan struct{})}
 	c.watch = newWatches(c)
-	c.tr = newTransport(cfg.UDP, cfg.Advertise, cfg.DialStream, c.evidence, cfg.Logger)
+	var wanTr *transport
+	if cfg.DC != "" {
+		c.wan = newWANPool(c)
+		wanTr = c.wan.tr
+	}
+	c.tr = newTransport(cfg.UDP, cfg.Advertise, cfg.DialStream, c.evidence, cfg.Logger, wanTr)
 
 	mc, timers := cfg.Timing.memberlistConfig()
 	mc.Name = cfg.ID.String()
@@ -128,18 +158,30 @@ func New(cfg Config) (*Cluster, error) {
 	mc.AdvertiseAddr = cfg.Advertise.IP.String()
 	mc.AdvertisePort = cfg.Advertise.Port
 	mc.SecretKey = cfg.GossipKey
-	mc.Delegate = delegate{meta: c.meta(), c: c}
+	mc.Delegate = delegate{meta: meta, c: c}
 	mc.Events = eventDelegate{c}
+	mc.Alive, mc.Merge = dcFilter{cfg.DC}, dcFilter{cfg.DC}
 	mc.DNSConfigPath = ""
 	mc.Logger = log.New(&logWriter{cfg.Logger}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		c.tr.Shutdown()
+		if c.wan != nil {
+			c.wan.tr.Shutdown()
+		}
 		return nil, fmt.Errorf("starting membership: %w", err)
 	}
 	c.ml = ml
 	interval := timers.reconnectEvery
 	loops := []func(){func() { c.reconnectLoop(interval) }, c.confirmLoop, c.watch.beatLoop}
+	if c.wan != nil {
+		if err := c.wan.start(meta); err != nil {
+			ml.Shutdown()
+			c.tr.Shutdown()
+			return nil, err
+		}
+		loops = append(loops, func() { c.wan.reconnectLoop(presets[WAN].reconnectEvery) })
+	}
 	if cfg.DialWatch != nil {
 		loops = append(loops, c.watch.loop, c.watch.reportLoop)
 	}
@@ -170,16 +212,65 @@ type failedMember struct {
 	since time.Time
 }
 
+// failedSet holds members that failed (not left), with when, for a
+// reconnect loop to try until they answer. Its map is guarded by
+// Cluster.mu.
+type failedSet struct {
+	m     map[ident.ID]failedMember
+	added chan struct{} // 1-buffered: wakes the loop when a member is added
+}
+
+func newFailedSet() failedSet {
+	return failedSet{m: map[ident.ID]failedMember{}, added: make(chan struct{}, 1)}
+}
+
+// add records a failed member and wakes the loop; the caller holds c.mu.
+func (f failedSet) add(id ident.ID, addr string) {
+	f.m[id] = failedMember{addr: addr, since: time.Now()}
+	select {
+	case f.added <- struct{}{}:
+	default:
+	}
+}
+
+// anyFailed tells whether f holds a member to reconnect.
+func (c *Cluster) anyFailed(f failedSet) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(f.m) > 0
+}
+
+// awaitFailed waits until a member is added to f: false if the cluster
+// stopped first.
+func (c *Cluster) awaitFailed(f failedSet) bool {
+	select {
+	case <-c.stop:
+		return false
+	case <-f.added:
+		return true
+	}
+}
+
 // reconnectLoop tries, every interval, to rejoin a few members that failed
 // (as against left). Memberlist on its own never talks to a member again once
 // it is declared dead, so without this a partition that outlasts the dead
 // timers never heals. A join merges the two sides' state; each side then
 // refutes the other's report of its death, and the next round brings the
 // members back.
+//
+// While no member has failed it waits for one, not on a ticker: an
+// idle, healthy server should not wake for nothing (docs/PERFORMANCE.md).
 func (c *Cluster) reconnectLoop(interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		if !c.anyFailed(c.failed) {
+			t.Stop()
+			if !c.awaitFailed(c.failed) {
+				return
+			}
+			t.Reset(interval)
+		}
 		select {
 		case <-c.stop:
 			return
@@ -206,7 +297,7 @@ func (c *Cluster) reconnectLoop(interval time.Duration) {
 			}
 			tried++
 			c.unhideIfAnswers(f.ID)
-			if err := c.Join(f.Addr); err != nil {
+			if err := c.joinLAN(f.Addr); err != nil {
 				c.log.Debug("reconnect failed", "addr", f.Addr, "err", err)
 			}
 		}
@@ -217,7 +308,7 @@ func (c *Cluster) reconnectLoop(interval time.Duration) {
 func (c *Cluster) forget(id ident.ID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.failed, id)
+	delete(c.failed.m, id)
 }
 
 // reconnectTargets forgets members failed for longer than reconnectFor and
@@ -227,9 +318,9 @@ func (c *Cluster) reconnectTargets(now time.Time) []Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var hidden, others []Member
-	for id, f := range c.failed { // map order is random enough
+	for id, f := range c.failed.m { // map order is random enough
 		if now.Sub(f.since) > reconnectFor {
-			delete(c.failed, id)
+			delete(c.failed.m, id)
 			delete(c.hidden, id)
 			continue
 		}
@@ -243,25 +334,44 @@ func (c *Cluster) reconnectTargets(now time.Time) []Member {
 	return out[:min(len(out), reconnectChecks)]
 }
 
-func (c *Cluster) meta() []byte {
-	b, _ := json.Marshal(nodeMeta{PID: c.cfg.PID})
-	return b
-}
+// ErrLabelsTooLarge is New's error for labels that do not fit in a
+// member's gossip metadata.
+var ErrLabelsTooLarge = errors.New("labels too large")
 
+// nodeMeta is what a member gossips about itself, in memberlist's node
+// metadata (at most memberlist.MetaMaxSize bytes, checked by New).
 type nodeMeta struct {
-	PID int `json:"pid"`
+	PID    int       `json:"pid"`
+	Labels label.Set `json:"labels,omitempty"`
+	DC     string    `json:"dc,omitempty"`
 }
 
 // HandleStream takes a gossip stream accepted by the server's listener.
 func (c *Cluster) HandleStream(conn net.Conn) { c.tr.handleStream(conn) }
 
-// Members returns the live members, this server included, sorted by ID.
-func (c *Cluster) Members() []Member {
+// InDC tells whether this server is in a datacenter, and so takes streams
+// of the datacenter pool.
+func (c *Cluster) InDC() bool { return c.wan != nil }
+
+// HandleWANStream takes a stream of the datacenter pool; the caller checks
+// InDC first.
+func (c *Cluster) HandleWANStream(conn net.Conn) { c.wan.tr.handleStream(conn) }
+
+// Members returns the live members, this server included, sorted by ID:
+// its LAN pool's and, in a datacenter, the other datacenters'.
+func (c *Cluster) Members() []Member { return c.sorted(c.members, c.remote) }
+
+// lanMembers returns the live members of this server's LAN pool.
+func (c *Cluster) lanMembers() []Member { return c.sorted(c.members) }
+
+func (c *Cluster) sorted(sets ...map[ident.ID]Member) []Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]Member, 0, len(c.members))
-	for _, m := range c.members {
-		out = append(out, m)
+	var out []Member
+	for _, set := range sets {
+		for _, m := range set {
+			out = append(out, m)
+		}
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID.String(), b.ID.String()) })
 	return out
@@ -272,16 +382,79 @@ func (c *Cluster) Lookup(id ident.ID) (Member, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m, ok := c.members[id]
+	if !ok {
+		m, ok = c.remote[id]
+	}
 	return m, ok
 }
 
-// Join joins the cluster of the server at addr (host:port) once.
+// lookupLAN finds a live member of this server's LAN pool by ID.
+func (c *Cluster) lookupLAN(id ident.ID) (Member, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.members[id]
+	return m, ok
+}
+
+// Join joins the cluster of the server at addr (host:port) once, then
+// announces this server's view to the other members in the background
+// (announce). The announce is what merges two clusters at once: gossip
+// alone brought the other side to this server's old members only after a
+// push-pull, up to 30 s later when gossip packets were lost under load.
 func (c *Cluster) Join(addr string) error {
+	if err := c.joinOnce(addr); err != nil {
+		return err
+	}
+	c.background(func() { c.announce(addr) })
+	return nil
+}
+
+// joinOnce joins through the server at addr once. In a datacenter, that
+// joins the datacenter pool, then this datacenter's LAN pool through
+// members of it that the datacenter pool lists, if there are any yet.
+func (c *Cluster) joinOnce(addr string) error {
+	if c.wan == nil {
+		return c.joinLAN(addr)
+	}
+	if err := c.wan.join(addr); err != nil {
+		return err
+	}
+	seeds := c.wan.sameDC()
+	if len(seeds) == 0 {
+		return nil // the first of its datacenter, or all of them met
+	}
+	var errs []string
+	for _, a := range seeds[:min(len(seeds), 3)] {
+		err := c.joinLAN(a)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err.Error())
+	}
+	return fmt.Errorf("joined the datacenter pool through %s, but no server of datacenter %q answered: %s", addr, c.cfg.DC, strings.Join(errs, "; "))
+}
+
+// joinLAN makes one push-pull exchange with the server at addr in the LAN
+// pool.
+func (c *Cluster) joinLAN(addr string) error {
 	if _, err := c.ml.Join([]string{addr}); err != nil {
-		// memberlist's multierror spans lines; keep log lines whole.
-		return fmt.Errorf("joining %s: %s", addr, strings.Join(strings.Fields(err.Error()), " "))
+		return fmt.Errorf("joining %s: %s", addr, oneLine(err))
 	}
 	return nil
+}
+
+// oneLine flattens memberlist's multierror, which spans lines, so that log
+// lines stay whole.
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+// background runs f on a goroutine that Leave waits for, unless the
+// cluster is stopping.
+func (c *Cluster) background(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.stopped {
+		c.joiners.Go(f)
+	}
 }
 
 // JoinRetry joins the cluster of the server at addr in the background,
@@ -298,7 +471,7 @@ func (c *Cluster) JoinRetry(addr string) {
 		defer c.joiners.Done()
 		wait := 100 * time.Millisecond
 		for attempt := 1; ; attempt++ {
-			err := c.Join(addr)
+			err := c.joinOnce(addr)
 			if err == nil {
 				c.log.Info("joined", "addr", addr, "attempts", attempt)
 				c.announce(addr)
@@ -390,25 +563,15 @@ func (c *Cluster) sayBye() {
 // saidBye takes a member's goodbye: it leaves the view now, for good (it
 // will come back, if ever, as a new process with a new ID).
 func (c *Cluster) saidBye(id ident.ID) {
-	m, ok := c.Lookup(id)
+	m, ok := c.lookupLAN(id)
 	if !ok {
 		return
 	}
-	c.mu.Lock()
-	stopped := c.stopped
-	if !stopped {
-		c.joiners.Add(1)
-	}
-	c.mu.Unlock()
-	if stopped {
-		return
-	}
-	go func() { // not on memberlist's packet handler, which must not block
-		defer c.joiners.Done()
+	c.background(func() { // not on memberlist's packet handler, which must not block
 		if c.hide(m, false) {
 			c.log.Info("member leave: it said goodbye", "id", id.String(), "addr", m.Addr)
 		}
-	}()
+	})
 }
 
 // Leave tells the others that this server is going, waits up to timeout for
@@ -423,7 +586,13 @@ func (c *Cluster) Leave(timeout time.Duration) {
 	close(c.stop)
 	c.mu.Unlock()
 	c.tr.cancelDials() // joins in flight give up now
+	if c.wan != nil {
+		c.wan.tr.cancelDials()
+	}
 	c.joiners.Wait()
+	if c.wan != nil {
+		c.wan.leave(timeout)
+	}
 	c.sayBye()
 	if err := c.ml.Leave(timeout); err != nil {
 		c.log.Warn("leave broadcast", "err", err)
@@ -436,14 +605,12 @@ func (c *Cluster) Leave(timeout time.Duration) {
 // event applies memberlist's news of n. rejoined is set for a member that
 // memberlist saw come back alive, as against an update of its metadata.
 func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
-	id, err := ident.ParseID(n.Name)
+	m, _, err := memberOf(n)
 	if err != nil {
 		c.log.Warn("ignoring member with a foreign name", "name", n.Name)
 		return
 	}
-	var meta nodeMeta
-	_ = json.Unmarshal(n.Meta, &meta) // absent metadata leaves PID 0
-	m := Member{ID: id, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), PID: meta.PID}
+	id := m.ID
 	c.evMu.Lock()
 	defer c.evMu.Unlock()
 	c.mu.Lock()
@@ -455,7 +622,7 @@ func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 	case t == Join:
 		delete(c.hidden, id)
 		c.members[id] = m
-		delete(c.failed, id)
+		delete(c.failed.m, id)
 		for oid, o := range c.members {
 			if o.Addr != m.Addr || oid == id || c.stopped {
 				continue
@@ -477,8 +644,13 @@ func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 	default:
 		delete(c.members, id)
 		delete(c.hidden, id)
-		if n.State == memberlist.StateDead && id != c.cfg.ID {
-			c.failed[id] = failedMember{addr: m.Addr, since: time.Now()}
+		// memberlist does not say here whether the member failed or left
+		// (it never sets the Node's State), so a member still in view is
+		// tried again: the reconnect loop forgets it once its port
+		// refuses. One that said goodbye, or was hidden, is out of view
+		// already and was dealt with then.
+		if had && id != c.cfg.ID {
+			c.failed.add(id, m.Addr)
 		}
 	}
 	cur := c.members[id]
@@ -486,12 +658,12 @@ func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 	// member learns the others from a peer that has not noticed yet): a
 	// server joining the view has its port checked once. (Added to joiners
 	// under mu, so that Leave, which sets stopped under mu, waits for it.)
-	check := t == Join && !had && cur == m && id != c.cfg.ID && !c.stopped
+	check := t == Join && !had && cur.same(m) && id != c.cfg.ID && !c.stopped
 	if check {
 		c.joiners.Add(1)
 	}
 	c.mu.Unlock()
-	if (t == Join) == had || (t == Join && cur != m) {
+	if (t == Join) == had || (t == Join && !cur.same(m)) {
 		return // an update, a leave of a member not in view, or a join of one still hidden
 	}
 	if check {
@@ -526,9 +698,12 @@ func (d eventDelegate) NotifyUpdate(n *memberlist.Node) { d.c.event(Join, n, fal
 
 // delegate gives memberlist this server's metadata and takes the news of
 // confirmed crashes (watch.go) and goodbyes; circuit gossips nothing else.
+// wan marks the datacenter pool's, which takes only crash news, of
+// members of other datacenters (wan.go).
 type delegate struct {
 	meta []byte
 	c    *Cluster
+	wan  bool
 }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -539,9 +714,18 @@ func (d delegate) NodeMeta(limit int) []byte {
 }
 func (d delegate) NotifyMsg(b []byte) {
 	if name, ok := strings.CutPrefix(string(b), goneMsg); ok {
-		if id, err := ident.ParseID(name); err == nil && id != d.c.cfg.ID {
+		id, err := ident.ParseID(name)
+		switch {
+		case err != nil || id == d.c.cfg.ID:
+		case d.wan:
+			d.c.wan.reported(id)
+		default:
 			d.c.watch.reported(id)
 		}
+		return
+	}
+	if d.wan {
+		return
 	}
 	if name, ok := strings.CutPrefix(string(b), byeMsg); ok {
 		if id, err := ident.ParseID(name); err == nil && id != d.c.cfg.ID {

@@ -143,7 +143,12 @@ func (c *Cluster) starved() bool {
 	const nap = 20 * time.Millisecond
 	start := time.Now()
 	time.Sleep(nap)
-	return time.Since(start)-nap > starvedLag
+	lag := time.Since(start) - nap
+	if lag <= starvedLag {
+		return false
+	}
+	c.log.Info("judging a member deferred: this server is starved of CPU", "lag", lag.Round(time.Millisecond))
+	return true
 }
 
 // connectFails tells whether a TCP connect to addr fails with kernel
@@ -195,7 +200,7 @@ func (c *Cluster) hide(m Member, mayReturn bool) bool {
 		delete(c.members, m.ID)
 		c.hidden[m.ID] = cur
 		if mayReturn {
-			c.failed[m.ID] = failedMember{addr: cur.Addr, since: time.Now()}
+			c.failed.add(m.ID, cur.Addr)
 		}
 	}
 	c.mu.Unlock()
@@ -220,7 +225,7 @@ func (c *Cluster) unhideIfAnswers(id ident.ID) {
 	m, ok = c.hidden[id]
 	if ok {
 		delete(c.hidden, id)
-		delete(c.failed, id)
+		delete(c.failed.m, id)
 		c.members[id] = m
 	}
 	c.mu.Unlock()

@@ -17,7 +17,14 @@ import (
 // transport is memberlist's view of the server's one port: datagrams on the
 // UDP socket of the same number, streams dialled and accepted through the
 // server's TCP listener.
+//
+// A server in a datacenter runs two pools on that port (wan.go). The
+// datacenter pool's transport owns no socket of its own: its datagrams
+// start with wanTag, which the LAN transport's reader sees and hands over
+// (field wan), and its streams arrive as their own connection kind.
 type transport struct {
+	tag     byte       // 0 for the LAN pool; wanTag for the datacenter pool
+	wan     *transport // the datacenter pool's transport, if any (LAN only)
 	udp     *net.UDPConn
 	adv     *net.TCPAddr
 	dial    func(ctx context.Context, addr string) (net.Conn, error)
@@ -40,16 +47,30 @@ type transport struct {
 // UDPBufferSize (1400) bytes.
 const maxPacket = 65536
 
-func newTransport(udp *net.UDPConn, adv *net.TCPAddr, dial func(context.Context, string) (net.Conn, error), failed func(string, error), log *slog.Logger) *transport {
+// wanTag starts every datagram of the datacenter pool. No memberlist
+// datagram starts with it: they start with a message type or an encryption
+// version, both small numbers.
+const wanTag = 0xD7
+
+// newTransport makes the LAN pool's transport, which reads the socket; wan,
+// if not nil, gets the datagrams that start with wanTag.
+func newTransport(udp *net.UDPConn, adv *net.TCPAddr, dial func(context.Context, string) (net.Conn, error), failed func(string, error), log *slog.Logger, wan *transport) *transport {
+	t := newPoolTransport(0, udp, adv, dial, failed, log)
+	t.wan = wan
+	t.wg.Add(1)
+	go t.readPackets()
+	return t
+}
+
+// newPoolTransport makes a transport that does not read the socket.
+func newPoolTransport(tag byte, udp *net.UDPConn, adv *net.TCPAddr, dial func(context.Context, string) (net.Conn, error), failed func(string, error), log *slog.Logger) *transport {
 	t := &transport{
-		udp: udp, adv: adv, dial: dial, failed: failed, log: log,
+		tag: tag, udp: udp, adv: adv, dial: dial, failed: failed, log: log,
 		packets: make(chan *memberlist.Packet),
 		streams: make(chan net.Conn),
 		done:    make(chan struct{}),
 	}
 	t.dials, t.cancelDials = context.WithCancel(context.Background())
-	t.wg.Add(1)
-	go t.readPackets()
 	return t
 }
 
@@ -79,10 +100,18 @@ func (t *transport) readPackets() {
 		if n == 0 {
 			continue
 		}
+		to, b := t, buf[:n]
+		if b[0] == wanTag {
+			if t.wan == nil {
+				continue // this server is in no datacenter
+			}
+			to, b = t.wan, b[1:]
+		}
 		select {
 		// A copy of just the packet: memberlist keeps it, and a fresh
 		// 64 KiB buffer per packet was most of an idle server's garbage.
-		case t.packets <- &memberlist.Packet{Buf: bytes.Clone(buf[:n]), From: net.UDPAddrFromAddrPort(from), Timestamp: now}:
+		case to.packets <- &memberlist.Packet{Buf: bytes.Clone(b), From: net.UDPAddrFromAddrPort(from), Timestamp: now}:
+		case <-to.done:
 		case <-t.done:
 			return
 		}
@@ -94,6 +123,9 @@ func (t *transport) FinalAdvertiseAddr(string, int) (net.IP, int, error) {
 }
 
 func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
+	if t.tag != 0 {
+		b = append([]byte{t.tag}, b...)
+	}
 	var err error
 	sent := false
 	if ap, perr := netip.ParseAddrPort(addr); perr == nil {
@@ -156,7 +188,9 @@ func (t *transport) Shutdown() error {
 	t.once.Do(func() {
 		t.cancelDials()
 		close(t.done)
-		t.udp.Close()
+		if t.tag == 0 {
+			t.udp.Close() // the socket's owner
+		}
 	})
 	t.wg.Wait()
 	return nil

@@ -177,7 +177,7 @@ func (w *watches) closeAll() {
 // update starts watches on new successors and ends those on others.
 func (w *watches) update() {
 	want := map[ident.ID]Member{}
-	for _, m := range successors(w.c.cfg.ID, w.c.Members(), watchSuccessors) {
+	for _, m := range successors(w.c.cfg.ID, w.c.lanMembers(), watchSuccessors) {
 		want[m.ID] = m
 	}
 	w.mu.Lock()
@@ -312,7 +312,7 @@ func (w *watches) checkSilence(now time.Time) {
 // watch should end (the member is hidden, or gone from the view already).
 func (w *watches) confirmLost(m Member) bool {
 	c := w.c
-	if _, ok := c.Lookup(m.ID); !ok {
+	if _, ok := c.lookupLAN(m.ID); !ok {
 		return true
 	}
 	if c.starved() || c.pingsAnyOf(m, lostPings) || c.starved() {
@@ -347,7 +347,7 @@ func isNotHere(err error) bool {
 // as a silent one is, by pings.
 func (w *watches) confirmCrash(m Member) {
 	c := w.c
-	if _, ok := c.Lookup(m.ID); !ok {
+	if _, ok := c.lookupLAN(m.ID); !ok {
 		return
 	}
 	why := "its process ended, confirmed"
@@ -366,7 +366,7 @@ func (w *watches) confirmCrash(m Member) {
 // confirmReplaced hides a member whose address another server answers
 // from, once a ping by its name goes unanswered.
 func (w *watches) confirmReplaced(m Member) {
-	if _, ok := w.c.Lookup(m.ID); !ok || w.c.pingsAny(m) {
+	if _, ok := w.c.lookupLAN(m.ID); !ok || w.c.pingsAny(m) {
 		return
 	}
 	if w.c.hide(m, false) {
@@ -375,28 +375,70 @@ func (w *watches) confirmReplaced(m Member) {
 	}
 }
 
-// tellOthers sends every member the news of a confirmed crash.
+// tellAgain is when the news of a confirmed crash is sent again after the
+// first time: it goes as one datagram to each member, and at 5% loss one
+// member in twenty would miss a single copy and wait for memberlist's own
+// verdict (10 s and more: tests/soak). A member that has the news already
+// ignores the copies.
+var tellAgain = []time.Duration{200 * time.Millisecond, 600 * time.Millisecond}
+
+// tellOthers sends every member the news of a confirmed crash, now and
+// again at tellAgain; with datacenters, the members of the others too.
 func (w *watches) tellOthers(m Member) {
 	msg := []byte(goneMsg + m.ID.String())
-	for _, n := range w.c.ml.Members() {
-		if n.Name == w.c.cfg.ID.String() || n.Name == m.ID.String() {
-			continue
+	send := func() {
+		for _, n := range w.c.ml.Members() {
+			if n.Name == w.c.cfg.ID.String() || n.Name == m.ID.String() {
+				continue
+			}
+			if err := w.c.ml.SendBestEffort(n, msg); err != nil {
+				w.c.log.Debug("telling of a crash", "to", n.Name, "err", err)
+			}
 		}
-		if err := w.c.ml.SendBestEffort(n, msg); err != nil {
-			w.c.log.Debug("telling of a crash", "to", n.Name, "err", err)
+		if w.c.wan != nil {
+			w.c.wan.tell(msg, m.ID)
 		}
 	}
+	send()
+	w.c.background(func() {
+		start := time.Now()
+		for _, at := range tellAgain {
+			select {
+			case <-w.c.stop:
+				return
+			case <-time.After(time.Until(start.Add(at))):
+				send()
+			}
+		}
+	})
 }
 
 // reported takes another server's news of a confirmed crash: the member is
 // hidden here too if this server's connect to its port is refused as well.
 func (w *watches) reported(id ident.ID) {
-	m, ok := w.c.Lookup(id)
+	m, ok := w.c.lookupLAN(id)
 	if !ok {
 		return
 	}
+	w.queue(report{m: m})
+}
+
+// report is a crash or loss another server reported, with how many times
+// this server has deferred judging it.
+type report struct {
+	m        Member
+	deferred int
+}
+
+// maxDeferred bounds how often a report is judged again because this
+// server was starved of CPU: a beat apart, about 4 s in all, after which
+// memberlist's own detection remains.
+const maxDeferred = 8
+
+// queue hands a report to reportLoop, unless it is busy.
+func (w *watches) queue(r report) {
 	select {
-	case w.c.reports <- m:
+	case w.c.reports <- r:
 	default: // busy: memberlist's own detection remains
 	}
 }
@@ -404,8 +446,9 @@ func (w *watches) reported(id ident.ID) {
 // goneHere is this server's own check of a reported crash or loss: the
 // member's port refuses or another server answers there (a crash, known at
 // once: gone for good), or, not starved, none of lostPings pings by name
-// is answered.
-func (w *watches) goneHere(m Member) (gone, forGood bool) {
+// is answered. starved tells that the pings went unanswered but this
+// server was starved of CPU, so it could not judge.
+func (w *watches) goneHere(m Member) (gone, forGood, starved bool) {
 	pinged := make(chan bool, 1)
 	go func() { pinged <- w.c.pingsAnyOf(m, lostPings) }()
 	refused := make(chan bool, 1)
@@ -414,11 +457,15 @@ func (w *watches) goneHere(m Member) (gone, forGood bool) {
 		select {
 		case gone := <-refused:
 			if gone {
-				return true, w.c.portRefused(m.Addr)
+				return true, w.c.portRefused(m.Addr), false
 			}
 			refused = nil // not decisive: the pings decide
 		case answered := <-pinged:
-			return !answered && !w.c.starved(), false
+			if answered {
+				return false, false, false
+			}
+			starved := w.c.starved()
+			return !starved, false, starved
 		}
 	}
 }
@@ -445,12 +492,25 @@ func (w *watches) reportLoop() {
 		select {
 		case <-w.c.stop:
 			return
-		case m := <-w.c.reports:
-			if _, ok := w.c.Lookup(m.ID); !ok {
+		case r := <-w.c.reports:
+			m := r.m
+			if _, ok := w.c.lookupLAN(m.ID); !ok {
 				continue
 			}
-			if gone, forGood := w.goneHere(m); gone && w.c.hide(m, !forGood) {
+			gone, forGood, starved := w.goneHere(m)
+			if gone && w.c.hide(m, !forGood) {
 				w.c.log.Info("member leave: its crash was reported and confirmed here", "id", m.ID.String(), "addr", m.Addr)
+			}
+			if starved && r.deferred < maxDeferred {
+				// Judged again a beat later, when the CPU may be back.
+				r.deferred++
+				w.c.background(func() {
+					select {
+					case <-w.c.stop:
+					case <-time.After(watchBeat):
+						w.queue(r)
+					}
+				})
 			}
 		}
 	}

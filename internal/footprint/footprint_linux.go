@@ -86,8 +86,9 @@ func advise(addr, length uintptr, advice int) {
 // heap that an idle server will not use again. A trim that freed less than
 // grow makes the next one wait longer (up to maxGap), so a server whose
 // working set simply is larger does not trim over and over. From a trim
-// until the next busy period the collector runs at idleGOGC. Keep returns
-// when ctx ends.
+// until the next busy period the collector runs at idleGOGC. A quiet period
+// also puts the server on one P until the next request (Wake) or busy
+// period. Keep returns when ctx ends.
 func Keep(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
@@ -110,6 +111,7 @@ func Keep(ctx context.Context, period time.Duration) {
 		cpu := cpuTime()
 		quiet := cpu-lastCPU < time.Duration(float64(period)*quietCPU)
 		lastCPU = cpu
+		setLow(quiet)
 		if !quiet && idle {
 			debug.SetGCPercent(busyGOGC)
 			idle = false

@@ -2,6 +2,7 @@ package footprint
 
 import (
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,5 +43,33 @@ func TestTrim(t *testing.T) {
 	}
 	if len(sb.String()) == 0 {
 		t.Fatal("unreachable")
+	}
+}
+
+// TestProcs: a quiet server runs on one P, and a request gives the rest
+// back; FixProcs keeps the runtime's choice.
+func TestProcs(t *testing.T) {
+	start := runtime.GOMAXPROCS(0)
+	if start < 2 {
+		t.Skip("one CPU: nothing to lower")
+	}
+	defer runtime.GOMAXPROCS(start)
+	FixProcs()
+	for _, step := range []struct {
+		name string
+		do   func()
+		want int
+	}{
+		{"fixed", func() {}, start},
+		{"quiet", func() { setLow(true) }, 1},
+		{"quiet again", func() { setLow(true) }, 1},
+		{"request", Wake, start},
+		{"request again", Wake, start},
+		{"quiet, then busy", func() { setLow(true); setLow(false) }, start},
+	} {
+		step.do()
+		if got := runtime.GOMAXPROCS(0); got != step.want {
+			t.Fatalf("%s: GOMAXPROCS %d, want %d", step.name, got, step.want)
+		}
 	}
 }

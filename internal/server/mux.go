@@ -13,6 +13,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/circuit-project/circuit/internal/element/stdio"
+	"github.com/circuit-project/circuit/internal/footprint"
+	"github.com/circuit-project/circuit/internal/oplog"
 	"github.com/circuit-project/circuit/internal/wire"
 )
 
@@ -82,11 +85,18 @@ func (s *Server) serveConn(c net.Conn) {
 		return
 	}
 	if p.Target != 0 && p.Target != s.id {
-		if p.Kind == wire.KindGossip || p.Kind == wire.KindWatch || p.Hop > 0 {
+		if p.Kind == wire.KindGossip || p.Kind == wire.KindGossipWAN || p.Kind == wire.KindWatch || p.Hop > 0 {
 			wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnknownServer, Msg: "server " + p.Target.String() + " is not here (it left or restarted)"})
 			return
 		}
+		footprint.Wake() // forwarding is work
 		s.relay(c, p)
+		return
+	}
+	if p.Kind == wire.KindGossipWAN && !s.cluster.InDC() {
+		msg := "this server is in no datacenter (started without -dc), so it takes no part in the datacenter pool"
+		s.refused(c, msg)
+		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeBadRequest, Msg: msg})
 		return
 	}
 	if err := wire.WriteStatus(c, nil); err != nil {
@@ -97,12 +107,17 @@ func (s *Server) serveConn(c net.Conn) {
 		c.SetDeadline(time.Time{})
 		handedOff = true
 		s.cluster.HandleStream(&untrackOnClose{Conn: c, s: s})
+	case wire.KindGossipWAN:
+		c.SetDeadline(time.Time{})
+		handedOff = true
+		s.cluster.HandleWANStream(&untrackOnClose{Conn: c, s: s})
 	case wire.KindWatch:
 		// Beats until the watcher closes it or this server stops (Stop
 		// closes tracked connections); its end, or silence, is the news.
 		c.SetDeadline(time.Time{})
 		s.cluster.HandleWatch(c)
 	case wire.KindRPC, wire.KindStream:
+		footprint.Wake() // a request: all the Ps, if it was idle on one
 		conn := c
 		if s.cfg.Key != nil {
 			tc := tls.Server(c, s.cfg.Key.ServerTLS())
@@ -147,16 +162,22 @@ func (s *Server) serveStream(conn net.Conn) {
 		return
 	}
 	op := s.ops.Begin("Stream."+h.Stream, slog.String("path", h.Path), slog.String("from", conn.RemoteAddr().String()))
-	refuse := func(code wire.Code, msg string) {
-		op.End(errors.New(msg))
-		wire.WriteStatus(conn, &wire.Refusal{Code: code, Msg: msg})
+	if isFileStream(h.Stream) {
+		s.serveFiles(conn, h, op)
+		return
 	}
+	refuse := func(code wire.Code, msg string) { refuseStream(conn, op, code, msg) }
 	p, e, err := s.element(h.Path)
 	if pe, ok := e.(*procElement); h.Serial != 0 && (err != nil || !ok || pe.serial != h.Serial) {
 		// A process removed by Cmd.Scrub at its exit: its output is still
 		// there for a while.
 		if gone, ok := s.tomb.element(p.String(), h.Serial); ok {
 			e, err = gone, nil
+		} else if _, exited := s.tomb.get(p.String(), h.Serial); exited && (h.Stream == "stdout" || h.Stream == "stderr") {
+			// Removed by Cmd.Scrub once nothing was left to read (its
+			// output was empty, or read): what is left is the end.
+			endedStream(conn, op)
+			return
 		} else if err == nil {
 			err = status.Error(codes.NotFound, "the process at "+h.Path+" is not the one asked for (it was replaced)")
 		}
@@ -173,6 +194,13 @@ func (s *Server) serveStream(conn net.Conn) {
 			return
 		}
 		if err := out.ClaimOutput(h.Stream); err != nil {
+			if s.scrubbedAtExit(h.Path, e, h.Serial, err) {
+				// Its server removed it, after its exit, between this
+				// stream's lookup and its claim: as after the removal,
+				// what is left is the end.
+				endedStream(conn, op)
+				return
+			}
 			refuse(wire.CodeBadRequest, fmt.Sprintf("%s of %s: %v", h.Stream, h.Path, err))
 			return
 		}
@@ -203,6 +231,20 @@ func (s *Server) serveStream(conn net.Conn) {
 	default:
 		refuse(wire.CodeBadRequest, fmt.Sprintf("no stream %q: want stdin, stdout or stderr", h.Stream))
 	}
+}
+
+// endedStream answers a stream of an output that is over: OK, then the
+// end at once.
+func endedStream(conn net.Conn, op *oplog.Op) {
+	op.End(nil)
+	conn.SetDeadline(time.Time{})
+	wire.WriteStatus(conn, nil)
+}
+
+// refuseStream ends a stream's operation with msg and tells the client.
+func refuseStream(conn net.Conn, op *oplog.Op, code wire.Code, msg string) {
+	op.End(errors.New(msg))
+	wire.WriteStatus(conn, &wire.Refusal{Code: code, Msg: msg})
 }
 
 type eofReader struct{}
@@ -361,4 +403,22 @@ func (s *Server) refused(c net.Conn, reason string) {
 	l.logged++
 	l.mu.Unlock()
 	s.log.Warn("refused connection", "from", c.RemoteAddr().String(), "reason", reason)
+}
+
+// scrubbedAtExit tells whether err, from claiming an output of e for the
+// creator of process serial, is because e's server removed the process at
+// its exit (Cmd.Scrub) and discarded the output: the removal comes first,
+// so the element is no longer at its path.
+func (s *Server) scrubbedAtExit(path string, e any, serial uint64, err error) bool {
+	pe, ok := e.(*procElement)
+	if !ok || serial == 0 || pe.serial != serial || !(errors.Is(err, stdio.ErrClosed) || errors.Is(err, stdio.ErrBusy)) {
+		return false
+	}
+	select {
+	case <-pe.Done():
+	default:
+		return false
+	}
+	_, now, err := s.element(path)
+	return pe.Peek().Cmd.Scrub && (err != nil || now != e)
 }

@@ -99,7 +99,8 @@ func toProcStat(st proc.Stat, serial uint64) *api.ProcStat {
 	out := &api.ProcStat{
 		Cmd: &api.Cmd{
 			Path: st.Cmd.Path, Args: st.Cmd.Args, Env: st.Cmd.Env, Dir: st.Cmd.Dir, Scrub: st.Cmd.Scrub,
-			Dirs: st.Cmd.Dirs, Result: st.Cmd.Result,
+			Dirs: st.Cmd.Dirs, Result: st.Cmd.Result, NoStdin: st.Cmd.NoStdin,
+			Tty: st.Cmd.Tty, Rows: uint32(st.Cmd.Rows), Cols: uint32(st.Cmd.Cols),
 		},
 		Phase: st.Phase, Pid: int64(st.PID), StartedUnixNano: st.Started.UnixNano(),
 		ExitCode: int32(st.ExitCode), Signal: st.Signal, Exit: st.Exit, Serial: serial, Result: st.Result,
@@ -185,7 +186,8 @@ func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.Pr
 	}
 	pr, err := proc.Start(proc.Cmd{
 		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
-		Dirs: c.GetDirs(), Result: c.GetResult(),
+		Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
+		Tty: c.GetTty(), Rows: clampSize(c.GetRows()), Cols: clampSize(c.GetCols()),
 	})
 	if err != nil {
 		unlist()
@@ -257,14 +259,21 @@ func (s *Server) reap(elems []string, pe *procElement) {
 // awaitOutput waits, for an element made with Scrub that has ended, until
 // its output has been read, for at most outputGrace, or until the server
 // stops. It returns at once when no output is left unread.
+//
+// Pending is asked again each time an output ends: an output still being
+// read when the process exited (its reader busy) is then done, and an
+// empty one nobody opened (often stderr) holds nothing back.
 func (s *Server) awaitOutput(streams *stdio.Streams) {
-	if !streams.Pending() {
-		return
-	}
-	select {
-	case <-streams.Drained():
-	case <-time.After(outputGrace):
-	case <-s.ctx.Done():
+	grace := time.NewTimer(outputGrace)
+	defer grace.Stop()
+	for streams.Pending() {
+		select {
+		case <-streams.Released():
+		case <-grace.C:
+			return
+		case <-s.ctx.Done():
+			return
+		}
 	}
 }
 
@@ -313,6 +322,20 @@ func (v *procService) Signal(_ context.Context, req *api.SignalRequest) (*api.Si
 	}
 	return &api.SignalReply{}, nil
 }
+
+func (v *procService) Resize(_ context.Context, req *api.ResizeRequest) (*api.SignalReply, error) {
+	pe, err := v.s.procAt(req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if err := pe.Resize(clampSize(req.GetRows()), clampSize(req.GetCols())); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &api.SignalReply{}, nil
+}
+
+// clampSize keeps a terminal dimension in what the kernel takes.
+func clampSize(n uint32) uint16 { return uint16(min(n, 0xffff)) }
 
 type anchorService struct {
 	api.UnimplementedAnchorServer

@@ -15,6 +15,7 @@ import (
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/cluster"
+	"github.com/circuit-project/circuit/internal/footprint"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/version"
 )
@@ -38,6 +39,7 @@ func opAttrs(ctx context.Context, req any) []slog.Attr {
 
 // unaryOp numbers and logs every unary operation (package oplog).
 func (s *Server) unaryOp(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	footprint.Wake()
 	op := s.ops.Begin(opName(info.FullMethod), opAttrs(ctx, req)...)
 	resp, err := h(ctx, req)
 	op.End(err)
@@ -46,6 +48,7 @@ func (s *Server) unaryOp(ctx context.Context, req any, info *grpc.UnaryServerInf
 
 // streamOp numbers and logs every streaming operation when it starts.
 func (s *Server) streamOp(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	footprint.Wake()
 	op := s.ops.Begin(opName(info.FullMethod), opAttrs(ss.Context(), nil)...)
 	err := h(srv, ss)
 	op.End(err)
@@ -59,7 +62,7 @@ type serverService struct {
 }
 
 func toMember(m cluster.Member) *api.Member {
-	return &api.Member{Id: m.ID.String(), Addr: m.Addr, Url: m.URL().String(), Pid: int64(m.PID)}
+	return &api.Member{Id: m.ID.String(), Addr: m.Addr, Url: m.URL().String(), Pid: int64(m.PID), Labels: m.Labels, Dc: m.DC}
 }
 
 func (v *serverService) members() []*api.Member {
@@ -76,6 +79,7 @@ func (v *serverService) Info(context.Context, *api.InfoRequest) (*api.InfoReply,
 		Id: s.id.String(), Url: s.url.String(), Addr: s.url.Addr, Pid: int64(os.Getpid()),
 		StartedUnixNano: s.started.UnixNano(), Version: version.String(), GoVersion: version.Go(),
 		Members: v.members(), Elements: int64(s.tree.Count()), Keyed: s.cfg.Key != nil,
+		Labels: s.cfg.Labels, Dc: s.cfg.DC,
 	}, nil
 }
 

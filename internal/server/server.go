@@ -22,6 +22,7 @@ import (
 	"github.com/circuit-project/circuit/internal/discover"
 	"github.com/circuit-project/circuit/internal/element/docker"
 	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/label"
 	"github.com/circuit-project/circuit/internal/oplog"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/wire"
@@ -40,7 +41,12 @@ type Config struct {
 	VarDir   string        // -var: lock, logs; "" for none
 	Docker   bool          // -docker: drive the Docker engine for container elements
 	Timing   cluster.Timing
-	Logger   *slog.Logger
+	Labels   label.Set // -label key=value, gossiped to every member
+	DC       string    // -dc: the server's datacenter; "" for none
+	// FSRoot, when set, confines circuit cp on this server to the
+	// directory; "" allows every path.
+	FSRoot string
+	Logger *slog.Logger
 }
 
 // Server is one running circuit server.
@@ -59,6 +65,7 @@ type Server struct {
 	rpcLn   *connListener
 	tree    *anchor.Tree
 	tomb    tomb
+	files   *os.Root        // where circuit cp resolves paths: / or -fs-root
 	dirs    anchorfs.Table  // this server's part of the anchor file system
 	bins    *binstore.Store // uploaded binaries, for Spawn
 	subscriptions
@@ -107,6 +114,13 @@ func Start(cfg Config) (s *Server, err error) {
 			return s, err
 		}
 	}
+	fsRoot := "/"
+	if cfg.FSRoot != "" {
+		fsRoot = cfg.FSRoot
+	}
+	if s.files, err = os.OpenRoot(fsRoot); err != nil {
+		return s, fmt.Errorf("-fs-root: %w", err)
+	}
 	bindIP := ip
 	if cfg.Bind != "" {
 		if bindIP = net.ParseIP(cfg.Bind); bindIP == nil {
@@ -146,10 +160,13 @@ func Start(cfg Config) (s *Server, err error) {
 		gossipKey = cfg.Key.GossipKey()
 	}
 	s.cluster, err = cluster.New(cluster.Config{
-		ID: s.id, Advertise: adv, PID: os.Getpid(), Timing: cfg.Timing,
+		ID: s.id, Advertise: adv, PID: os.Getpid(), Timing: cfg.Timing, Labels: cfg.Labels, DC: cfg.DC,
 		GossipKey: gossipKey, UDP: udp, Logger: s.log, OnEvent: s.onMember,
 		DialStream: func(ctx context.Context, addr string) (net.Conn, error) {
 			return wire.Dial(ctx, addr, wire.KindGossip, 0, cfg.Key)
+		},
+		DialWANStream: func(ctx context.Context, addr string) (net.Conn, error) {
+			return wire.Dial(ctx, addr, wire.KindGossipWAN, 0, cfg.Key)
 		},
 		DialWatch: func(ctx context.Context, addr string, id ident.ID) (net.Conn, error) {
 			return wire.Dial(ctx, addr, wire.KindWatch, id, cfg.Key)
@@ -292,6 +309,9 @@ func (s *Server) Stop() {
 		}
 		if s.lock != nil {
 			s.lock.Close()
+		}
+		if s.files != nil {
+			s.files.Close()
 		}
 	})
 	<-s.done

@@ -13,6 +13,9 @@ type StreamHeader struct {
 	Path   string // the element's anchor
 	Stream string // "stdin", "stdout" or "stderr"
 	Serial uint64 // the element instance, 0 for whatever is at Path
+	// File is a host path on the server, for the file streams of circuit
+	// cp ("put", "puttar", "get" on the server's own anchor).
+	File string `json:",omitempty"`
 }
 
 // maxStreamHeader bounds the header read from the wire.

@@ -35,14 +35,17 @@ type Kind byte
 const (
 	KindRPC    Kind = 'G' // gRPC control traffic
 	KindGossip Kind = 'M' // membership library streams
-	KindStream Kind = 'S' // a raw byte stream of an element
+	// KindGossipWAN is a stream of the datacenter pool, the one that
+	// spans datacenters (package cluster, wan.go).
+	KindGossipWAN Kind = 'N'
+	KindStream    Kind = 'S' // a raw byte stream of an element
 	// KindWatch is a liveness connection: it carries nothing, and the
 	// watcher learns from its end that the watched server's process died.
 	KindWatch Kind = 'W'
 )
 
 func (k Kind) valid() bool {
-	return k == KindRPC || k == KindGossip || k == KindStream || k == KindWatch
+	return k == KindRPC || k == KindGossip || k == KindGossipWAN || k == KindStream || k == KindWatch
 }
 
 const (
@@ -234,7 +237,7 @@ func Open(ctx context.Context, c net.Conn, p Preamble, key *security.Key) (net.C
 	if err := ReadStatus(c); err != nil {
 		return nil, err
 	}
-	if key == nil || p.Kind == KindGossip || p.Kind == KindWatch {
+	if key == nil || p.Kind == KindGossip || p.Kind == KindGossipWAN || p.Kind == KindWatch {
 		c.SetDeadline(time.Time{})
 		return c, nil
 	}

@@ -186,10 +186,12 @@ func TestEcho(t *testing.T) {
 	if st.Started.IsZero() || st.Exited.Before(st.Started) {
 		t.Errorf("stat times: started %v, exited %v", st.Started, st.Exited)
 	}
-	select {
-	case <-c.Drained():
-	case <-time.After(testTimeout):
-		t.Error("Drained not closed after both outputs were read")
+	for deadline := time.After(testTimeout); c.Pending(); {
+		select {
+		case <-c.Released():
+		case <-deadline:
+			t.Fatal("output still pending after both outputs were read to the end")
+		}
 	}
 	if err := c.ClaimOutput("stdout"); !errors.Is(err, proc.ErrClosed) {
 		t.Errorf("ClaimOutput after the end = %v, want %v", err, proc.ErrClosed)

@@ -29,6 +29,14 @@ type Cmd struct {
 	// Dirs are the anchor-file-system directories the process is listed
 	// in; the server keeps the listing, the process only reports them.
 	Dirs []string
+	// NoStdin starts the process with its stdin at EOF, sparing a caller
+	// with nothing to send a stream connection just to close it.
+	NoStdin bool
+	// Tty runs the process on a new pseudo-terminal of Rows x Cols
+	// (24 x 80 when zero): stdin and stdout are the terminal, stderr is
+	// merged into it, and Resize changes its size.
+	Tty        bool
+	Rows, Cols uint16
 }
 
 // MaxResult bounds a process's result (Cmd.Result).
@@ -67,6 +75,7 @@ type Proc struct {
 	ec     *exec.Cmd
 	done   chan struct{}
 	result chan []byte // with Cmd.Result: what fd 3 carried, once it closed
+	pty    *os.File    // with Cmd.Tty: the terminal's master
 
 	mu   sync.Mutex
 	stat Stat
@@ -89,6 +98,17 @@ func Start(cmd Cmd) (*Proc, error) {
 	ec.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 
 	p := &Proc{cmd: cmd, ec: ec, done: make(chan struct{})}
+	if cmd.Tty {
+		if cmd.Result || cmd.NoStdin {
+			return nil, errors.New("a process on a terminal takes neither Result nor NoStdin")
+		}
+		if _, err := startTty(p, ec); err != nil {
+			return nil, err
+		}
+		p.stat = Stat{Cmd: cmd, Phase: Running, PID: ec.Process.Pid, Started: time.Now(), ExitCode: -1}
+		go p.wait()
+		return p, nil
+	}
 	var child, ours []*os.File
 	fail := func(err error) (*Proc, error) {
 		for _, f := range append(child, ours...) {
@@ -129,6 +149,9 @@ func Start(cmd Cmd) (*Proc, error) {
 		f.Close() // the child has its copies
 	}
 	p.Streams = stdio.New(ours[0], ours[1], ours[2])
+	if cmd.NoStdin {
+		p.Streams.CloseStdin()
+	}
 	p.stat = Stat{Cmd: cmd, Phase: Running, PID: ec.Process.Pid, Started: time.Now(), ExitCode: -1}
 	if resultR != nil {
 		p.result = make(chan []byte, 1)

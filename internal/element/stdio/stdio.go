@@ -27,8 +27,9 @@ type Streams struct {
 	mu      sync.Mutex
 	stdin   stream
 	outputs map[string]*stream
-	open    int           // output streams not yet ended
-	drained chan struct{} // closed when both outputs have ended
+	// released has a value after a reader of an output lets go of it
+	// (see Released).
+	released chan struct{}
 }
 
 type stream struct {
@@ -42,10 +43,9 @@ type stream struct {
 // to the element.
 func New(stdin io.WriteCloser, stdout, stderr io.ReadCloser) *Streams {
 	return &Streams{
-		stdin:   stream{w: stdin},
-		outputs: map[string]*stream{"stdout": {r: stdout}, "stderr": {r: stderr}},
-		open:    2,
-		drained: make(chan struct{}),
+		stdin:    stream{w: stdin},
+		outputs:  map[string]*stream{"stdout": {r: stdout}, "stderr": {r: stderr}},
+		released: make(chan struct{}, 1),
 	}
 }
 
@@ -88,12 +88,12 @@ func (s *Streams) CopyOutput(name string, w io.Writer) {
 func (s *Streams) endOutput(st *stream) {
 	s.mu.Lock()
 	st.ended, st.busy = true, false
-	s.open--
-	if s.open == 0 {
-		close(s.drained)
-	}
 	s.mu.Unlock()
 	st.r.Close()
+	select {
+	case s.released <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 }
 
 // Pending reports whether output remains for a reader: a reader is at work,
@@ -133,9 +133,10 @@ func (s *Streams) Pending() bool {
 	return false
 }
 
-// Drained is closed once stdout and stderr have both been read to the end
-// or discarded.
-func (s *Streams) Drained() <-chan struct{} { return s.drained }
+// Released yields a value after an output has ended, read to its end or
+// discarded, since the last value was taken: the one waiter (the element's
+// remover) then asks Pending again.
+func (s *Streams) Released() <-chan struct{} { return s.released }
 
 // ClaimStdin reserves stdin for one writer.
 func (s *Streams) ClaimStdin() error { return s.claim("stdin", &s.stdin) }
@@ -150,6 +151,15 @@ func (s *Streams) CopyStdin(r io.Reader) error {
 		return nil
 	}
 	return err
+}
+
+// CloseStdin closes stdin unused, as if its writer had sent EOF at once.
+func (s *Streams) CloseStdin() error {
+	if err := s.ClaimStdin(); err != nil {
+		return err
+	}
+	s.endStdin()
+	return nil
 }
 
 func (s *Streams) endStdin() {
