@@ -234,8 +234,10 @@ func (c *Client) openStream(ctx context.Context, path, name string, serial uint6
 	return c.openStreamHeader(ctx, wire.StreamHeader{Path: path, Stream: name, Serial: serial})
 }
 
-// openStreamHeader opens a stream connection to the server of h.Path.
-func (c *Client) openStreamHeader(ctx context.Context, h wire.StreamHeader) (net.Conn, error) {
+// openStreamHeader opens a stream connection to the server of h.Path;
+// what follows the header, if anything, goes with it, before the server's
+// answer.
+func (c *Client) openStreamHeader(ctx context.Context, h wire.StreamHeader, follow ...[]byte) (net.Conn, error) {
 	path := h.Path
 	p, err := anchor.Parse(path)
 	if err != nil {
@@ -250,7 +252,7 @@ func (c *Client) openStreamHeader(ctx context.Context, h wire.StreamHeader) (net
 	} else {
 		conn.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
 	}
-	if err := wire.WriteStreamHeader(conn, h); err != nil {
+	if err := wire.WriteStreamHeader(conn, h, follow...); err != nil {
 		conn.Close()
 		return nil, c.streamErr(ctx, p.Server, err)
 	}

@@ -6,15 +6,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/circuit-project/circuit/internal/label"
+	"github.com/circuit-project/circuit/internal/wire"
 )
 
 // RunAnchor is the anchor under each server where Run starts its
@@ -104,18 +105,21 @@ func (c *Client) Run(ctx context.Context, cmd Cmd, opt RunOptions) ([]RunResult,
 	if cmd.Path == "" {
 		return nil, classify(ErrBadRequest, "run: no command")
 	}
+	var idb [8]byte
+	rand.Read(idb[:])
+	runID := hex.EncodeToString(idb[:])
+	spec, err := json.Marshal(wire.RunSpec{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Dir: cmd.Dir, Stdin: opt.Stdin != nil, Timeout: opt.Timeout})
+	if err != nil {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	if len(spec) > wire.MaxFrame {
+		return nil, classify(ErrBadRequest, fmt.Sprintf("run: the command is %d bytes long, limit %d", len(spec), wire.MaxFrame))
+	}
+	specFrame := wire.AppendFrame(nil, wire.FrameSpec, spec)
 	servers, err := c.Select(ctx, opt.Selector)
 	if err != nil {
 		return nil, err
 	}
-	var idb [8]byte
-	rand.Read(idb[:])
-	runID := hex.EncodeToString(idb[:])
-	// Scrub: the server removes the element itself once the process has
-	// exited and its output has been read, sparing a call per copy; the
-	// handle's serial still finds its exit status and output after that.
-	cmd.Scrub, cmd.Dirs, cmd.Result = true, nil, false
-	cmd.NoStdin = opt.Stdin == nil
 
 	var emit func(string, Stream, []byte)
 	if opt.OnLine != nil {
@@ -145,79 +149,125 @@ func (c *Client) Run(ctx context.Context, cmd Cmd, opt RunOptions) ([]RunResult,
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			results[i] = c.runOn(ctx, m.ID, "/"+m.ID+"/"+RunAnchor+"/"+runID, cmd, opt, emit)
+			results[i] = c.runOn(ctx, m.ID, "/"+m.ID+"/"+RunAnchor+"/"+runID, specFrame, opt, emit)
 		})
 	}
 	wg.Wait()
 	return results, nil
 }
 
-// runOn runs one copy at path and cleans up after it.
-func (c *Client) runOn(ctx context.Context, server, path string, cmd Cmd, opt RunOptions, emit func(string, Stream, []byte)) RunResult {
+// runOn runs one copy at path, on one run stream (wire.RunSpec): the
+// server makes the process, sends its output and exit, and removes it; a
+// copy cut short (a timeout) is killed by its server when the stream
+// closes.
+func (c *Client) runOn(ctx context.Context, server, path string, specFrame []byte, opt RunOptions, emit func(string, Stream, []byte)) RunResult {
 	res := RunResult{Server: server, ExitCode: -1}
 	if opt.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opt.Timeout)
 		defer cancel()
 	}
-	h, err := c.MakeProcAt(ctx, path, cmd)
+	conn, err := c.openStreamHeader(ctx, wire.StreamHeader{Path: path, Stream: "run"}, specFrame)
 	if err != nil {
 		res.Err = c.runErr(ctx, err)
 		return res
 	}
-	// A copy that did not run to its exit (a timeout, a lost stream) is
-	// scrubbed here, which kills its process group; one that exited is
-	// removed by its server (Cmd.Scrub). A vanished server has nothing
-	// left to scrub.
-	defer func() {
-		if res.ExitCode >= 0 {
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		c.ScrubAt(cctx, path)
-	}()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 
-	var wg sync.WaitGroup
-	var outErr error
-	var outMu sync.Mutex
-	for _, s := range []struct {
-		name   string
-		stream Stream
-		into   *[]byte
-	}{{"stdout", Stdout, &res.Stdout}, {"stderr", Stderr, &res.Stderr}} {
-		wg.Go(func() {
-			err := c.collect(ctx, h, s.name, func(line []byte) {
-				*s.into = append(*s.into, line...)
-				if emit != nil {
-					emit(server, s.stream, line)
+	fw := wire.NewFrameWriter(conn)
+	var feeding sync.WaitGroup
+	defer feeding.Wait() // ends once the connection is closed, at the latest
+	defer conn.Close()
+	if opt.Stdin != nil {
+		// Fed while the output is read: a copy may answer before it has
+		// read all its input.
+		feeding.Go(func() {
+			for in := opt.Stdin; len(in) > 0; in = in[min(len(in), 64<<10):] {
+				if fw.Write(wire.FrameStdin, in[:min(len(in), 64<<10)]) != nil {
+					return
 				}
-			})
-			if err != nil {
-				outMu.Lock()
-				outErr = errors.Join(outErr, err)
-				outMu.Unlock()
 			}
+			fw.Write(wire.FrameStdinEnd, nil)
 		})
 	}
-	if opt.Stdin != nil {
-		if err := c.feed(ctx, h, opt.Stdin); err != nil {
-			res.Err = c.runErr(ctx, err)
+
+	out := [2]lineSplitter{{server: server, stream: Stdout, into: &res.Stdout, emit: emit}, {server: server, stream: Stderr, into: &res.Stderr, emit: emit}}
+	r := bufio.NewReaderSize(conn, 64<<10)
+	var buf []byte
+	for {
+		tag, p, grown, err := wire.ReadFrame(r, buf)
+		buf = grown
+		if err != nil {
+			if ctx.Err() != nil {
+				res.Err = c.runErr(ctx, ctx.Err())
+			} else {
+				res.Err = fmt.Errorf("the run stream to its server broke: %w", err)
+			}
+			break
 		}
+		switch tag {
+		case wire.FrameStdout:
+			out[0].write(p)
+			continue
+		case wire.FrameStderr:
+			out[1].write(p)
+			continue
+		case wire.FrameExit:
+			var x wire.RunExit
+			if err := json.Unmarshal(p, &x); err != nil {
+				res.Err = fmt.Errorf("the server sent a bad exit frame: %w", err)
+			} else {
+				res.ExitCode = x.ExitCode
+			}
+		default:
+			res.Err = fmt.Errorf("the server sent an unknown frame %q", tag)
+		}
+		break
 	}
-	st, err := h.Wait(ctx)
-	wg.Wait()
-	switch {
-	case err != nil:
-		res.Err = c.runErr(ctx, err)
-	case res.Err != nil:
-	case outErr != nil:
-		res.Err = c.runErr(ctx, outErr)
-		res.ExitCode = st.ExitCode
-	default:
-		res.ExitCode = st.ExitCode
-	}
+	out[0].flush()
+	out[1].flush()
 	return res
+}
+
+// lineSplitter collects one output stream of a run and hands it on in
+// whole lines; a line longer than maxLine goes out in pieces.
+type lineSplitter struct {
+	server  string
+	stream  Stream
+	into    *[]byte
+	emit    func(string, Stream, []byte)
+	pending []byte
+}
+
+const maxLine = 64 << 10
+
+func (l *lineSplitter) write(p []byte) {
+	*l.into = append(*l.into, p...)
+	if l.emit == nil {
+		return
+	}
+	l.pending = append(l.pending, p...)
+	for {
+		i := bytes.IndexByte(l.pending, '\n')
+		if i < 0 && len(l.pending) < maxLine {
+			break
+		}
+		n := maxLine
+		if i >= 0 {
+			n = min(i+1, maxLine)
+		}
+		l.emit(l.server, l.stream, bytes.Clone(l.pending[:n]))
+		l.pending = l.pending[n:]
+	}
+}
+
+// flush hands on a last line that had no newline.
+func (l *lineSplitter) flush() {
+	if l.emit != nil && len(l.pending) > 0 {
+		l.emit(l.server, l.stream, l.pending)
+		l.pending = nil
+	}
 }
 
 // runErr names a context's end as such: a timeout rather than the error of
@@ -227,49 +277,4 @@ func (c *Client) runErr(ctx context.Context, err error) error {
 		return ErrTimeout
 	}
 	return err
-}
-
-// feed writes data to the process's stdin and closes it.
-func (c *Client) feed(ctx context.Context, h *ProcHandle, data []byte) error {
-	conn, err := h.OpenStream(ctx, "stdin")
-	if err != nil {
-		return fmt.Errorf("stdin: %w", err)
-	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	if len(data) > 0 {
-		if _, err := conn.Write(data); err != nil {
-			conn.Close()
-			return fmt.Errorf("stdin: %w", err)
-		}
-	}
-	return closeStdin(conn)
-}
-
-// collect reads one output stream to its end, line by line.
-func (c *Client) collect(ctx context.Context, h *ProcHandle, name string, line func([]byte)) error {
-	conn, err := h.OpenStream(ctx, name)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	r := bufio.NewReaderSize(conn, 64<<10)
-	for {
-		b, err := r.ReadSlice('\n')
-		if len(b) > 0 {
-			line(bytes.Clone(b))
-		}
-		switch {
-		case err == nil, errors.Is(err, bufio.ErrBufferFull):
-			continue // a line longer than the buffer goes out in pieces
-		case errors.Is(err, io.EOF):
-			return nil
-		case ctx.Err() != nil:
-			return ctx.Err()
-		default:
-			return fmt.Errorf("%s: %w", name, err)
-		}
-	}
 }

@@ -166,6 +166,10 @@ func (s *Server) serveStream(conn net.Conn) {
 		s.serveFiles(conn, h, op)
 		return
 	}
+	if h.Stream == "run" {
+		s.serveRun(conn, h, op)
+		return
+	}
 	refuse := func(code wire.Code, msg string) { refuseStream(conn, op, code, msg) }
 	p, e, err := s.element(h.Path)
 	if pe, ok := e.(*procElement); h.Serial != 0 && (err != nil || !ok || pe.serial != h.Serial) {

@@ -150,15 +150,23 @@ func (s *Server) procAt(raw string) (*procElement, error) {
 }
 
 func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.ProcStat, error) {
-	s := v.s
-	p, err := s.localPath(req.GetPath())
+	pe, err := v.s.makeProc(req.GetPath(), req.GetCmd())
+	if err != nil {
+		return nil, err
+	}
+	return toProcStat(pe.Peek(), pe.serial), nil
+}
+
+// makeProc starts a process and attaches it at the local path raw. Its
+// errors are gRPC statuses.
+func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
+	p, err := s.localPath(raw)
 	if err != nil {
 		return nil, err
 	}
 	if len(p.Elems) == 0 || p.Recursive {
 		return nil, status.Errorf(codes.InvalidArgument, "mkproc needs an anchor below a server, like %s/job, not %s", "/"+s.id.String(), p)
 	}
-	c := req.GetCmd()
 	if c == nil || c.GetPath() == "" {
 		return nil, status.Error(codes.InvalidArgument, "the command has no Path")
 	}
@@ -201,7 +209,7 @@ func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.Pr
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	s.goFunc(func() { s.reap(p.Elems, pe) })
-	return toProcStat(pr.Peek(), pe.serial), nil
+	return pe, nil
 }
 
 // procDirs checks the anchor-file-system directories of a process to be

@@ -21,8 +21,9 @@ type StreamHeader struct {
 // maxStreamHeader bounds the header read from the wire.
 const maxStreamHeader = 8 << 10
 
-// WriteStreamHeader sends h, length-prefixed.
-func WriteStreamHeader(w io.Writer, h StreamHeader) error {
+// WriteStreamHeader sends h, length-prefixed, and with it, in the same
+// write, what follows it.
+func WriteStreamHeader(w io.Writer, h StreamHeader, follow ...[]byte) error {
 	b, err := json.Marshal(h)
 	if err != nil {
 		return err
@@ -32,7 +33,11 @@ func WriteStreamHeader(w io.Writer, h StreamHeader) error {
 	}
 	buf := make([]byte, 2, 2+len(b))
 	binary.BigEndian.PutUint16(buf, uint16(len(b)))
-	_, err = w.Write(append(buf, b...))
+	buf = append(buf, b...)
+	for _, f := range follow {
+		buf = append(buf, f...)
+	}
+	_, err = w.Write(buf)
 	return err
 }
 

@@ -125,6 +125,29 @@ func TestTruncatedAndOversized(t *testing.T) {
 		t.Errorf("a 64 KiB stream header: %v", err)
 	}
 	c.Close()
+	// Run streams whose first frame is not a command: each refused,
+	// naming what a run stream starts with.
+	for _, first := range [][]byte{
+		nil, // none at all, then the end
+		wire.AppendFrame(nil, wire.FrameStdin, []byte("x")),
+		wire.AppendFrame(nil, wire.FrameSpec, []byte(`{"Path":`)),
+		wire.AppendFrame(nil, wire.FrameSpec, []byte(`{}`)),
+		{wire.FrameSpec, 0x7f, 0xff, 0xff, 0xff},
+	} {
+		c := dial()
+		c.Write(full)
+		if err := wire.ReadStatus(c); err != nil {
+			t.Fatalf("preamble refused: %v", err)
+		}
+		wire.WriteStreamHeader(c, wire.StreamHeader{Path: "/" + u.ID.String() + "/r", Stream: "run"}, first)
+		if first == nil {
+			c.(*net.TCPConn).CloseWrite()
+		}
+		if err := wire.ReadStatus(c); err == nil || !strings.Contains(err.Error(), "a run stream starts with its command") {
+			t.Errorf("run stream starting with %q: %v", first, err)
+		}
+		c.Close()
+	}
 	// An RPC connection cut off in the middle of HTTP/2's preface.
 	c = dial()
 	c.Write(wire.NewPreamble(wire.KindRPC, u.ID, nil).Bytes())

@@ -1,0 +1,172 @@
+package server
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/oplog"
+	"github.com/circuit-project/circuit/internal/wire"
+)
+
+// runLinger is how long a run stream, its exit sent, waits for the client
+// to close first: a server closing with the client's input unread would
+// reset the connection, and the reset can overtake the exit frame.
+const runLinger = 5 * time.Second
+
+// serveRun serves a run stream (wire.RunSpec): it makes the process at
+// h.Path with Cmd.Scrub, sends its output and its exit as frames, and
+// feeds it the client's stdin frames. A client that goes away before the
+// exit frame takes the process with it.
+func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
+	r := bufio.NewReader(conn)
+	tag, b, _, err := wire.ReadFrame(r, nil)
+	var spec *wire.RunSpec
+	if err == nil && tag == wire.FrameSpec {
+		err = json.Unmarshal(b, &spec)
+	}
+	if err != nil || tag != wire.FrameSpec || spec == nil || spec.Path == "" {
+		msg := fmt.Sprintf("a run stream starts with its command (a frame %q holding a RunSpec with a Path)", wire.FrameSpec)
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		s.refused(conn, msg)
+		refuseStream(conn, op, wire.CodeBadRequest, msg)
+		return
+	}
+	pe, err := s.makeProc(h.Path, &api.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin})
+	if err != nil {
+		refuseStream(conn, op, wire.CodeBadRequest, status.Convert(err).Message())
+		return
+	}
+	// Nobody else has the process's path yet, but a reader that guessed it
+	// could claim a stream first: then the run is refused, and the streams
+	// it had claimed are drained.
+	var claimed []string
+	for _, name := range []string{"stdin", "stdout", "stderr"} {
+		if (name == "stdin" && !spec.Stdin) || pe.claim(name) == nil {
+			claimed = append(claimed, name)
+			continue
+		}
+		pe.Scrub()
+		for _, c := range claimed {
+			switch {
+			case c != "stdin":
+				go pe.CopyOutput(c, io.Discard)
+			case spec.Stdin:
+				pe.CopyStdin(eofReader{})
+			}
+		}
+		refuseStream(conn, op, wire.CodeBadRequest, fmt.Sprintf("%s of %s is already taken", name, h.Path))
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	answered := wire.WriteStatus(conn, nil) == nil
+
+	fw := wire.NewFrameWriter(conn)
+	var outputs, inputs sync.WaitGroup
+	outputs.Go(func() { pe.CopyOutput("stdout", fw.Tagged(wire.FrameStdout)) })
+	outputs.Go(func() { pe.CopyOutput("stderr", fw.Tagged(wire.FrameStderr)) })
+	var stdin *io.PipeWriter
+	if spec.Stdin {
+		r, w := io.Pipe()
+		stdin = w
+		inputs.Go(func() {
+			pe.CopyStdin(r)
+			r.Close() // input the process no longer takes is dropped
+		})
+	}
+	gone := make(chan error, 1)
+	inputs.Go(func() { gone <- readRunInput(r, stdin) })
+
+	var timeout <-chan time.Time
+	if spec.Timeout > 0 {
+		t := time.NewTimer(spec.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var cut error
+	if !answered {
+		cut = errors.New("the client went away")
+		pe.Scrub()
+	}
+	if cut == nil {
+		select {
+		case <-pe.Done():
+		case err := <-gone:
+			cut = fmt.Errorf("the client went away: %w", err)
+			gone <- err // for the wait below
+			pe.Scrub()
+		case <-timeout:
+			cut = fmt.Errorf("timed out after %v", spec.Timeout)
+			pe.Scrub()
+		}
+	}
+	<-pe.Done()
+	outputs.Wait()
+	if cut == nil {
+		st := pe.Peek()
+		if err := fw.WriteJSON(wire.FrameExit, wire.RunExit{ExitCode: st.ExitCode, Signal: st.Signal, Exit: st.Exit}); err != nil {
+			cut = fmt.Errorf("sending the exit: %w", err)
+		} else {
+			linger := time.NewTimer(runLinger)
+			select {
+			case err := <-gone:
+				gone <- err
+			case <-linger.C:
+			case <-s.ctx.Done():
+			}
+			linger.Stop()
+		}
+		op.End(cut)
+	} else {
+		op.End(cut)
+		s.log.Info("run cut short", slog.String("path", h.Path), slog.String("why", cut.Error()))
+	}
+	conn.Close() // ends readRunInput, and with it stdin
+	inputs.Wait()
+}
+
+// readRunInput reads the client's frames, passing stdin to the process,
+// until the connection ends; it returns why it did.
+func readRunInput(r io.Reader, stdin *io.PipeWriter) error {
+	var buf []byte
+	for {
+		tag, p, grown, err := wire.ReadFrame(r, buf)
+		buf = grown
+		if err == nil {
+			switch {
+			case tag == wire.FrameStdin && stdin != nil:
+				stdin.Write(p) // fails once the process stops taking it
+				continue
+			case tag == wire.FrameStdinEnd && stdin != nil:
+				stdin.Close()
+				stdin = nil
+				continue
+			default:
+				err = fmt.Errorf("%w: unexpected frame %q", wire.ErrBadPreamble, tag)
+			}
+		}
+		if stdin != nil {
+			stdin.CloseWithError(err)
+		}
+		return err
+	}
+}
+
+// claim reserves one of the process's standard streams by name.
+func (pe *procElement) claim(name string) error {
+	if name == "stdin" {
+		return pe.ClaimStdin()
+	}
+	return pe.ClaimOutput(name)
+}
