@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/label"
 	"github.com/circuit-project/circuit/internal/wire"
 )
@@ -202,7 +203,10 @@ func (c *Client) runOn(ctx context.Context, server, path string, specFrame []byt
 			if ctx.Err() != nil {
 				res.Err = c.runErr(ctx, ctx.Err())
 			} else {
-				res.Err = fmt.Errorf("the run stream to its server broke: %w", err)
+				res.Err = err
+				if id, perr := ident.ParseID(server); perr == nil {
+					res.Err = c.streamErr(ctx, id, err) // names a lost host as such
+				}
 			}
 			break
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +51,7 @@ func TestRunStreams(t *testing.T) {
 		{name: "stdin not read", cmd: sh(`echo ignored`), opt: client.RunOptions{Stdin: bigIn}, stdout: "ignored\n"},
 		{name: "no stdin", cmd: sh(`cat; echo eof`), stdout: "eof\n"},
 		{name: "timeout", cmd: sh(`echo started; exec sleep 30`), opt: client.RunOptions{Timeout: 500 * time.Millisecond}, stdout: "started\n", timeout: true},
+		{name: "descendant holds the output", cmd: sh(`sleep 601 & echo bg`), opt: client.RunOptions{Timeout: 500 * time.Millisecond}, stdout: "bg\n", timeout: true},
 		{name: "timeout with stdin unread", cmd: sh(`exec sleep 30`), opt: client.RunOptions{Stdin: bigIn, Timeout: 500 * time.Millisecond}, timeout: true},
 	}
 	for _, tc := range cases {
@@ -91,7 +93,9 @@ func TestRunStreams(t *testing.T) {
 			}
 		})
 	}
-	// Every copy is gone: those that exited, and those killed.
+	// Every copy is gone: those that exited, and those killed, with the
+	// descendants that outlived them.
+	testcluster.Eventually(t, 10*time.Second, func() bool { return !running("sleep\x00601") }, "a copy's descendant outlived the timeout")
 	testcluster.Eventually(t, 10*time.Second, func() bool {
 		for _, s := range servers {
 			entries, err := c.List(ctx, "/"+s.ID().String()+"/"+client.RunAnchor+"/...")
@@ -105,4 +109,17 @@ func TestRunStreams(t *testing.T) {
 
 func sh(script string, args ...string) client.Cmd {
 	return client.Cmd{Path: "/bin/sh", Args: append([]string{"-c", script}, args...)}
+}
+
+// running reports whether a process whose command line contains cmdline
+// (arguments separated by NULs) is running.
+func running(cmdline string) bool {
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		b, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(b), cmdline) {
+			return true
+		}
+	}
+	return false
 }

@@ -76,13 +76,18 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 	var outputs, inputs sync.WaitGroup
 	outputs.Go(func() { pe.CopyOutput("stdout", fw.Tagged(wire.FrameStdout)) })
 	outputs.Go(func() { pe.CopyOutput("stderr", fw.Tagged(wire.FrameStderr)) })
+	outputsDone := make(chan struct{})
+	go func() { // owned here: every return below waits for it
+		outputs.Wait()
+		close(outputsDone)
+	}()
 	var stdin *io.PipeWriter
+	var stdinR *io.PipeReader
 	if spec.Stdin {
-		r, w := io.Pipe()
-		stdin = w
+		stdinR, stdin = io.Pipe()
 		inputs.Go(func() {
-			pe.CopyStdin(r)
-			r.Close() // input the process no longer takes is dropped
+			pe.CopyStdin(stdinR)
+			stdinR.Close() // input the process no longer takes is dropped
 		})
 	}
 	gone := make(chan error, 1)
@@ -94,25 +99,37 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 		defer t.Stop()
 		timeout = t.C
 	}
+	// A run cut short sends no more frames (the output copies then fail
+	// and drain what is left) and kills the process's group, descendants
+	// that outlived it included: they may hold its output open.
 	var cut error
-	if !answered {
-		cut = errors.New("the client went away")
+	cutShort := func(err error) {
+		cut = err
+		conn.SetWriteDeadline(time.Now())
 		pe.Scrub()
+		pe.KillGroup()
 	}
-	if cut == nil {
+	if !answered {
+		cutShort(errors.New("the client went away"))
+	}
+	// The run is over when the process has exited and its outputs have
+	// ended; until then, the client's going and the timeout are watched.
+	exited, drained := pe.Done(), (<-chan struct{})(outputsDone)
+	for cut == nil && (exited != nil || drained != nil) {
 		select {
-		case <-pe.Done():
+		case <-exited:
+			exited = nil
+		case <-drained:
+			drained = nil
 		case err := <-gone:
-			cut = fmt.Errorf("the client went away: %w", err)
 			gone <- err // for the wait below
-			pe.Scrub()
+			cutShort(fmt.Errorf("the client went away: %w", err))
 		case <-timeout:
-			cut = fmt.Errorf("timed out after %v", spec.Timeout)
-			pe.Scrub()
+			cutShort(fmt.Errorf("timed out after %v", spec.Timeout))
 		}
 	}
 	<-pe.Done()
-	outputs.Wait()
+	<-outputsDone
 	if cut == nil {
 		st := pe.Peek()
 		if err := fw.WriteJSON(wire.FrameExit, wire.RunExit{ExitCode: st.ExitCode, Signal: st.Signal, Exit: st.Exit}); err != nil {
@@ -132,7 +149,13 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 		op.End(cut)
 		s.log.Info("run cut short", slog.String("path", h.Path), slog.String("why", cut.Error()))
 	}
-	conn.Close() // ends readRunInput, and with it stdin
+	conn.Close() // ends readRunInput
+	if spec.Stdin {
+		// A descendant may hold stdin open without reading it: the input
+		// still on its way is dropped.
+		stdinR.CloseWithError(net.ErrClosed)
+		pe.AbortStdin()
+	}
 	inputs.Wait()
 }
 

@@ -272,6 +272,13 @@ func (p *Proc) Scrub() {
 	p.Discard(false) // the group was killed: its output ends soon
 }
 
+// KillGroup sends SIGKILL to the process's group even after the process
+// itself has exited, for descendants that outlived it. The group's ID
+// cannot be reused while any of them lives.
+func (p *Proc) KillGroup() {
+	syscall.Kill(-p.ec.Process.Pid, syscall.SIGKILL)
+}
+
 // Stop ends the process for a stopping server: SIGTERM to the group, SIGKILL
 // after grace, and waits for the exit.
 func (p *Proc) Stop(grace time.Duration) {

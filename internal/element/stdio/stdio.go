@@ -162,6 +162,11 @@ func (s *Streams) CloseStdin() error {
 	return nil
 }
 
+// AbortStdin closes stdin under a CopyStdin still at work, whose write
+// then fails: for a writer that must not wait on a reader that never
+// reads.
+func (s *Streams) AbortStdin() { s.stdin.w.Close() }
+
 func (s *Streams) endStdin() {
 	s.mu.Lock()
 	s.stdin.ended, s.stdin.busy = true, false
