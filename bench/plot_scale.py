@@ -32,7 +32,12 @@ def main():
     ]
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
     for ax, (key, title) in zip(axes.flat, panels):
-        ax.plot(n, [float(r[key]) for r in rows], marker="o")
+        ax.plot(n, [float(r[key]) for r in rows], marker="o", label="circuit")
+        if key == "cpu_pct_of_core" and rows and "beat_floor_cpu_pct_of_core" in rows[0]:
+            ax.plot(n, [float(r["beat_floor_cpu_pct_of_core"]) for r in rows], marker="s",
+                    linestyle="--", label="beat floor (bench/beatfloor)")
+            ax.axhline(10, color="grey", linewidth=0.8, label="goal at 100 servers")
+            ax.legend(fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("servers")
         ax.set_xticks(n)

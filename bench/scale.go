@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,7 +35,7 @@ func benchScale(b *bench) error {
 			return err
 		}
 		defer csv.Close()
-		fmt.Fprintln(csv, "servers,converge_s,ls_ms,rss_mean_mib,rss_max_mib,cpu_pct_of_core,traffic_kib_s_per_server,kill_seen_s")
+		fmt.Fprintln(csv, "servers,converge_s,ls_ms,rss_mean_mib,rss_max_mib,cpu_pct_of_core,traffic_kib_s_per_server,kill_seen_s,beat_floor_cpu_pct_of_core")
 	}
 	for _, f := range strings.Split(*scaleSizes, ",") {
 		n, err := strconv.Atoi(f)
@@ -142,15 +145,79 @@ func (b *bench) scale(n int, csv *os.File) error {
 		}
 	}
 	seen := time.Since(killed)
-	fmt.Printf("scale    %3d servers: all see all %v after the last start; ls / median %v (CLI, process start included); idle RSS mean %.1f MiB, max %.1f MiB; idle CPU %.1f%% of one core for the whole cluster; loopback traffic %.2f KiB/s per server; kill -9 seen after %v\n",
+	b.stopAll()
+
+	floor, err := b.beatFloor(n, ns, window)
+	if err != nil {
+		return fmt.Errorf("beat floor: %w", err)
+	}
+	fmt.Printf("scale    %3d servers: all see all %v after the last start; ls / median %v (CLI, process start included); idle RSS mean %.1f MiB, max %.1f MiB; idle CPU %.1f%% of one core for the whole cluster; loopback traffic %.2f KiB/s per server; kill -9 seen after %v; the beat floor's idle CPU %.1f%%, so circuit's is %.2f times it\n",
 		n, converged.Round(time.Millisecond), lsTimes[len(lsTimes)/2].Round(time.Microsecond),
-		float64(rssSum)/float64(n)/1024, float64(rssMax)/1024, 100*cpuShare, perServer, seen.Round(time.Millisecond))
+		float64(rssSum)/float64(n)/1024, float64(rssMax)/1024, 100*cpuShare, perServer, seen.Round(time.Millisecond), 100*floor, cpuShare/floor)
 	if csv != nil {
-		fmt.Fprintf(csv, "%d,%.3f,%.1f,%.2f,%.2f,%.2f,%.3f,%.3f\n", n, converged.Seconds(),
+		fmt.Fprintf(csv, "%d,%.3f,%.1f,%.2f,%.2f,%.2f,%.3f,%.3f,%.2f\n", n, converged.Seconds(),
 			float64(lsTimes[len(lsTimes)/2].Microseconds())/1000, float64(rssSum)/float64(n)/1024,
-			float64(rssMax)/1024, 100*cpuShare, perServer, seen.Seconds())
+			float64(rssMax)/1024, 100*cpuShare, perServer, seen.Seconds(), 100*floor)
 	}
 	return nil
+}
+
+// beatFloor runs n copies of bench/beatfloor in the namespace ns, each
+// beating on a watch from each of the 3 before it in a ring, as circuit's
+// watches do, and returns their CPU over window as a share of one core: the
+// least an idle cluster of n can cost while still seeing a lost host the way
+// circuit does.
+func (b *bench) beatFloor(n int, ns string, window time.Duration) (float64, error) {
+	bin := filepath.Join(b.dir, "beatfloor")
+	if _, err := os.Stat(bin); err != nil {
+		if err := build(bin, "./bench/beatfloor"); err != nil {
+			return 0, err
+		}
+	}
+	type peer struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		addr  string
+	}
+	peers := make([]peer, n)
+	for i := range peers {
+		cmd := exec.Command("ip", "netns", "exec", ns, bin)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return 0, err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return 0, err
+		}
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		b.procs = append(b.procs, cmd)
+		addr, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			return 0, fmt.Errorf("beatfloor printed no address: %w", err)
+		}
+		peers[i] = peer{cmd, stdin, strings.TrimSpace(addr)}
+	}
+	const watched = 3 // watchSuccessors in internal/cluster
+	var pids []int
+	for i, p := range peers {
+		var succ []string
+		for k := 1; k <= min(watched, n-1); k++ {
+			succ = append(succ, peers[(i+k)%n].addr)
+		}
+		if _, err := fmt.Fprintln(p.stdin, strings.Join(succ, ",")); err != nil {
+			return 0, err
+		}
+		pids = append(pids, p.cmd.Process.Pid)
+	}
+	time.Sleep(5 * time.Second) // settle: every dial done
+	cpu0 := cpuTicks(pids)
+	time.Sleep(window) // the idle window is the measurement
+	cpu1 := cpuTicks(pids)
+	b.stopAll()
+	return float64(cpu1-cpu0) / clockTicks / window.Seconds(), nil
 }
 
 // clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat times.
