@@ -10,10 +10,11 @@ import (
 
 func init() {
 	register(&command{
-		name:  "mkchan",
-		args:  "PATH CAP",
-		short: "create a channel with buffer capacity CAP (0: unbuffered), as in Go",
-		dial:  true,
+		name:    "mkchan",
+		example: "circuit mkchan /X88550014d4c82e4d/hi/charlie 3",
+		args:    "PATH CAP",
+		short:   "create a channel with buffer capacity CAP (0: unbuffered), as in Go",
+		dial:    true,
 		run: func(env *Env, inv *invocation) error {
 			if len(inv.args) != 2 {
 				return usagef("mkchan takes a path and a capacity, e.g. circuit mkchan /X88550014d4c82e4d/this/is/charlie 3")
@@ -39,10 +40,11 @@ func init() {
 			what = "leaves or fails"
 		}
 		register(&command{
-			name:  "mk" + kind,
-			args:  "PATH",
-			short: "create a subscription: recv on it yields the path of each server that " + what + " from now on",
-			dial:  true,
+			name:    "mk" + kind,
+			example: "circuit mk" + kind + " /X88550014d4c82e4d/watch/" + kind[1:],
+			args:    "PATH",
+			short:   "create a subscription: recv on it yields the path of each server that " + what + " from now on",
+			dial:    true,
 			run: pathCommand(func(env *Env, c *client.Client, path string) error {
 				if _, err := c.MakeSubscriptionAt(env.Ctx, path, kind); err != nil {
 					return err
@@ -52,10 +54,11 @@ func init() {
 		})
 	}
 	register(&command{
-		name:  "send",
-		args:  "PATH",
-		short: "send this stdin as one message on a channel; blocks until a receiver or a buffer slot takes it",
-		dial:  true,
+		name:    "send",
+		example: "echo hello | circuit send /X88550014d4c82e4d/hi/charlie",
+		args:    "PATH",
+		short:   "send this stdin as one message on a channel; blocks until a receiver or a buffer slot takes it",
+		dial:    true,
 		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			if err := c.ChanAt(path).Send(env.Ctx, env.Stdin); err != nil {
 				return err
@@ -64,11 +67,13 @@ func init() {
 		}),
 	})
 	register(&command{
-		name:  "recv",
-		args:  "PATH",
-		short: "receive one message from a channel or subscription onto this stdout",
-		long:  "Exits non-zero, printing nothing, once a closed channel has no messages left.",
-		dial:  true,
+		name:    "recv",
+		exits:   "1 once a closed channel has no messages left (nothing is printed).",
+		example: "circuit recv /X88550014d4c82e4d/hi/charlie",
+		args:    "PATH",
+		short:   "receive one message from a channel or subscription onto this stdout",
+		long:    "Exits non-zero, printing nothing, once a closed channel has no messages left.",
+		dial:    true,
 		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			r, err := c.ChanAt(path).Recv(env.Ctx)
 			if err != nil {
@@ -82,10 +87,11 @@ func init() {
 		}),
 	})
 	register(&command{
-		name:  "close",
-		args:  "PATH",
-		short: "close a channel: buffered messages still drain, then recv reports it closed",
-		dial:  true,
+		name:    "close",
+		example: "circuit close /X88550014d4c82e4d/hi/charlie",
+		args:    "PATH",
+		short:   "close a channel: buffered messages still drain, then recv reports it closed",
+		dial:    true,
 		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			if err := c.ChanAt(path).Close(env.Ctx); err != nil {
 				return err

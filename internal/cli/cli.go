@@ -37,6 +37,8 @@ type Env struct {
 	Stderr io.Writer
 	Getenv func(string) string
 	Ctx    context.Context
+
+	jsonOut bool // -json was given: print data as compact JSON
 }
 
 // command is one circuit command.
@@ -45,7 +47,15 @@ type command struct {
 	args  string // synopsis of the positional arguments
 	short string // one line for `circuit help`
 	long  string // more, for `circuit help CMD`
-	dial  bool   // takes the dial-in flags
+	// example is one example command line, for commands whose long text
+	// has none.
+	example string
+	// exits documents exit codes of its own, beyond the common ones.
+	exits string
+	dial  bool // takes the dial-in flags
+	// json, when set, gives the command a -json flag and documents what it
+	// prints with it (docs/CLI.md): its fields, which are stable.
+	json  string
 	flags func(fs *flag.FlagSet) any
 	run   func(env *Env, cmd *invocation) error
 }
@@ -104,12 +114,8 @@ func Main(env *Env, args []string) int {
 	}
 	inv := &invocation{cmd: c, fs: flag.NewFlagSet("circuit "+name, flag.ContinueOnError)}
 	inv.fs.SetOutput(io.Discard)
-	if c.dial {
-		inv.dial = addDialFlags(inv.fs)
-	}
-	if c.flags != nil {
-		inv.opts = c.flags(inv.fs)
-	}
+	var jsonOut *bool
+	inv.dial, inv.opts, jsonOut = defineFlags(c, inv.fs)
 	pos, err := parseInterspersed(inv.fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		printCommandHelp(env.Stdout, c)
@@ -121,6 +127,11 @@ func Main(env *Env, args []string) int {
 		return ExitUsage
 	}
 	inv.args = pos
+	if jsonOut != nil && *jsonOut {
+		e := *env
+		e.jsonOut = true
+		env = &e
+	}
 	err = c.run(env, inv)
 	if inv.dials != nil {
 		inv.dials.Close()
@@ -199,13 +210,11 @@ func printCommandHelp(w io.Writer, c *command) {
 	if c.long != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.long))
 	}
+	if c.example != "" {
+		fmt.Fprintf(w, "\nExample:\n  %s\n", c.example)
+	}
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	if c.dial {
-		addDialFlags(fs)
-	}
-	if c.flags != nil {
-		c.flags(fs)
-	}
+	defineFlags(c, fs)
 	has := false
 	fs.VisitAll(func(*flag.Flag) { has = true })
 	if has {
@@ -216,6 +225,21 @@ func printCommandHelp(w io.Writer, c *command) {
 	if c.dial {
 		fmt.Fprintln(w, "\nWith no -d or -discover, the dial-in server is read from the file named by\n$CIRCUIT, or found by multicast on $CIRCUIT_DISCOVER. The key file may be\ngiven by $CIRCUIT_HMAC.")
 	}
+}
+
+// defineFlags defines a command's flags on fs: the dial-in flags if it
+// dials, its own, and -json if it prints JSON. It returns where they land.
+func defineFlags(c *command, fs *flag.FlagSet) (dial *dialFlags, opts any, jsonOut *bool) {
+	if c.dial {
+		dial = addDialFlags(fs)
+	}
+	if c.flags != nil {
+		opts = c.flags(fs)
+	}
+	if c.json != "" {
+		jsonOut = fs.Bool("json", false, "print JSON (fields in docs/CLI.md)")
+	}
+	return dial, opts, jsonOut
 }
 
 func unknown(env *Env, name string) int {

@@ -20,7 +20,7 @@ type dialFlags struct {
 
 func addDialFlags(fs *flag.FlagSet) *dialFlags {
 	d := &dialFlags{}
-	fs.StringVar(&d.addr, "d", "", "dial-in server: a circuit URL (circuit://HOST:PORT/PID/ID) or HOST:PORT")
+	fs.StringVar(&d.addr, "d", "", "dial-in server `URL`: circuit://HOST:PORT/PID/ID, or HOST:PORT")
 	fs.StringVar(&d.discover, "discover", "", "find a dial-in server by UDP multicast on this group `ADDR:PORT` (default $CIRCUIT_DISCOVER)")
 	addKeyFlag(fs, &d.hmac)
 	return d

@@ -4,10 +4,11 @@ import "fmt"
 
 func init() {
 	register(&command{
-		name:  "mkdns",
-		args:  "PATH [ADDR]",
-		short: "start a DNS server element, on ADDR (host:port) or a free port of its server's address",
-		dial:  true,
+		name:    "mkdns",
+		example: "circuit mkdns /X88550014d4c82e4d/dns 127.0.0.1:7653",
+		args:    "PATH [ADDR]",
+		short:   "start a DNS server element, on ADDR (host:port) or a free port of its server's address",
+		dial:    true,
 		run: func(env *Env, inv *invocation) error {
 			if len(inv.args) < 1 || len(inv.args) > 2 {
 				return usagef("mkdns takes a path and an optional address, e.g. circuit mkdns /X88550014d4c82e4d/mydns 127.0.0.1:7711")
@@ -27,10 +28,11 @@ func init() {
 		},
 	})
 	register(&command{
-		name:  "set",
-		args:  "PATH RECORD",
-		short: `add a resource record to a DNS element, e.g. "miek.nl. 3600 IN MX 10 mx.miek.nl."`,
-		dial:  true,
+		name:    "set",
+		example: `circuit set /X88550014d4c82e4d/dns "miek.nl. 3600 IN MX 10 mx.miek.nl."`,
+		args:    "PATH RECORD",
+		short:   `add a resource record to a DNS element, e.g. "miek.nl. 3600 IN MX 10 mx.miek.nl."`,
+		dial:    true,
 		run: func(env *Env, inv *invocation) error {
 			if len(inv.args) != 2 {
 				return usagef(`set takes a path and one record in quotes, e.g. circuit set /X88550014d4c82e4d/mydns "miek.nl. 3600 IN MX 10 mx.miek.nl."`)
@@ -46,10 +48,11 @@ func init() {
 		},
 	})
 	register(&command{
-		name:  "unset",
-		args:  "PATH NAME",
-		short: "remove every record of NAME from a DNS element",
-		dial:  true,
+		name:    "unset",
+		example: "circuit unset /X88550014d4c82e4d/dns miek.nl.",
+		args:    "PATH NAME",
+		short:   "remove every record of NAME from a DNS element",
+		dial:    true,
 		run: func(env *Env, inv *invocation) error {
 			if len(inv.args) != 2 {
 				return usagef("unset takes a path and a name, e.g. circuit unset /X88550014d4c82e4d/mydns miek.nl.")

@@ -25,6 +25,7 @@ type execFlags struct{ tty bool }
 func init() {
 	register(&command{
 		name:  "exec",
+		exits: "The remote command's own exit code when it is not 0.",
 		args:  "/Xid -- CMD [ARG...]",
 		short: "run a command on a server, attached to this terminal (-t: on a pseudo-terminal)",
 		long: `Runs CMD on the server /Xid with this process's standard input, output and

@@ -15,11 +15,16 @@ server and client that file with -hmac FILE (or $CIRCUIT_HMAC), and all
 traffic is authenticated and encrypted:
 
   circuit keygen > ~/.circuit-key && chmod 600 ~/.circuit-key`,
+		json: "One JSON object: Key, the new key as it would be printed without -json.",
 		run: func(env *Env, inv *invocation) error {
 			if len(inv.args) != 0 {
 				return usagef("keygen takes no arguments")
 			}
-			_, err := fmt.Fprintln(env.Stdout, security.Generate())
+			key := security.Generate()
+			if env.jsonOut {
+				return printJSON(env, struct{ Key string }{key})
+			}
+			_, err := fmt.Fprintln(env.Stdout, key)
 			return err
 		},
 	})

@@ -14,6 +14,7 @@ type killFlags struct{ verbose bool }
 func init() {
 	register(&command{
 		name:  "kill",
+		exits: "3 when no worker matched.",
 		args:  "DIR[/...]...",
 		short: "kill the workers listed in anchor-file-system directories (seed 003's 4kill)",
 		long: `Kills, with SIGKILL, every worker listed in each directory of the anchor file
@@ -27,6 +28,8 @@ Examples:
   circuit kill /firehose/clients/...
   circuit kill /firehose/clients/spam/R6aca01d945c3b861`,
 		dial: true,
+		json: `One JSON object: Killed, the files of the killed workers, each as ls -json
+prints a path (Path, Kind, Server, Anchor). -json implies -v.`,
 		flags: func(fs *flag.FlagSet) any {
 			f := &killFlags{}
 			fs.BoolVar(&f.verbose, "v", false, "print the files of the killed workers")
@@ -43,6 +46,7 @@ Examples:
 			}
 			matched := 0
 			var errs []error
+			killedAll := []entryJSON{}
 			for _, path := range inv.args {
 				killed, err := c.Kill(env.Ctx, path)
 				var incomplete *client.IncompleteError
@@ -53,10 +57,18 @@ Examples:
 					errs = append(errs, fmt.Errorf("kill %s: %w", path, err))
 				}
 				matched += len(killed)
-				if f.verbose {
+				for _, e := range killed {
+					killedAll = append(killedAll, toEntryJSON(e))
+				}
+				if f.verbose && !env.jsonOut {
 					for _, e := range killed {
 						fmt.Fprintln(env.Stdout, e.Path)
 					}
+				}
+			}
+			if env.jsonOut {
+				if err := printJSON(env, struct{ Killed []entryJSON }{killedAll}); err != nil {
+					return err
 				}
 			}
 			if err := errors.Join(errs...); err != nil {

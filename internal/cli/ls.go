@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"strings"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/label"
 )
 
@@ -15,6 +17,7 @@ type lsFlags struct{ long bool }
 func init() {
 	register(&command{
 		name:  "ls",
+		exits: "1 when some servers did not answer: what the others answered is printed, and the silent ones are named on standard error.",
 		args:  "PATH",
 		short: "list anchors: / lists the servers, /X.../a lists below a, PATH/... lists recursively",
 		long: `Prints one absolute path per line, sorted. With -l, each line starts with the
@@ -37,6 +40,15 @@ Examples:
   circuit ls /firehose/clients
   circuit ls /firehose/clients/...`,
 		dial: true,
+		json: `One JSON object per line, one per path, in the order of the plain listing:
+  Path    the absolute path
+  Kind    the element's kind (server, proc, chan, @join, @leave, dns, docker;
+          dir and worker in the anchor file system), or "" for none
+  Server  the ID of the server holding it (for a worker, the server of its
+          process); absent for directories of the anchor file system
+  Anchor  for a worker, the path of its process element
+  DC      for a server, its datacenter, if it has one
+  Labels  for a server, its labels, if it has any`,
 		flags: func(fs *flag.FlagSet) any {
 			f := &lsFlags{}
 			fs.BoolVar(&f.long, "l", false, "show the kind of element beside each path")
@@ -58,6 +70,15 @@ Examples:
 			}
 			var b strings.Builder
 			for _, e := range entries {
+				if env.jsonOut {
+					line, jerr := json.Marshal(toEntryJSON(e))
+					if jerr != nil {
+						return jerr
+					}
+					b.Write(line)
+					b.WriteByte('\n')
+					continue
+				}
 				if !f.long {
 					b.WriteString(e.Path)
 					b.WriteByte('\n')
@@ -88,4 +109,25 @@ Examples:
 			return nil
 		},
 	})
+}
+
+// entryJSON is a listed path as ls -json and kill -json print it.
+type entryJSON struct {
+	Path   string
+	Kind   string
+	Server string            `json:",omitempty"`
+	Anchor string            `json:",omitempty"`
+	DC     string            `json:",omitempty"`
+	Labels map[string]string `json:",omitempty"`
+}
+
+func toEntryJSON(e client.Entry) entryJSON {
+	out := entryJSON{Path: e.Path, Kind: e.Kind, Anchor: e.Anchor, DC: e.DC, Labels: e.Labels}
+	for _, path := range []string{e.Path, e.Anchor} {
+		if p, err := anchor.Parse(path); err == nil && p.Server != 0 {
+			out.Server = p.Server.String()
+			break
+		}
+	}
+	return out
 }

@@ -46,6 +46,28 @@ type procJSON struct {
 	Exited   *time.Time `json:",omitempty"`
 }
 
+// containerJSON is a container's state as wait prints it: Exit is an error,
+// which JSON cannot show.
+type containerJSON struct {
+	ID, Name, Image, Phase string
+	ExitCode               int
+	Exit                   *string
+	Started                time.Time
+	Exited                 *time.Time `json:",omitempty"`
+}
+
+func toContainerJSON(st client.ContainerStat) containerJSON {
+	out := containerJSON{ID: st.ID, Name: st.Name, Image: st.Image, Phase: st.Phase, ExitCode: st.ExitCode, Started: st.Started}
+	if st.Exit != nil {
+		msg := st.Exit.Error()
+		out.Exit = &msg
+	}
+	if !st.Exited.IsZero() {
+		out.Exited = &st.Exited
+	}
+	return out
+}
+
 func toProcJSON(st client.ProcStat) procJSON {
 	out := procJSON{Cmd: st.Cmd, Phase: st.Phase, ExitCode: st.ExitCode, Signal: st.Signal, PID: st.PID, Started: st.Started}
 	if st.Exit != nil {
@@ -132,10 +154,15 @@ Example:
 		},
 	})
 	register(&command{
-		name:  "wait",
-		args:  "PATH",
-		short: "wait for a process to exit, print its final state, and exit with its exit code",
-		dial:  true,
+		name:    "wait",
+		exits:   "The process's or container's own exit code when it is not 0 (128+N when signal N killed it).",
+		example: "circuit wait /X88550014d4c82e4d/pippi",
+		args:    "PATH",
+		short:   "wait for a process to exit, print its final state, and exit with its exit code",
+		dial:    true,
+		json: `The same document as without -json, on one line: a process's final state as
+peek prints it, or a container's: ID, Name, Image, Phase, ExitCode, Exit
+(null, or why it failed), Started, Exited.`,
 		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			var printed any
 			code := 0
@@ -144,7 +171,7 @@ Example:
 				if err != nil {
 					return err
 				}
-				printed, code = st, st.ExitCode
+				printed, code = toContainerJSON(st), st.ExitCode
 			} else {
 				st, err := c.ProcAt(path).Wait(env.Ctx)
 				if err != nil {
@@ -162,11 +189,14 @@ Example:
 		}),
 	})
 	register(&command{
-		name:  "waitall",
-		args:  "PATH...",
-		short: "wait for every given process to exit; exit with the largest exit code",
-		long:  "Prints one JSON object mapping each path to its process's final state.",
-		dial:  true,
+		name:    "waitall",
+		exits:   "The largest exit code of the processes when it is not 0.",
+		example: "circuit waitall /X88550014d4c82e4d/pippi /X56e7a2a0d47a7b5d/emil",
+		args:    "PATH...",
+		short:   "wait for every given process to exit; exit with the largest exit code",
+		long:    "Prints one JSON object mapping each path to its process's final state.",
+		dial:    true,
+		json:    "The same document as without -json, on one line: each path to its process's final state, as peek prints it.",
 		run: func(env *Env, inv *invocation) error {
 			if len(inv.args) == 0 {
 				return usagef("waitall takes one or more process paths")
@@ -208,10 +238,11 @@ Example:
 	})
 	for _, name := range []string{"stdout", "stderr"} {
 		register(&command{
-			name:  name,
-			args:  "PATH",
-			short: "copy the " + name + " of a process to this " + name + ", until the process closes it",
-			dial:  true,
+			name:    name,
+			example: "circuit " + name + " /X88550014d4c82e4d/pippi",
+			args:    "PATH",
+			short:   "copy the " + name + " of a process to this " + name + ", until the process closes it",
+			dial:    true,
 			run: pathCommand(func(env *Env, c *client.Client, path string) error {
 				conn, err := c.OpenStreamAt(env.Ctx, path, name)
 				if err != nil {
@@ -252,10 +283,11 @@ Example:
 		}),
 	})
 	register(&command{
-		name:  "signal",
-		args:  "SIGNAL PATH",
-		short: "send a signal (KILL, TERM, INT, HUP, USR1, ...) to a process and its group, or to a container",
-		dial:  true,
+		name:    "signal",
+		example: "circuit signal TERM /X88550014d4c82e4d/pippi",
+		args:    "SIGNAL PATH",
+		short:   "send a signal (KILL, TERM, INT, HUP, USR1, ...) to a process and its group, or to a container",
+		dial:    true,
 		run: func(env *Env, inv *invocation) error {
 			if len(inv.args) != 2 {
 				return usagef("signal takes a signal name and a path, e.g. circuit signal TERM /X88550014d4c82e4d/job")
@@ -276,10 +308,11 @@ Example:
 		},
 	})
 	register(&command{
-		name:  "scrub",
-		args:  "PATH",
-		short: "abort and remove the element at PATH (a process is killed)",
-		dial:  true,
+		name:    "scrub",
+		example: "circuit scrub /X88550014d4c82e4d/pippi",
+		args:    "PATH",
+		short:   "abort and remove the element at PATH (a process is killed)",
+		dial:    true,
 		run: pathCommand(func(env *Env, c *client.Client, path string) error {
 			if err := c.ScrubAt(env.Ctx, path); err != nil {
 				return err

@@ -30,6 +30,7 @@ type runFlags struct {
 func init() {
 	register(&command{
 		name:  "run",
+		exits: "The largest exit code of the copies when it is not 0; 255 for a server that vanished, timed out or could not start the command.",
 		args:  "-- CMD [ARG...]",
 		short: "run a command on many servers at once, its output prefixed by server",
 		long: `Runs CMD with its arguments on every server, or on those whose labels match
@@ -55,6 +56,12 @@ Examples:
   circuit run -b -l 'zone in (a,b)' -- cat /etc/os-release
   echo hello | circuit run -- cat`,
 		dial: true,
+		json: `Nothing while the copies run; when all have ended, one JSON object:
+Results, one per server in the order of their IDs, each with Server (its
+ID), ExitCode (-1 when the process did not exit), Stdout and Stderr (the
+whole output, as text) and Error (why the copy failed, when it did; also
+named on standard error). -b has no effect with -json. The exit code is as
+without -json.`,
 		flags: func(fs *flag.FlagSet) any {
 			f := &runFlags{}
 			fs.StringVar(&f.selector, "l", "", "run only on servers whose labels match this `SELECTOR` (role=db,zone in (a,b); dc=NAME chooses a datacenter)")
@@ -90,7 +97,7 @@ func runRun(env *Env, inv *invocation) error {
 		}
 	}
 	opt.OnLine = func(server string, s client.Stream, line []byte) {
-		if s == client.Stdout && f.gather {
+		if env.jsonOut || (s == client.Stdout && f.gather) {
 			return
 		}
 		w := env.Stdout
@@ -117,7 +124,11 @@ func runRun(env *Env, inv *invocation) error {
 		}
 		return fmt.Errorf("no server to run on")
 	}
-	if f.gather {
+	if env.jsonOut {
+		if err := printJSON(env, toRunJSON(results)); err != nil {
+			return err
+		}
+	} else if f.gather {
 		printGathered(env.Stdout, results)
 	}
 	code := 0
@@ -133,6 +144,31 @@ func runRun(env *Env, inv *invocation) error {
 		return exitStatus(code)
 	}
 	return nil
+}
+
+// runJSON is what run -json prints.
+type runJSON struct {
+	Results []runResultJSON
+}
+
+type runResultJSON struct {
+	Server         string
+	ExitCode       int
+	Stdout, Stderr string
+	Error          string `json:",omitempty"`
+}
+
+func toRunJSON(results []client.RunResult) runJSON {
+	out := runJSON{Results: make([]runResultJSON, 0, len(results))}
+	for _, r := range results {
+		j := runResultJSON{Server: r.Server, ExitCode: r.ExitCode, Stdout: string(r.Stdout), Stderr: string(r.Stderr)}
+		if r.Err != nil {
+			j.Error = r.Err.Error()
+		}
+		out.Results = append(out.Results, j)
+	}
+	slices.SortFunc(out.Results, func(a, b runResultJSON) int { return strings.Compare(a.Server, b.Server) })
+	return out
 }
 
 // printGathered prints, as clush -b does, one block per distinct standard

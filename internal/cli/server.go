@@ -24,8 +24,13 @@ func serverArg(inv *invocation, verb string) (string, error) {
 	return p.Server.String(), nil
 }
 
+// printJSON prints v as one JSON document: indented for people, or on one
+// line with -json.
 func printJSON(env *Env, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
+	if env.jsonOut {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		return err
 	}
@@ -35,10 +40,21 @@ func printJSON(env *Env, v any) error {
 
 func init() {
 	register(&command{
-		name:  "peek",
-		args:  "PATH",
-		short: "print the state of the element at PATH as JSON",
-		dial:  true,
+		name:    "peek",
+		example: "circuit peek /X88550014d4c82e4d",
+		args:    "PATH",
+		short:   "print the state of the element at PATH as JSON",
+		dial:    true,
+		json: `The same document as without -json, on one line. By kind:
+  server   ID, URL, Addr, PID, Started, Version, GoVersion, Keyed, Labels, DC,
+           Members (each ID, Addr, URL, PID, Labels, DC), Elements
+  proc     Cmd (Env, Dir, Path, Args, Scrub, Dirs, Result, NoStdin), Phase
+           (running or exited), Exit (null, or why it failed), ExitCode,
+           Signal, PID, Started, Exited
+  chan     Cap, Closed, Aborted, NumSend, NumRecv
+  @join, @leave   Kind, Pending, Delivered, Aborted
+  dns      Address, Records (name to resource records)
+  docker   the Docker engine's own inspection document`,
 		run: func(env *Env, inv *invocation) error {
 			if len(inv.args) != 1 {
 				return usagef("peek takes one path")
@@ -95,7 +111,14 @@ func init() {
 				if err != nil {
 					return fmt.Errorf("peek %s: %w", path, err)
 				}
-				_, err = fmt.Fprintf(env.Stdout, "%s\n", bytes.TrimSpace(doc))
+				doc = bytes.TrimSpace(doc)
+				if env.jsonOut {
+					var b bytes.Buffer
+					if err := json.Compact(&b, doc); err == nil {
+						doc = b.Bytes()
+					}
+				}
+				_, err = fmt.Fprintf(env.Stdout, "%s\n", doc)
 				return err
 			case "":
 				return fmt.Errorf("peek %s: %w: no element at this anchor", path, client.ErrNotFound)
@@ -104,10 +127,12 @@ func init() {
 		},
 	})
 	register(&command{
-		name:  "stk",
-		args:  "/Xid",
-		short: "print the goroutine stacks of a server",
-		dial:  true,
+		name:    "stk",
+		example: "circuit stk /X88550014d4c82e4d",
+		args:    "/Xid",
+		short:   "print the goroutine stacks of a server",
+		dial:    true,
+		json:    "One JSON object: Server (its ID) and Stack (the text of every goroutine's stack).",
 		run: func(env *Env, inv *invocation) error {
 			id, err := serverArg(inv, "stk")
 			if err != nil {
@@ -121,15 +146,19 @@ func init() {
 			if err != nil {
 				return fmt.Errorf("stk /%s: %w", id, err)
 			}
+			if env.jsonOut {
+				return printJSON(env, struct{ Server, Stack string }{id, string(b)})
+			}
 			_, err = env.Stdout.Write(b)
 			return err
 		},
 	})
 	register(&command{
-		name:  "suicide",
-		args:  "/Xid",
-		short: "stop a server: it leaves the cluster and exits",
-		dial:  true,
+		name:    "suicide",
+		example: "circuit suicide /X88550014d4c82e4d",
+		args:    "/Xid",
+		short:   "stop a server: it leaves the cluster and exits",
+		dial:    true,
 		run: func(env *Env, inv *invocation) error {
 			id, err := serverArg(inv, "suicide")
 			if err != nil {

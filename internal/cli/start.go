@@ -50,6 +50,8 @@ Examples:
   circuit start -if eth0 -discover 228.8.8.8:7711
   circuit start -a 10.0.0.3:11022 -label role=db -label zone=a
   circuit start -a 10.1.0.1:11022 -dc west -j circuit://10.0.0.1:11022/78517/X56e7a2a0d47a7b5d`,
+		json: `The first line of standard output is one JSON object instead of the URL:
+URL, ID, Addr (as advertised) and PID.`,
 		flags: func(fs *flag.FlagSet) any {
 			f := &startFlags{}
 			fs.StringVar(&f.addr, "a", "", "address to bind and advertise, `HOST[:PORT]` (port 11022 if omitted; 0 picks a free one)")
@@ -145,7 +147,14 @@ func runStart(env *Env, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(env.Stdout, srv.URL().String())
+	if u := srv.URL(); env.jsonOut {
+		printJSON(env, struct {
+			URL, ID, Addr string
+			PID           int
+		}{u.String(), u.ID.String(), u.Addr, u.PID})
+	} else {
+		fmt.Fprintln(env.Stdout, u.String())
+	}
 	footprint.Trim() // start-up is over: let go of the code it ran
 	footprint.FixProcs()
 	keepCtx, stopKeep := context.WithCancel(ctx)

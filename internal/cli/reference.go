@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// Reference writes the command-line reference, docs/CLI.md, from the
+// registered commands themselves, so that it cannot drift from them:
+// TestReferenceIsCurrent fails when the file differs.
+func Reference(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("# circuit command-line reference\n\n")
+	p("This file is generated from the commands' own help by `CIRCUIT_UPDATE_DOCS=1 go test ./internal/cli -run TestReferenceIsCurrent`; edit the commands, not this file.\n\n")
+	p("`circuit COMMAND [flags] [arguments]`. Flags are single-dash long flags (`-hmac FILE`) and may come before or after the arguments; `--` ends them. `circuit help COMMAND` prints what this file says of one command.\n\n")
+	p("## Dial-in\n\n")
+	p("Every command that talks to a cluster takes the dial-in flags below. With no `-d` or `-discover`, the dial-in server is read from the file named by `$CIRCUIT`, or found by multicast on `$CIRCUIT_DISCOVER`. The key file may be given by `$CIRCUIT_HMAC`.\n\n")
+	fs := flag.NewFlagSet("dial", flag.ContinueOnError)
+	addDialFlags(fs)
+	writeFlags(w, fs)
+	p("## Exit codes\n\n")
+	p("| code | meaning |\n|---|---|\n")
+	p("| %d | success |\n", ExitOK)
+	p("| %d | the operation failed: refused or failed at the server, or a remote command failed |\n", ExitFailed)
+	p("| %d | usage error: an unknown command or flag, or an argument that the tool or the server found malformed |\n", ExitUsage)
+	p("| %d | not found: no element, anchor, server or worker at the path |\n", ExitNotFound)
+	p("| %d | cannot connect or authenticate: no dial-in server, wrong key, a server lost mid-operation |\n\n", ExitConnect)
+	p("Some commands add codes of their own (below). Errors go to standard error, never to standard output.\n\n")
+	p("## JSON output\n\n")
+	p("Every command that prints data takes `-json`. `ls -json` prints one JSON object per line; the others print one JSON document on one line. The fields are listed beside each command; their names are stable, and new fields may be added. Commands that copy bytes (`recv`, `stdout`, `stderr`, `cp` to standard output, `exec`) print them as they are and take no `-json`.\n\n")
+	p("## Commands\n\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		if !commands[n].hidden() {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p("- [`%s`](#%s): %s\n", n, anchorOf(n), commands[n].short)
+	}
+	p("\n")
+	for _, n := range names {
+		c := commands[n]
+		p("### %s\n\n", n)
+		p("```\ncircuit %s\n```\n\n", strings.TrimSpace(n+" [flags] "+c.args))
+		p("%s.\n\n", strings.TrimSuffix(capital(c.short), "."))
+		if c.long != "" {
+			p("```\n%s\n```\n\n", strings.TrimSpace(c.long))
+		}
+		if c.example != "" {
+			p("Example:\n\n```\n%s\n```\n\n", c.example)
+		}
+		fs := flag.NewFlagSet(n, flag.ContinueOnError)
+		if c.flags != nil {
+			c.flags(fs)
+		}
+		if c.json != "" {
+			fs.Bool("json", false, "print JSON (below)")
+		}
+		if c.dial {
+			p("Takes the [dial-in flags](#dial-in).")
+			if hasFlags(fs) {
+				p(" Its own:")
+			}
+			p("\n\n")
+		}
+		writeFlags(w, fs)
+		if c.json != "" {
+			p("With `-json`:\n\n```\n%s\n```\n\n", strings.TrimSpace(c.json))
+		}
+		p("Exit codes: the [common ones](#exit-codes).")
+		if c.exits != "" {
+			p(" %s", c.exits)
+		}
+		p("\n\n")
+	}
+}
+
+// hidden tells whether a command is left out of help and the reference:
+// commands the tool calls itself, named with a leading "__".
+func (c *command) hidden() bool { return strings.HasPrefix(c.name, "__") }
+
+func hasFlags(fs *flag.FlagSet) bool {
+	has := false
+	fs.VisitAll(func(*flag.Flag) { has = true })
+	return has
+}
+
+// writeFlags writes a table of the flags of fs, if it has any.
+func writeFlags(w io.Writer, fs *flag.FlagSet) {
+	if !hasFlags(fs) {
+		return
+	}
+	fmt.Fprint(w, "| flag | default | meaning |\n|---|---|---|\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		flagName := "-" + f.Name
+		if name != "" {
+			flagName += " " + name
+		}
+		def := f.DefValue
+		if def == "" || def == "false" || def == "[]" {
+			def = ""
+		} else {
+			def = "`" + def + "`"
+		}
+		fmt.Fprintf(w, "| `%s` | %s | %s |\n", flagName, def, strings.ReplaceAll(usage, "|", `\|`))
+	})
+	fmt.Fprintln(w)
+}
+
+// anchorOf is the link anchor GitHub gives a heading.
+func anchorOf(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(heading) {
+		if r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func capital(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
