@@ -29,6 +29,7 @@ var (
 	only    = flag.String("only", "", "comma-separated benchmarks to run: "+strings.Join(names(), ","))
 	runs    = flag.Int("runs", 200, "repetitions of each timed CLI command")
 	idleFor = flag.Duration("idle", 30*time.Second, "how long a server idles before its memory is read")
+	srvArgs = flag.String("server-args", "", "more `FLAGS` for every server the benchmarks start, such as \"-metrics 127.0.0.1:0 -http 127.0.0.1:0\"")
 )
 
 type benchmark struct {
@@ -162,6 +163,7 @@ func (b *bench) start(bin string, args ...string) (*exec.Cmd, string, error) {
 }
 
 func (b *bench) server(args ...string) (*exec.Cmd, string, error) {
+	args = append(strings.Fields(*srvArgs), args...)
 	return b.start(b.circuit, append([]string{"start", "-a", "127.0.0.1:0", "-log", "error"}, args...)...)
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/footprint"
 	"github.com/circuit-project/circuit/internal/label"
+	"github.com/circuit-project/circuit/internal/metrics"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/server"
 )
@@ -28,6 +29,12 @@ type startFlags struct {
 	addr, iface, bind, discover, hmac, varDir, timing, logLevel, fsRoot, dc string
 	join, labels                                                            multiFlag
 	docker                                                                  bool
+
+	// the web console (console.go)
+	httpAddr  string
+	httpWrite bool
+
+	metrics string // -metrics: Prometheus endpoint (package metrics)
 }
 
 // multiFlag is a flag that may be given several times.
@@ -67,6 +74,9 @@ URL, ID, Addr (as advertised) and PID.`,
 			fs.StringVar(&f.varDir, "var", "", "state `DIR`: a lock against a second server, and circuit.log")
 			fs.StringVar(&f.timing, "timing", string(cluster.LAN), "failure-detection timers: lan, or local for clusters on one machine")
 			fs.StringVar(&f.logLevel, "log", "info", "log level: debug, info, warn or error")
+			fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics, bound exactly as given (:PORT binds every address; port 0 picks one, logged); off by default")
+			fs.StringVar(&f.httpAddr, "http", "", "serve the web console on `HOST:PORT` (:PORT binds 127.0.0.1; with a key it asks for circuit console-token)")
+			fs.BoolVar(&f.httpWrite, "http-write", false, "let the web console start processes, signal them and scrub elements")
 			return f
 		},
 		run: runStart,
@@ -100,6 +110,14 @@ func runStart(env *Env, inv *invocation) error {
 		}
 		labels[k] = v
 	}
+	if err := checkConsoleFlags(f); err != nil {
+		return err
+	}
+	if f.metrics != "" {
+		if err := metrics.CheckAddr(f.metrics); err != nil {
+			return usagef("-metrics %q: %v", f.metrics, err)
+		}
+	}
 	if f.dc != "" {
 		if err := label.CheckValue(f.dc); err != nil {
 			return usagef("-dc %q: %v", f.dc, err)
@@ -111,7 +129,7 @@ func runStart(env *Env, inv *invocation) error {
 			return fmt.Errorf("-var: %w", err)
 		}
 	}
-	cfg := server.Config{Addr: f.addr, Iface: f.iface, Bind: f.bind, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker, FSRoot: f.fsRoot, DC: f.dc}
+	cfg := server.Config{Addr: f.addr, Iface: f.iface, Bind: f.bind, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker, FSRoot: f.fsRoot, DC: f.dc, Metrics: f.metrics}
 	if len(labels) > 0 {
 		cfg.Labels = labels
 	}
@@ -147,6 +165,11 @@ func runStart(env *Env, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	con, err := startConsole(ctx, env, f, keyFile, srv, cfg.Logger)
+	if err != nil {
+		srv.Stop()
+		return err
+	}
 	if u := srv.URL(); env.jsonOut {
 		printJSON(env, struct {
 			URL, ID, Addr string
@@ -164,6 +187,9 @@ func runStart(env *Env, inv *invocation) error {
 	select {
 	case <-ctx.Done():
 	case <-srv.StopRequested():
+	}
+	if con != nil {
+		con.Close()
 	}
 	srv.Stop()
 	return nil

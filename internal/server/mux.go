@@ -15,6 +15,7 @@ import (
 
 	"github.com/circuit-project/circuit/internal/element/stdio"
 	"github.com/circuit-project/circuit/internal/footprint"
+	"github.com/circuit-project/circuit/internal/metrics"
 	"github.com/circuit-project/circuit/internal/oplog"
 	"github.com/circuit-project/circuit/internal/wire"
 )
@@ -162,6 +163,7 @@ func (s *Server) serveStream(conn net.Conn) {
 		return
 	}
 	op := s.ops.Begin("Stream."+h.Stream, slog.String("path", h.Path), slog.String("from", conn.RemoteAddr().String()))
+	conn = s.metrics.CountStream(conn, h.Stream) // conn itself with metrics off
 	if isFileStream(h.Stream) {
 		s.serveFiles(conn, h, op)
 		return
@@ -258,6 +260,15 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 // relay connects a client to the member it named and splices the two
 // connections. Only members' advertised addresses are ever dialled.
 func (s *Server) relay(c net.Conn, p wire.Preamble) {
+	kind, reached := metrics.ForwardRPC, false
+	if p.Kind == wire.KindStream {
+		kind = metrics.ForwardStream
+	}
+	defer func() {
+		if !reached {
+			s.metrics.Forwarded(kind, false)
+		}
+	}()
 	m, ok := s.cluster.Lookup(p.Target)
 	if !ok {
 		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnknownServer, Msg: "server " + p.Target.String() + " is not a member of this cluster"})
@@ -294,6 +305,8 @@ func (s *Server) relay(c net.Conn, p wire.Preamble) {
 	}
 	c.SetDeadline(time.Time{})
 	up.SetDeadline(time.Time{})
+	reached = true
+	s.metrics.Forwarded(kind, true) // now: a relayed connection may last long
 	splice(c, up)
 }
 

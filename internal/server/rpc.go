@@ -37,21 +37,27 @@ func opAttrs(ctx context.Context, req any) []slog.Attr {
 	return attrs
 }
 
-// unaryOp numbers and logs every unary operation (package oplog).
+// unaryOp numbers and logs every unary operation (package oplog), and
+// counts and times it when metrics are on.
 func (s *Server) unaryOp(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	footprint.Wake()
-	op := s.ops.Begin(opName(info.FullMethod), opAttrs(ctx, req)...)
+	name, start := opName(info.FullMethod), s.metrics.Now()
+	op := s.ops.Begin(name, opAttrs(ctx, req)...)
 	resp, err := h(ctx, req)
 	op.End(err)
+	s.metrics.Operation(name, start, err)
 	return resp, err
 }
 
-// streamOp numbers and logs every streaming operation when it starts.
+// streamOp numbers and logs every streaming operation when it starts, and
+// counts and times it when it ends, when metrics are on.
 func (s *Server) streamOp(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	footprint.Wake()
-	op := s.ops.Begin(opName(info.FullMethod), opAttrs(ss.Context(), nil)...)
+	name, start := opName(info.FullMethod), s.metrics.Now()
+	op := s.ops.Begin(name, opAttrs(ss.Context(), nil)...)
 	err := h(srv, ss)
 	op.End(err)
+	s.metrics.Operation(name, start, err)
 	return err
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/circuit-project/circuit/internal/element/docker"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/label"
+	"github.com/circuit-project/circuit/internal/metrics"
 	"github.com/circuit-project/circuit/internal/oplog"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/wire"
@@ -46,7 +47,10 @@ type Config struct {
 	// FSRoot, when set, confines circuit cp on this server to the
 	// directory; "" allows every path.
 	FSRoot string
-	Logger *slog.Logger
+	// Metrics, when set, is the HOST:PORT where the server serves its
+	// Prometheus metrics at /metrics (package metrics); "" for none.
+	Metrics string
+	Logger  *slog.Logger
 }
 
 // Server is one running circuit server.
@@ -72,6 +76,9 @@ type Server struct {
 	serial atomic.Uint64 // numbers elements
 	lock   *os.File
 	docker *docker.Engine // nil without -docker
+	// metrics is nil unless Config.Metrics is set: its hooks do nothing.
+	metrics   *metrics.Set
+	metricsEP *metrics.Endpoint
 
 	ctx    context.Context // canceled by Stop
 	cancel context.CancelFunc
@@ -132,6 +139,12 @@ func Start(cfg Config) (s *Server, err error) {
 		return s, err
 	}
 	s.ln = ln
+	if cfg.Metrics != "" {
+		if err := s.listenMetrics(); err != nil {
+			udp.Close()
+			return s, err
+		}
+	}
 	adv := &net.TCPAddr{IP: ip, Port: ln.Addr().(*net.TCPAddr).Port}
 	s.url = ident.URL{Addr: adv.String(), PID: os.Getpid(), ID: s.id}
 	s.log = cfg.Logger.With("server", s.id.String())
@@ -199,6 +212,14 @@ func Start(cfg Config) (s *Server, err error) {
 		}
 	})
 	s.goFunc(s.acceptLoop)
+	if s.metricsEP != nil {
+		s.goFunc(func() {
+			if err := s.metricsEP.Serve(); err != nil {
+				s.log.Error("metrics serving stopped", "err", err)
+			}
+		})
+		s.log.Info("serving metrics", "addr", s.metricsEP.Addr().String(), "path", "/metrics")
+	}
 
 	for _, j := range cfg.Join {
 		u, err := ident.ParseURL(j)
@@ -252,6 +273,45 @@ func (s *Server) URL() ident.URL { return s.url }
 // JoinCluster joins the cluster of the server at addr (host:port).
 func (s *Server) JoinCluster(addr string) error { return s.cluster.Join(addr) }
 
+// MetricsAddr is the address the metrics endpoint is bound to, nil
+// without Config.Metrics.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricsEP == nil {
+		return nil
+	}
+	return s.metricsEP.Addr()
+}
+
+// listenMetrics makes the server's metrics and binds their endpoint; the
+// scrape-time metrics read the cluster and the tree, which exist by the
+// time the endpoint serves.
+func (s *Server) listenMetrics() error {
+	set, err := metrics.New(metrics.Sources{
+		Members: func() (alive, suspect, failed int) {
+			st := s.cluster.States()
+			return st.Alive, st.Suspect, st.Failed
+		},
+		Elements: func() map[string]int {
+			kinds := map[string]int{}
+			for _, e := range s.tree.Elements() {
+				if e.Kind != "" {
+					kinds[e.Kind]++
+				}
+			}
+			return kinds
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	ep, err := metrics.Listen(s.ctx, s.cfg.Metrics, set, s.cfg.Logger)
+	if err != nil {
+		return err
+	}
+	s.metrics, s.metricsEP = set, ep
+	return nil
+}
+
 // Members returns the servers this server sees.
 func (s *Server) Members() []cluster.Member { return s.cluster.Members() }
 
@@ -284,6 +344,11 @@ func (s *Server) Stop() {
 		}
 		if s.ln != nil {
 			s.ln.Close()
+		}
+		if s.metricsEP != nil {
+			if err := s.metricsEP.Close(); err != nil {
+				s.cfg.Logger.Warn("stopping metrics", "err", err)
+			}
 		}
 		if s.rpc != nil {
 			stopped := make(chan struct{})

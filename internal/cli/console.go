@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/circuit-project/circuit/internal/console"
+	"github.com/circuit-project/circuit/internal/server"
+)
+
+func init() {
+	register(&command{
+		name:  "console-token",
+		short: "print the web console's token, derived from the cluster key",
+		long: `A server started with -http ADDR and a cluster key asks every browser for
+this token (the HMAC-SHA256 of a fixed label under the key, in hex) and
+refuses everything without it. Enter it on the console's page, or open the
+console once with ?token=TOKEN; it is then kept in a cookie.
+
+Example:
+  circuit console-token -hmac ~/.circuit-key`,
+		json: "One JSON object: Token, the token as it would be printed without -json.",
+		flags: func(fs *flag.FlagSet) any {
+			var key string
+			addKeyFlag(fs, &key)
+			return &key
+		},
+		run: func(env *Env, inv *invocation) error {
+			if len(inv.args) != 0 {
+				return usagef("console-token takes no arguments")
+			}
+			key, err := readKey(env, *inv.opts.(*string))
+			if err != nil {
+				return err
+			}
+			if key == nil {
+				return usagef("no cluster key: give -hmac FILE or set $CIRCUIT_HMAC (a console without a key asks for no token)")
+			}
+			token, err := console.Token(key)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			if env.jsonOut {
+				return printJSON(env, struct{ Token string }{token})
+			}
+			_, err = fmt.Fprintln(env.Stdout, token)
+			return err
+		},
+	})
+}
+
+// checkConsoleFlags checks start's -http and -http-write.
+func checkConsoleFlags(f *startFlags) error {
+	if f.httpAddr == "" {
+		if f.httpWrite {
+			return usagef("-http-write needs -http ADDR")
+		}
+		return nil
+	}
+	if _, err := console.ListenAddr(f.httpAddr); err != nil {
+		return usagef("-http: %v", err)
+	}
+	return nil
+}
+
+// startConsole starts the web console of a started server when -http was
+// given (nil otherwise), and says where it is on standard error.
+func startConsole(ctx context.Context, env *Env, f *startFlags, keyFile string, srv *server.Server, log *slog.Logger) (*console.Console, error) {
+	if f.httpAddr == "" {
+		return nil, nil
+	}
+	var key []byte
+	if keyFile != "" {
+		var err error
+		if key, err = os.ReadFile(expandHome(keyFile)); err != nil {
+			return nil, fmt.Errorf("-http: reading the cluster key: %w", err)
+		}
+	}
+	con, err := console.Start(ctx, console.Config{
+		Addr: f.httpAddr, Server: srv.URL().String(), Key: key, Write: f.httpWrite,
+		Members: srv.Members, Ops: srv.Ops(), Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("-http %s: %w", f.httpAddr, err)
+	}
+	if key == nil && !con.Loopback() {
+		log.Warn("the web console listens beyond loopback without a cluster key: anyone who reaches it can read the cluster", "url", con.URL(), "write", f.httpWrite)
+	}
+	fmt.Fprintf(env.Stderr, "console: %s\n", con.URL())
+	return con, nil
+}
