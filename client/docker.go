@@ -37,6 +37,18 @@ type ContainerStat struct {
 	Exited   time.Time
 }
 
+// MarshalJSON writes the state as circuit wait prints it (docs/CLI.md):
+// Exit as its message, or null; Exited only once the container has exited.
+func (st ContainerStat) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		ID, Name, Image, Phase string
+		ExitCode               int
+		Exit                   *string
+		Started                time.Time
+		Exited                 *time.Time `json:",omitempty"`
+	}{st.ID, st.Name, st.Image, st.Phase, st.ExitCode, errText(st.Exit), st.Started, timeOrNil(st.Exited)})
+}
+
 func fromDockerStat(st *api.DockerStat) ContainerStat {
 	out := ContainerStat{ID: st.GetId(), Name: st.GetName(), Image: st.GetImage(), Phase: st.GetPhase(),
 		ExitCode: int(st.GetExitCode()), Started: time.Unix(0, st.GetStartedUnixNano())}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,40 @@ type ProcStat struct {
 	ExitCode int       // -1 while running; 128+signal when killed by a signal
 	Signal   string    // the signal that killed it, if one did
 	Result   []byte    // with Cmd.Result, once exited
+}
+
+// MarshalJSON writes the state as circuit peek prints it (docs/CLI.md):
+// Exit as its message, or null; Exited and Signal only once there are
+// such; Result only when there is one.
+func (st ProcStat) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Cmd      Cmd
+		Phase    string
+		Exit     *string
+		ExitCode int
+		Signal   string `json:",omitempty"`
+		PID      int
+		Started  time.Time
+		Exited   *time.Time `json:",omitempty"`
+		Result   []byte     `json:",omitempty"`
+	}{st.Cmd, st.Phase, errText(st.Exit), st.ExitCode, st.Signal, st.PID, st.Started, timeOrNil(st.Exited), st.Result})
+}
+
+// errText is an error's message, or nil for no error.
+func errText(err error) *string {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	return &msg
+}
+
+// timeOrNil is t, or nil for the zero time.
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 // ExitError is ProcStat.Exit for a process that failed.

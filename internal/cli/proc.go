@@ -9,7 +9,6 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/tailscale/hujson"
 
@@ -32,52 +31,6 @@ func parseJSON(what string, src []byte, v any) error {
 		return fmt.Errorf("%s: more than one JSON value", what)
 	}
 	return nil
-}
-
-// procJSON is how the CLI prints a process's state.
-type procJSON struct {
-	Cmd      client.Cmd
-	Phase    string
-	Exit     *string // null while running and after success
-	ExitCode int
-	Signal   string `json:",omitempty"`
-	PID      int
-	Started  time.Time
-	Exited   *time.Time `json:",omitempty"`
-}
-
-// containerJSON is a container's state as wait prints it: Exit is an error,
-// which JSON cannot show.
-type containerJSON struct {
-	ID, Name, Image, Phase string
-	ExitCode               int
-	Exit                   *string
-	Started                time.Time
-	Exited                 *time.Time `json:",omitempty"`
-}
-
-func toContainerJSON(st client.ContainerStat) containerJSON {
-	out := containerJSON{ID: st.ID, Name: st.Name, Image: st.Image, Phase: st.Phase, ExitCode: st.ExitCode, Started: st.Started}
-	if st.Exit != nil {
-		msg := st.Exit.Error()
-		out.Exit = &msg
-	}
-	if !st.Exited.IsZero() {
-		out.Exited = &st.Exited
-	}
-	return out
-}
-
-func toProcJSON(st client.ProcStat) procJSON {
-	out := procJSON{Cmd: st.Cmd, Phase: st.Phase, ExitCode: st.ExitCode, Signal: st.Signal, PID: st.PID, Started: st.Started}
-	if st.Exit != nil {
-		msg := st.Exit.Error()
-		out.Exit = &msg
-	}
-	if !st.Exited.IsZero() {
-		out.Exited = &st.Exited
-	}
-	return out
 }
 
 // exitStatus makes the CLI exit with a process's own code.
@@ -171,13 +124,13 @@ peek prints it, or a container's: ID, Name, Image, Phase, ExitCode, Exit
 				if err != nil {
 					return err
 				}
-				printed, code = toContainerJSON(st), st.ExitCode
+				printed, code = st, st.ExitCode
 			} else {
 				st, err := c.ProcAt(path).Wait(env.Ctx)
 				if err != nil {
 					return err
 				}
-				printed, code = toProcJSON(st), st.ExitCode
+				printed, code = st, st.ExitCode
 			}
 			if err := printJSON(env, printed); err != nil {
 				return err
@@ -207,7 +160,7 @@ peek prints it, or a container's: ID, Name, Image, Phase, ExitCode, Exit
 			}
 			var mu sync.Mutex
 			var wg sync.WaitGroup
-			out := map[string]procJSON{}
+			out := map[string]client.ProcStat{}
 			var errs []error
 			worst := 0
 			for _, path := range inv.args {
@@ -219,7 +172,7 @@ peek prints it, or a container's: ID, Name, Image, Phase, ExitCode, Exit
 						errs = append(errs, fmt.Errorf("wait %s: %w", path, err))
 						return
 					}
-					out[path] = toProcJSON(st)
+					out[path] = st
 					worst = max(worst, st.ExitCode)
 				})
 			}

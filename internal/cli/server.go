@@ -87,7 +87,7 @@ func init() {
 				if err != nil {
 					return fmt.Errorf("peek %s: %w", path, err)
 				}
-				return printJSON(env, toProcJSON(st))
+				return printJSON(env, st)
 			case "chan":
 				st, err := c.ChanAt(path).Peek(env.Ctx)
 				if err != nil {

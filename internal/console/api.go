@@ -170,30 +170,6 @@ func (c *Console) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// procView is a process's state as JSON (ProcStat.Exit is an error).
-type procView struct {
-	Cmd      client.Cmd
-	Phase    string
-	Exit     *string
-	ExitCode int
-	Signal   string `json:",omitempty"`
-	PID      int
-	Started  time.Time
-	Exited   *time.Time `json:",omitempty"`
-}
-
-func toProcView(st client.ProcStat) procView {
-	v := procView{Cmd: st.Cmd, Phase: st.Phase, ExitCode: st.ExitCode, Signal: st.Signal, PID: st.PID, Started: st.Started}
-	if st.Exit != nil {
-		msg := st.Exit.Error()
-		v.Exit = &msg
-	}
-	if !st.Exited.IsZero() {
-		v.Exited = &st.Exited
-	}
-	return v
-}
-
 // peek answers with the kind of the element at path and its peek document.
 func (c *Console) peek(w http.ResponseWriter, r *http.Request) {
 	path, err := elementPath(r.URL.Query().Get("path"))
@@ -216,7 +192,7 @@ func (c *Console) peek(w http.ResponseWriter, r *http.Request) {
 	case "proc":
 		var st client.ProcStat
 		if st, err = c.cl.ProcAt(path).Peek(ctx); err == nil {
-			doc = toProcView(st)
+			doc = st
 		}
 	case "chan":
 		doc, err = c.cl.ChanAt(path).Peek(ctx)
