@@ -56,9 +56,14 @@ func init() {
 		args:  "PATH",
 		short: "start a process: reads the command as JSON on stdin",
 		long: `The command is a JSON object with the fields Path (required), Args, Env, Dir,
-Scrub, and Tty with Rows and Cols; trailing commas are fine. With Scrub (or -scrub) the element is
-removed once the process has exited and its output has been read (or 30 s
-after the exit if nobody reads it). An unset Env means an empty environment.
+Scrub, Dirs, Result, NoStdin, and Tty with Rows and Cols; trailing commas
+are fine. With Scrub (or -scrub) the element is removed once the process has
+exited and its output has been read (or 30 s after the exit if nobody reads
+it). An unset Env means an empty environment. Dirs lists the process in
+those directories of the anchor file system (its anchor must then be named
+by a worker ID, R and 16 hex digits). With Result, what the process writes
+on file descriptor 3 (up to 1 MiB) is its peek's Result once it exits.
+NoStdin starts it with its standard input at end of file.
 
 Example:
   circuit mkproc /X88550014d4c82e4d/pippi << EOF
