@@ -219,9 +219,7 @@ func printCommandHelp(w io.Writer, c *command) {
 	}
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	defineFlags(c, fs)
-	has := false
-	fs.VisitAll(func(*flag.Flag) { has = true })
-	if has {
+	if hasFlags(fs, nil) {
 		fmt.Fprintln(w, "\nflags:")
 		fs.SetOutput(w)
 		fs.PrintDefaults()

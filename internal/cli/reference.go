@@ -18,9 +18,12 @@ func Reference(w io.Writer) {
 	p("`circuit COMMAND [flags] [arguments]`. Flags are single-dash long flags (`-hmac FILE`) and may come before or after the arguments; `--` ends them. `circuit help COMMAND` prints what this file says of one command.\n\n")
 	p("## Dial-in\n\n")
 	p("Every command that talks to a cluster takes the dial-in flags below. With no `-d` or `-discover`, the dial-in server is read from the file named by `$CIRCUIT`, or found by multicast on `$CIRCUIT_DISCOVER`. The key file may be given by `$CIRCUIT_HMAC`.\n\n")
-	fs := flag.NewFlagSet("dial", flag.ContinueOnError)
-	addDialFlags(fs)
-	writeFlags(w, fs)
+	dialFS := flag.NewFlagSet("dial", flag.ContinueOnError)
+	addDialFlags(dialFS)
+	writeFlags(w, dialFS, nil)
+	// own tells a dialling command's own flags from the dial-in flags,
+	// which have their section above.
+	own := func(f *flag.Flag) bool { return dialFS.Lookup(f.Name) == nil }
 	p("## Exit codes\n\n")
 	p("| code | meaning |\n|---|---|\n")
 	p("| %d | success |\n", ExitOK)
@@ -55,20 +58,17 @@ func Reference(w io.Writer) {
 			p("Example:\n\n```\n%s\n```\n\n", c.example)
 		}
 		fs := flag.NewFlagSet(n, flag.ContinueOnError)
-		if c.flags != nil {
-			c.flags(fs)
-		}
-		if c.json != "" {
-			fs.Bool("json", false, "print JSON (below)")
-		}
+		defineFlags(c, fs) // the flags the command parses, as help shows them
+		var keep func(*flag.Flag) bool
 		if c.dial {
+			keep = own
 			p("Takes the [dial-in flags](#dial-in).")
-			if hasFlags(fs) {
+			if hasFlags(fs, keep) {
 				p(" Its own:")
 			}
 			p("\n\n")
 		}
-		writeFlags(w, fs)
+		writeFlags(w, fs, keep)
 		if c.json != "" {
 			p("With `-json`:\n\n```\n%s\n```\n\n", strings.TrimSpace(c.json))
 		}
@@ -84,19 +84,25 @@ func Reference(w io.Writer) {
 // commands the tool calls itself, named with a leading "__".
 func (c *command) hidden() bool { return strings.HasPrefix(c.name, "__") }
 
-func hasFlags(fs *flag.FlagSet) bool {
+// hasFlags tells whether fs has a flag that keep accepts (any flag, with
+// keep nil).
+func hasFlags(fs *flag.FlagSet, keep func(*flag.Flag) bool) bool {
 	has := false
-	fs.VisitAll(func(*flag.Flag) { has = true })
+	fs.VisitAll(func(f *flag.Flag) { has = has || keep == nil || keep(f) })
 	return has
 }
 
-// writeFlags writes a table of the flags of fs, if it has any.
-func writeFlags(w io.Writer, fs *flag.FlagSet) {
-	if !hasFlags(fs) {
+// writeFlags writes a table of the flags of fs that keep accepts (all, with
+// keep nil), if there are any.
+func writeFlags(w io.Writer, fs *flag.FlagSet, keep func(*flag.Flag) bool) {
+	if !hasFlags(fs, keep) {
 		return
 	}
 	fmt.Fprint(w, "| flag | default | meaning |\n|---|---|---|\n")
 	fs.VisitAll(func(f *flag.Flag) {
+		if keep != nil && !keep(f) {
+			return
+		}
 		name, usage := flag.UnquoteUsage(f)
 		flagName := "-" + f.Name
 		if name != "" {
