@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -494,7 +493,7 @@ func typeAndTab(t *testing.T, sh *shell, id, url string) {
 type shell struct {
 	name string
 	pty  *os.File
-	out  *lockedBuffer
+	out  *testcluster.SyncBuffer
 }
 
 func (s *shell) send(keys string) { s.pty.WriteString(keys) }
@@ -510,7 +509,7 @@ func startShell(t *testing.T, binDir, path string, args ...string) *shell {
 	if err != nil {
 		t.Fatalf("starting %s on a terminal: %v", path, err)
 	}
-	s := &shell{name: filepath.Base(path), pty: ptmx, out: &lockedBuffer{}}
+	s := &shell{name: filepath.Base(path), pty: ptmx, out: &testcluster.SyncBuffer{}}
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
@@ -523,21 +522,4 @@ func startShell(t *testing.T, binDir, path string, args ...string) *shell {
 		<-copied
 	})
 	return s
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -142,7 +142,7 @@ type Proc struct {
 	ID     string // X...
 	Addr   string
 	Cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *SyncBuffer
 	exited chan struct{}
 	err    error
 }
@@ -208,7 +208,7 @@ func (c *Cluster) SpawnEnv(env []string, args ...string) *Proc {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	p := &Proc{Cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &Proc{Cmd: cmd, stderr: &SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -423,18 +423,19 @@ func (c *Cluster) WaitMembers(n int) {
 	}, "the servers never all saw %d members", n)
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that several goroutines may write and read.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
