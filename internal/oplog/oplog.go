@@ -22,7 +22,14 @@ type Log struct {
 	log  *slog.Logger
 	mu   sync.Mutex
 	seq  uint64
-	ring [TailSize]Entry // entry of operation n at (n-1) % TailSize
+	ring [TailSize]kept // operation n at (n-1) % TailSize
+}
+
+// kept is an operation in the ring: its attributes are formatted only when
+// Tail reads them, not on every operation's path.
+type kept struct {
+	Entry
+	attrs []slog.Attr
 }
 
 // Entry is one operation as Tail returns it.
@@ -46,13 +53,14 @@ type Op struct {
 }
 
 // Begin numbers the operation and logs it. Numbering and writing happen under
-// one lock, so the log's order is the order of numbers.
+// one lock, so the log's order is the order of numbers. The tail keeps attrs:
+// the caller must not change them afterwards.
 func (l *Log) Begin(name string, attrs ...slog.Attr) *Op {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seq++
 	op := &Op{l: l, Seq: l.seq, name: name, start: time.Now()}
-	l.ring[(op.Seq-1)%TailSize] = Entry{Seq: op.Seq, Time: op.start, Op: name, Attrs: formatAttrs(attrs)}
+	l.ring[(op.Seq-1)%TailSize] = kept{Entry: Entry{Seq: op.Seq, Time: op.start, Op: name}, attrs: attrs}
 	l.log.LogAttrs(context.Background(), slog.LevelInfo, "op",
 		append([]slog.Attr{slog.Uint64("seq", op.Seq), slog.String("op", name)}, attrs...)...)
 	return op
@@ -96,7 +104,9 @@ func (l *Log) Tail(after uint64, n int) []Entry {
 	}
 	var out []Entry
 	for s := first; s <= l.seq; s++ {
-		out = append(out, l.ring[(s-1)%TailSize])
+		k := l.ring[(s-1)%TailSize]
+		k.Attrs = formatAttrs(k.attrs)
+		out = append(out, k.Entry)
 	}
 	return out
 }
