@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -62,7 +61,7 @@ func Connect(ctx context.Context, opt Options) (*Client, error) {
 	var key *security.Key
 	if opt.Key != nil {
 		var err error
-		if key, err = security.New(bytes.TrimSpace(opt.Key)); err != nil {
+		if key, err = security.Parse(opt.Key); err != nil {
 			return nil, fmt.Errorf("cluster key: %w", err)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/circuit-project/circuit/internal/console"
 	"github.com/circuit-project/circuit/internal/server"
@@ -67,17 +66,11 @@ func checkConsoleFlags(f *startFlags) error {
 }
 
 // startConsole starts the web console of a started server when -http was
-// given (nil otherwise), and says where it is on standard error.
-func startConsole(ctx context.Context, env *Env, f *startFlags, keyFile string, srv *server.Server, log *slog.Logger) (*console.Console, error) {
+// given (nil otherwise), and says where it is on standard error. key is the
+// key file's contents, nil without a key.
+func startConsole(ctx context.Context, env *Env, f *startFlags, key []byte, srv *server.Server, log *slog.Logger) (*console.Console, error) {
 	if f.httpAddr == "" {
 		return nil, nil
-	}
-	var key []byte
-	if keyFile != "" {
-		var err error
-		if key, err = os.ReadFile(expandHome(keyFile)); err != nil {
-			return nil, fmt.Errorf("-http: reading the cluster key: %w", err)
-		}
 	}
 	con, err := console.Start(ctx, console.Config{
 		Addr: f.httpAddr, Server: srv.URL().String(), Key: key, Write: f.httpWrite,

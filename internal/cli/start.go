@@ -136,16 +136,14 @@ func runStart(env *Env, inv *invocation) error {
 	if cfg.Discover == "" {
 		cfg.Discover = env.Getenv("CIRCUIT_DISCOVER")
 	}
-	keyFile := f.hmac
-	if keyFile == "" {
-		keyFile = env.Getenv("CIRCUIT_HMAC")
+	rawKey, err := readKey(env, f.hmac) // -hmac, else $CIRCUIT_HMAC; read once, for the server and its console
+	if err != nil {
+		return err
 	}
-	if keyFile != "" {
-		k, err := security.LoadFile(expandHome(keyFile))
-		if err != nil {
-			return err
+	if rawKey != nil {
+		if cfg.Key, err = security.Parse(rawKey); err != nil {
+			return fmt.Errorf("the cluster key: %w", err)
 		}
-		cfg.Key = k
 	}
 	ctx, stop := signal.NotifyContext(env.Ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -165,7 +163,7 @@ func runStart(env *Env, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	con, err := startConsole(ctx, env, f, keyFile, srv, cfg.Logger)
+	con, err := startConsole(ctx, env, f, rawKey, srv, cfg.Logger)
 	if err != nil {
 		srv.Stop()
 		return err

@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -68,18 +67,11 @@ func Generate() string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// LoadFile reads a key file. Surrounding white space is ignored; the rest of
-// the file, whatever its encoding, is the secret.
-func LoadFile(path string) (*Key, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading key file: %w", err)
-	}
-	k, err := New(bytes.TrimSpace(b))
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
-	}
-	return k, nil
+// Parse makes the key from the contents of a key file. Surrounding white
+// space is ignored; the rest of the file, whatever its encoding, is the
+// secret.
+func Parse(contents []byte) (*Key, error) {
+	return New(bytes.TrimSpace(contents))
 }
 
 // New derives everything from secret.
