@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/circuit-project/circuit/client"
@@ -70,10 +69,6 @@ type invocation struct {
 	dials *client.Client
 }
 
-var commands = map[string]*command{}
-
-func register(c *command) { commands[c.name] = c }
-
 // usageError is an error in how the command was called.
 type usageError struct{ msg string }
 
@@ -98,8 +93,8 @@ func Main(env *Env, args []string) int {
 	switch name {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
-			c, ok := commands[args[1]]
-			if !ok {
+			c := lookup(args[1])
+			if c == nil {
 				return unknown(env, args[1])
 			}
 			printCommandHelp(env.Stdout, c)
@@ -108,8 +103,8 @@ func Main(env *Env, args []string) int {
 		printHelp(env.Stdout)
 		return ExitOK
 	}
-	c, ok := commands[name]
-	if !ok {
+	c := lookup(name)
+	if c == nil {
 		return unknown(env, name)
 	}
 	inv := &invocation{cmd: c, fs: flag.NewFlagSet("circuit "+name, flag.ContinueOnError)}
@@ -194,17 +189,13 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 func printHelp(w io.Writer) {
 	fmt.Fprintln(w, "circuit: one binary that is both the server and the client of a circuit cluster.")
 	fmt.Fprintln(w, "\nusage: circuit COMMAND [flags] [arguments]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	cmds := commands()
 	width := 0
-	for _, n := range names {
-		width = max(width, len(n))
+	for _, c := range cmds {
+		width = max(width, len(c.name))
 	}
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-*s  %s\n", width, n, commands[n].short)
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.short)
 	}
 	fmt.Fprintln(w, "\n'circuit help COMMAND' or 'circuit COMMAND -h' shows a command's flags.")
 }
@@ -246,7 +237,8 @@ func defineFlags(c *command, fs *flag.FlagSet) (dial *dialFlags, opts any, jsonO
 
 func unknown(env *Env, name string) int {
 	best, bestD := "", 1<<30
-	for n := range commands {
+	for _, c := range commands() {
+		n := c.name
 		if d := distance(name, n); d < bestD || (d == bestD && n < best) {
 			best, bestD = n, d
 		}

@@ -37,8 +37,8 @@ const (
 	completeDirs  = ":dirs"
 )
 
-func init() {
-	register(&command{
+func completionCmd() *command {
+	return &command{
 		name:  "completion",
 		args:  "bash|zsh|fish",
 		short: "print a shell completion script (commands, flags, and anchor paths from the dial-in server)",
@@ -60,7 +60,7 @@ zsh (a file named _circuit in a directory of $fpath, before compinit runs):
 fish:
   circuit completion fish > ~/.config/fish/completions/circuit.fish`,
 		run: runCompletion,
-	})
+	}
 }
 
 func runCompletion(env *Env, inv *invocation) error {
@@ -100,8 +100,8 @@ func completeWords(env *Env, words []string) []string {
 		}
 		return nil
 	}
-	c, ok := commands[words[0]]
-	if !ok {
+	c := lookup(words[0])
+	if c == nil {
 		return nil
 	}
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
@@ -180,9 +180,9 @@ func isBoolFlag(f *flag.Flag) bool {
 // commandNames are the commands (and help) starting with prefix.
 func commandNames(prefix string) []string {
 	names := []string{"help"}
-	for n, c := range commands {
+	for _, c := range commands() {
 		if !c.hidden() {
-			names = append(names, n)
+			names = append(names, c.name)
 		}
 	}
 	sort.Strings(names)

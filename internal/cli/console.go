@@ -10,8 +10,8 @@ import (
 	"github.com/circuit-project/circuit/internal/server"
 )
 
-func init() {
-	register(&command{
+func consoleTokenCmd() *command {
+	return &command{
 		name:  "console-token",
 		short: "print the web console's token, derived from the cluster key",
 		long: `A server started with -http ADDR and a cluster key asks every browser for
@@ -27,28 +27,30 @@ Example:
 			addKeyFlag(fs, &key)
 			return &key
 		},
-		run: func(env *Env, inv *invocation) error {
-			if len(inv.args) != 0 {
-				return usagef("console-token takes no arguments")
-			}
-			key, err := readKey(env, *inv.opts.(*string))
-			if err != nil {
-				return err
-			}
-			if key == nil {
-				return usagef("no cluster key: give -hmac FILE or set $CIRCUIT_HMAC (a console without a key asks for no token)")
-			}
-			token, err := console.Token(key)
-			if err != nil {
-				return usagef("%v", err)
-			}
-			if env.jsonOut {
-				return printJSON(env, struct{ Token string }{token})
-			}
-			_, err = fmt.Fprintln(env.Stdout, token)
-			return err
-		},
-	})
+		run: runConsoleToken,
+	}
+}
+
+func runConsoleToken(env *Env, inv *invocation) error {
+	if len(inv.args) != 0 {
+		return usagef("console-token takes no arguments")
+	}
+	key, err := readKey(env, *inv.opts.(*string))
+	if err != nil {
+		return err
+	}
+	if key == nil {
+		return usagef("no cluster key: give -hmac FILE or set $CIRCUIT_HMAC (a console without a key asks for no token)")
+	}
+	token, err := console.Token(key)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if env.jsonOut {
+		return printJSON(env, struct{ Token string }{token})
+	}
+	_, err = fmt.Fprintln(env.Stdout, token)
+	return err
 }
 
 // checkConsoleFlags checks start's -http and -http-write.

@@ -7,8 +7,8 @@ import (
 	"github.com/circuit-project/circuit/internal/ident"
 )
 
-func init() {
-	register(&command{
+func cpCmd() *command {
+	return &command{
 		name:  "cp",
 		args:  "SRC DST",
 		short: "copy files and directories to or from a server, like docker cp",
@@ -31,7 +31,7 @@ Examples:
   circuit cp /X88550014d4c82e4d:/etc/app - | tar -t`,
 		dial: true,
 		run:  runCp,
-	})
+	}
 }
 
 // remoteSpec splits /Xid:/path; ok is false for a local path.

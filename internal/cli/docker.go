@@ -6,8 +6,8 @@ import (
 	"github.com/circuit-project/circuit/client"
 )
 
-func init() {
-	register(&command{
+func mkdkrCmd() *command {
+	return &command{
 		name:  "mkdkr",
 		args:  "PATH",
 		short: "create and start a Docker container: reads its description as JSON on stdin",
@@ -28,34 +28,36 @@ Example:
   }
   EOF`,
 		dial: true,
-		run: func(env *Env, inv *invocation) error {
-			path, err := onePath(inv, "mkdkr")
-			if err != nil {
-				return err
-			}
-			src, err := readDescription(env, "mkdkr "+path+": the container on stdin")
-			if err != nil {
-				return err
-			}
-			var cfg client.DockerConfig
-			if err := parseJSON("mkdkr "+path+": the container on stdin", src, &cfg); err != nil {
-				return usagef("%v", err)
-			}
-			if cfg.Image == "" {
-				return usagef("mkdkr %s: the container has no \"Image\"", path)
-			}
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
-			_, warnings, err := c.MakeDockerAt(env.Ctx, path, cfg)
-			for _, w := range warnings {
-				fmt.Fprintf(env.Stderr, "circuit mkdkr %s: warning: %s\n", path, w)
-			}
-			if err != nil {
-				return fmt.Errorf("mkdkr %s: %w", path, err)
-			}
-			return nil
-		},
-	})
+		run:  runMkdkr,
+	}
+}
+
+func runMkdkr(env *Env, inv *invocation) error {
+	path, err := onePath(inv, "mkdkr")
+	if err != nil {
+		return err
+	}
+	src, err := readDescription(env, "mkdkr "+path+": the container on stdin")
+	if err != nil {
+		return err
+	}
+	var cfg client.DockerConfig
+	if err := parseJSON("mkdkr "+path+": the container on stdin", src, &cfg); err != nil {
+		return usagef("%v", err)
+	}
+	if cfg.Image == "" {
+		return usagef("mkdkr %s: the container has no \"Image\"", path)
+	}
+	c, err := connect(env, inv)
+	if err != nil {
+		return err
+	}
+	_, warnings, err := c.MakeDockerAt(env.Ctx, path, cfg)
+	for _, w := range warnings {
+		fmt.Fprintf(env.Stderr, "circuit mkdkr %s: warning: %s\n", path, w)
+	}
+	if err != nil {
+		return fmt.Errorf("mkdkr %s: %w", path, err)
+	}
+	return nil
 }

@@ -22,8 +22,8 @@ import (
 
 type execFlags struct{ tty bool }
 
-func init() {
-	register(&command{
+func execCmd() *command {
+	return &command{
 		name:  "exec",
 		exits: "The remote command's own exit code when it is not 0.",
 		args:  "/Xid -- CMD [ARG...]",
@@ -47,7 +47,7 @@ Examples:
 			return f
 		},
 		run: runExec,
-	})
+	}
 }
 
 func runExec(env *Env, inv *invocation) error {

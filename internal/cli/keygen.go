@@ -6,8 +6,8 @@ import (
 	"github.com/circuit-project/circuit/internal/security"
 )
 
-func init() {
-	register(&command{
+func keygenCmd() *command {
+	return &command{
 		name:  "keygen",
 		short: "print a new random cluster key (save it to a file for -hmac)",
 		long: `The key is 32 random bytes, base64-encoded. Save it to a file, give every
@@ -16,16 +16,18 @@ traffic is authenticated and encrypted:
 
   circuit keygen > ~/.circuit-key && chmod 600 ~/.circuit-key`,
 		json: "One JSON object: Key, the new key as it would be printed without -json.",
-		run: func(env *Env, inv *invocation) error {
-			if len(inv.args) != 0 {
-				return usagef("keygen takes no arguments")
-			}
-			key := security.Generate()
-			if env.jsonOut {
-				return printJSON(env, struct{ Key string }{key})
-			}
-			_, err := fmt.Fprintln(env.Stdout, key)
-			return err
-		},
-	})
+		run:  runKeygen,
+	}
+}
+
+func runKeygen(env *Env, inv *invocation) error {
+	if len(inv.args) != 0 {
+		return usagef("keygen takes no arguments")
+	}
+	key := security.Generate()
+	if env.jsonOut {
+		return printJSON(env, struct{ Key string }{key})
+	}
+	_, err := fmt.Fprintln(env.Stdout, key)
+	return err
 }

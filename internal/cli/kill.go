@@ -11,8 +11,8 @@ import (
 
 type killFlags struct{ verbose bool }
 
-func init() {
-	register(&command{
+func killCmd() *command {
+	return &command{
 		name:  "kill",
 		exits: "3 when no worker matched.",
 		args:  "DIR[/...]...",
@@ -35,49 +35,51 @@ prints a path (Path, Kind, Server, Anchor). -json implies -v.`,
 			fs.BoolVar(&f.verbose, "v", false, "print the files of the killed workers")
 			return f
 		},
-		run: func(env *Env, inv *invocation) error {
-			f := inv.opts.(*killFlags)
-			if len(inv.args) == 0 {
-				return usagef("kill takes one or more directories, e.g. circuit kill /firehose/clients/...")
+		run: runKill,
+	}
+}
+
+func runKill(env *Env, inv *invocation) error {
+	f := inv.opts.(*killFlags)
+	if len(inv.args) == 0 {
+		return usagef("kill takes one or more directories, e.g. circuit kill /firehose/clients/...")
+	}
+	c, err := connect(env, inv)
+	if err != nil {
+		return err
+	}
+	matched := 0
+	var errs []error
+	killedAll := []entryJSON{}
+	for _, path := range inv.args {
+		killed, err := c.Kill(env.Ctx, path)
+		var incomplete *client.IncompleteError
+		if err != nil && !errors.As(err, &incomplete) {
+			return fmt.Errorf("kill %s: %w", path, err)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("kill %s: %w", path, err))
+		}
+		matched += len(killed)
+		for _, e := range killed {
+			killedAll = append(killedAll, toEntryJSON(e))
+		}
+		if f.verbose && !env.jsonOut {
+			for _, e := range killed {
+				fmt.Fprintln(env.Stdout, e.Path)
 			}
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
-			matched := 0
-			var errs []error
-			killedAll := []entryJSON{}
-			for _, path := range inv.args {
-				killed, err := c.Kill(env.Ctx, path)
-				var incomplete *client.IncompleteError
-				if err != nil && !errors.As(err, &incomplete) {
-					return fmt.Errorf("kill %s: %w", path, err)
-				}
-				if err != nil {
-					errs = append(errs, fmt.Errorf("kill %s: %w", path, err))
-				}
-				matched += len(killed)
-				for _, e := range killed {
-					killedAll = append(killedAll, toEntryJSON(e))
-				}
-				if f.verbose && !env.jsonOut {
-					for _, e := range killed {
-						fmt.Fprintln(env.Stdout, e.Path)
-					}
-				}
-			}
-			if env.jsonOut {
-				if err := printJSON(env, struct{ Killed []entryJSON }{killedAll}); err != nil {
-					return err
-				}
-			}
-			if err := errors.Join(errs...); err != nil {
-				return err
-			}
-			if matched == 0 {
-				return fmt.Errorf("kill: %w: no worker is listed in %s", client.ErrNotFound, strings.Join(inv.args, " "))
-			}
-			return nil
-		},
-	})
+		}
+	}
+	if env.jsonOut {
+		if err := printJSON(env, struct{ Killed []entryJSON }{killedAll}); err != nil {
+			return err
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if matched == 0 {
+		return fmt.Errorf("kill: %w: no worker is listed in %s", client.ErrNotFound, strings.Join(inv.args, " "))
+	}
+	return nil
 }

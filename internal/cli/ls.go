@@ -14,8 +14,8 @@ import (
 
 type lsFlags struct{ long bool }
 
-func init() {
-	register(&command{
+func lsCmd() *command {
+	return &command{
 		name:  "ls",
 		exits: "1 when some servers did not answer: what the others answered is printed, and the silent ones are named on standard error.",
 		args:  "PATH",
@@ -54,61 +54,63 @@ Examples:
 			fs.BoolVar(&f.long, "l", false, "show the kind of element beside each path")
 			return f
 		},
-		run: func(env *Env, inv *invocation) error {
-			f := inv.opts.(*lsFlags)
-			if len(inv.args) != 1 {
-				return usagef("ls takes one path, e.g. circuit ls /")
+		run: runLs,
+	}
+}
+
+func runLs(env *Env, inv *invocation) error {
+	f := inv.opts.(*lsFlags)
+	if len(inv.args) != 1 {
+		return usagef("ls takes one path, e.g. circuit ls /")
+	}
+	c, err := connect(env, inv)
+	if err != nil {
+		return err
+	}
+	entries, err := c.List(env.Ctx, inv.args[0])
+	var incomplete *client.IncompleteError
+	if err != nil && !errors.As(err, &incomplete) {
+		return fmt.Errorf("ls %s: %w", inv.args[0], err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		if env.jsonOut {
+			line, jerr := json.Marshal(toEntryJSON(e))
+			if jerr != nil {
+				return jerr
 			}
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
-			entries, err := c.List(env.Ctx, inv.args[0])
-			var incomplete *client.IncompleteError
-			if err != nil && !errors.As(err, &incomplete) {
-				return fmt.Errorf("ls %s: %w", inv.args[0], err)
-			}
-			var b strings.Builder
-			for _, e := range entries {
-				if env.jsonOut {
-					line, jerr := json.Marshal(toEntryJSON(e))
-					if jerr != nil {
-						return jerr
-					}
-					b.Write(line)
-					b.WriteByte('\n')
-					continue
-				}
-				if !f.long {
-					b.WriteString(e.Path)
-					b.WriteByte('\n')
-					continue
-				}
-				kind := e.Kind
-				if kind == "" {
-					kind = "-"
-				}
-				fmt.Fprintf(&b, "%-7s %s", kind, e.Path)
-				if e.Anchor != "" {
-					b.WriteString(" -> " + e.Anchor)
-				}
-				if e.DC != "" {
-					b.WriteString("  dc=" + e.DC)
-				}
-				if len(e.Labels) > 0 {
-					b.WriteString("  " + label.Set(e.Labels).String())
-				}
-				b.WriteByte('\n')
-			}
-			if _, werr := fmt.Fprint(env.Stdout, b.String()); werr != nil {
-				return werr
-			}
-			if err != nil {
-				return fmt.Errorf("ls %s: the listing is incomplete: %w", inv.args[0], err)
-			}
-			return nil
-		},
-	})
+			b.Write(line)
+			b.WriteByte('\n')
+			continue
+		}
+		if !f.long {
+			b.WriteString(e.Path)
+			b.WriteByte('\n')
+			continue
+		}
+		kind := e.Kind
+		if kind == "" {
+			kind = "-"
+		}
+		fmt.Fprintf(&b, "%-7s %s", kind, e.Path)
+		if e.Anchor != "" {
+			b.WriteString(" -> " + e.Anchor)
+		}
+		if e.DC != "" {
+			b.WriteString("  dc=" + e.DC)
+		}
+		if len(e.Labels) > 0 {
+			b.WriteString("  " + label.Set(e.Labels).String())
+		}
+		b.WriteByte('\n')
+	}
+	if _, werr := fmt.Fprint(env.Stdout, b.String()); werr != nil {
+		return werr
+	}
+	if err != nil {
+		return fmt.Errorf("ls %s: the listing is incomplete: %w", inv.args[0], err)
+	}
+	return nil
 }
 
 // entryJSON is a listed path as ls -json and kill -json print it.

@@ -50,8 +50,8 @@ func onePath(inv *invocation, verb string) (string, error) {
 	return inv.args[0], nil
 }
 
-func init() {
-	register(&command{
+func mkprocCmd() *command {
+	return &command{
 		name:  "mkproc",
 		args:  "PATH",
 		short: "start a process: reads the command as JSON on stdin",
@@ -79,39 +79,44 @@ Example:
 			fs.BoolVar(&f.tty, "t", false, "run the process on a pseudo-terminal (24x80 unless the JSON gives Rows and Cols): stdout carries the terminal, stderr is merged into it")
 			return f
 		},
-		run: func(env *Env, inv *invocation) error {
-			path, err := onePath(inv, "mkproc")
-			if err != nil {
-				return err
-			}
-			src, err := readDescription(env, "mkproc "+path+": the command on stdin")
-			if err != nil {
-				return err
-			}
-			var cmd client.Cmd
-			if err := parseJSON("mkproc "+path+": the command on stdin", src, &cmd); err != nil {
-				return usagef("%v", err)
-			}
-			if cmd.Path == "" {
-				return usagef("mkproc %s: the command has no \"Path\"", path)
-			}
-			if inv.opts.(*mkprocFlags).scrub {
-				cmd.Scrub = true
-			}
-			if inv.opts.(*mkprocFlags).tty {
-				cmd.Tty = true
-			}
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
-			if _, err := c.MakeProcAt(env.Ctx, path, cmd); err != nil {
-				return fmt.Errorf("mkproc %s: %w", path, err)
-			}
-			return nil
-		},
-	})
-	register(&command{
+		run: runMkproc,
+	}
+}
+
+func runMkproc(env *Env, inv *invocation) error {
+	path, err := onePath(inv, "mkproc")
+	if err != nil {
+		return err
+	}
+	src, err := readDescription(env, "mkproc "+path+": the command on stdin")
+	if err != nil {
+		return err
+	}
+	var cmd client.Cmd
+	if err := parseJSON("mkproc "+path+": the command on stdin", src, &cmd); err != nil {
+		return usagef("%v", err)
+	}
+	if cmd.Path == "" {
+		return usagef("mkproc %s: the command has no \"Path\"", path)
+	}
+	if inv.opts.(*mkprocFlags).scrub {
+		cmd.Scrub = true
+	}
+	if inv.opts.(*mkprocFlags).tty {
+		cmd.Tty = true
+	}
+	c, err := connect(env, inv)
+	if err != nil {
+		return err
+	}
+	if _, err := c.MakeProcAt(env.Ctx, path, cmd); err != nil {
+		return fmt.Errorf("mkproc %s: %w", path, err)
+	}
+	return nil
+}
+
+func waitCmd() *command {
+	return &command{
 		name:    "wait",
 		exits:   "The process's or container's own exit code when it is not 0 (128+N when signal N killed it).",
 		example: "circuit wait /X88550014d4c82e4d/pippi",
@@ -121,32 +126,37 @@ Example:
 		json: `The same document as without -json, on one line: a process's final state as
 peek prints it, or a container's: ID, Name, Image, Phase, ExitCode, Exit
 (null, or why it failed), Started, Exited.`,
-		run: pathCommand(func(env *Env, c *client.Client, path string) error {
-			var printed any
-			code := 0
-			if kind, err := c.KindAt(env.Ctx, path); err == nil && kind == "docker" {
-				st, err := c.ContainerAt(path).Wait(env.Ctx)
-				if err != nil {
-					return err
-				}
-				printed, code = st, st.ExitCode
-			} else {
-				st, err := c.ProcAt(path).Wait(env.Ctx)
-				if err != nil {
-					return err
-				}
-				printed, code = st, st.ExitCode
-			}
-			if err := printJSON(env, printed); err != nil {
-				return err
-			}
-			if code != 0 {
-				return exitStatus(code)
-			}
-			return nil
-		}),
-	})
-	register(&command{
+		run: pathCommand(runWait),
+	}
+}
+
+func runWait(env *Env, c *client.Client, path string) error {
+	var printed any
+	code := 0
+	if kind, err := c.KindAt(env.Ctx, path); err == nil && kind == "docker" {
+		st, err := c.ContainerAt(path).Wait(env.Ctx)
+		if err != nil {
+			return err
+		}
+		printed, code = st, st.ExitCode
+	} else {
+		st, err := c.ProcAt(path).Wait(env.Ctx)
+		if err != nil {
+			return err
+		}
+		printed, code = st, st.ExitCode
+	}
+	if err := printJSON(env, printed); err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitStatus(code)
+	}
+	return nil
+}
+
+func waitallCmd() *command {
+	return &command{
 		name:    "waitall",
 		exits:   "The largest exit code of the processes when it is not 0.",
 		example: "circuit waitall /X88550014d4c82e4d/pippi /X56e7a2a0d47a7b5d/emil",
@@ -155,127 +165,157 @@ peek prints it, or a container's: ID, Name, Image, Phase, ExitCode, Exit
 		long:    "Prints one JSON object mapping each path to its process's final state.",
 		dial:    true,
 		json:    "The same document as without -json, on one line: each path to its process's final state, as peek prints it.",
-		run: func(env *Env, inv *invocation) error {
-			if len(inv.args) == 0 {
-				return usagef("waitall takes one or more process paths")
-			}
-			c, err := connect(env, inv)
+		run:     runWaitall,
+	}
+}
+
+func runWaitall(env *Env, inv *invocation) error {
+	if len(inv.args) == 0 {
+		return usagef("waitall takes one or more process paths")
+	}
+	c, err := connect(env, inv)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	out := map[string]client.ProcStat{}
+	var errs []error
+	worst := 0
+	for _, path := range inv.args {
+		wg.Go(func() {
+			st, err := c.ProcAt(path).Wait(env.Ctx)
+			mu.Lock()
+			defer mu.Unlock()
 			if err != nil {
-				return err
+				errs = append(errs, fmt.Errorf("wait %s: %w", path, err))
+				return
 			}
-			var mu sync.Mutex
-			var wg sync.WaitGroup
-			out := map[string]client.ProcStat{}
-			var errs []error
-			worst := 0
-			for _, path := range inv.args {
-				wg.Go(func() {
-					st, err := c.ProcAt(path).Wait(env.Ctx)
-					mu.Lock()
-					defer mu.Unlock()
-					if err != nil {
-						errs = append(errs, fmt.Errorf("wait %s: %w", path, err))
-						return
-					}
-					out[path] = st
-					worst = max(worst, st.ExitCode)
-				})
-			}
-			wg.Wait()
-			if err := printJSON(env, out); err != nil {
-				return err
-			}
-			if err := errors.Join(errs...); err != nil {
-				return err
-			}
-			if worst != 0 {
-				return exitStatus(worst)
-			}
-			return nil
-		},
-	})
-	for _, name := range []string{"stdout", "stderr"} {
-		register(&command{
-			name:    name,
-			example: "circuit " + name + " /X88550014d4c82e4d/pippi",
-			args:    "PATH",
-			short:   "copy the " + name + " of a process to this " + name + ", until the process closes it",
-			dial:    true,
-			run: pathCommand(func(env *Env, c *client.Client, path string) error {
-				conn, err := c.OpenStreamAt(env.Ctx, path, name)
-				if err != nil {
-					return err
-				}
-				defer conn.Close()
-				out := env.Stdout
-				if name == "stderr" {
-					out = env.Stderr
-				}
-				if _, err := io.Copy(out, conn); err != nil {
-					return err
-				}
-				return nil
-			}),
+			out[path] = st
+			worst = max(worst, st.ExitCode)
 		})
 	}
-	register(&command{
+	wg.Wait()
+	if err := printJSON(env, out); err != nil {
+		return err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if worst != 0 {
+		return exitStatus(worst)
+	}
+	return nil
+}
+
+// streamCmd is stdout or stderr: name is the stream it copies.
+func streamCmd(name string, run func(env *Env, c *client.Client, path string) error) *command {
+	return &command{
+		name:    name,
+		example: "circuit " + name + " /X88550014d4c82e4d/pippi",
+		args:    "PATH",
+		short:   "copy the " + name + " of a process to this " + name + ", until the process closes it",
+		dial:    true,
+		run:     pathCommand(run),
+	}
+}
+
+func stdoutCmd() *command { return streamCmd("stdout", runStdout) }
+func stderrCmd() *command { return streamCmd("stderr", runStderr) }
+
+func runStdout(env *Env, c *client.Client, path string) error {
+	return copyStream(env, c, path, "stdout", env.Stdout)
+}
+
+func runStderr(env *Env, c *client.Client, path string) error {
+	return copyStream(env, c, path, "stderr", env.Stderr)
+}
+
+// copyStream copies the stream name of the process at path to out, until
+// the process closes it.
+func copyStream(env *Env, c *client.Client, path, name string, out io.Writer) error {
+	conn, err := c.OpenStreamAt(env.Ctx, path, name)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := io.Copy(out, conn); err != nil {
+		return err
+	}
+	return nil
+}
+
+func stdinCmd() *command {
+	return &command{
 		name:  "stdin",
 		args:  "PATH",
 		short: "copy this stdin to a process's stdin; EOF closes it",
 		long:  "Example, closing a process's stdin at once:\n  cat /dev/null | circuit stdin /X88550014d4c82e4d/pippi",
 		dial:  true,
-		run: pathCommand(func(env *Env, c *client.Client, path string) error {
-			conn, err := c.OpenStreamAt(env.Ctx, path, "stdin")
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			if _, err := io.Copy(conn, env.Stdin); err != nil {
-				return err
-			}
-			if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			}
-			io.Copy(io.Discard, conn) // the server closes once the process has it all
-			return nil
-		}),
-	})
-	register(&command{
+		run:   pathCommand(runStdin),
+	}
+}
+
+func runStdin(env *Env, c *client.Client, path string) error {
+	conn, err := c.OpenStreamAt(env.Ctx, path, "stdin")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := io.Copy(conn, env.Stdin); err != nil {
+		return err
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	io.Copy(io.Discard, conn) // the server closes once the process has it all
+	return nil
+}
+
+func signalCmd() *command {
+	return &command{
 		name:    "signal",
 		example: "circuit signal TERM /X88550014d4c82e4d/pippi",
 		args:    "SIGNAL PATH",
 		short:   "send a signal (KILL, TERM, INT, HUP, USR1, ...) to a process and its group, or to a container",
 		dial:    true,
-		run: func(env *Env, inv *invocation) error {
-			if len(inv.args) != 2 {
-				return usagef("signal takes a signal name and a path, e.g. circuit signal TERM /X88550014d4c82e4d/job")
-			}
-			sig, path := inv.args[0], inv.args[1]
-			c, err := connect(env, inv)
-			if err != nil {
-				return err
-			}
-			signal := c.ProcAt(path).Signal
-			if kind, err := c.KindAt(env.Ctx, path); err == nil && kind == "docker" {
-				signal = c.ContainerAt(path).Signal
-			}
-			if err := signal(env.Ctx, sig); err != nil {
-				return fmt.Errorf("signal %s %s: %w", sig, path, err)
-			}
-			return nil
-		},
-	})
-	register(&command{
+		run:     runSignal,
+	}
+}
+
+func runSignal(env *Env, inv *invocation) error {
+	if len(inv.args) != 2 {
+		return usagef("signal takes a signal name and a path, e.g. circuit signal TERM /X88550014d4c82e4d/job")
+	}
+	sig, path := inv.args[0], inv.args[1]
+	c, err := connect(env, inv)
+	if err != nil {
+		return err
+	}
+	signal := c.ProcAt(path).Signal
+	if kind, err := c.KindAt(env.Ctx, path); err == nil && kind == "docker" {
+		signal = c.ContainerAt(path).Signal
+	}
+	if err := signal(env.Ctx, sig); err != nil {
+		return fmt.Errorf("signal %s %s: %w", sig, path, err)
+	}
+	return nil
+}
+
+func scrubCmd() *command {
+	return &command{
 		name:    "scrub",
 		example: "circuit scrub /X88550014d4c82e4d/pippi",
 		args:    "PATH",
 		short:   "abort and remove the element at PATH (a process is killed)",
 		dial:    true,
-		run: pathCommand(func(env *Env, c *client.Client, path string) error {
-			if err := c.ScrubAt(env.Ctx, path); err != nil {
-				return err
-			}
-			return nil
-		}),
-	})
+		run:     pathCommand(runScrub),
+	}
+}
+
+func runScrub(env *Env, c *client.Client, path string) error {
+	if err := c.ScrubAt(env.Ctx, path); err != nil {
+		return err
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 )
 
@@ -35,19 +34,18 @@ func Reference(w io.Writer) {
 	p("## JSON output\n\n")
 	p("Every command that prints data takes `-json`. `ls -json` prints one JSON object per line; the others print one JSON document on one line. The fields are listed beside each command; their names are stable, and new fields may be added. Commands that copy bytes (`recv`, `stdout`, `stderr`, `cp` to standard output, `exec`) print them as they are and take no `-json`.\n\n")
 	p("## Commands\n\n")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		if !commands[n].hidden() {
-			names = append(names, n)
+	var cmds []*command
+	for _, c := range commands() {
+		if !c.hidden() {
+			cmds = append(cmds, c)
 		}
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		p("- [`%s`](#%s): %s\n", n, anchorOf(n), commands[n].short)
+	for _, c := range cmds {
+		p("- [`%s`](#%s): %s\n", c.name, anchorOf(c.name), c.short)
 	}
 	p("\n")
-	for _, n := range names {
-		c := commands[n]
+	for _, c := range cmds {
+		n := c.name
 		p("### %s\n\n", n)
 		p("```\ncircuit %s\n```\n\n", strings.TrimSpace(n+" [flags] "+c.args))
 		p("%s.\n\n", strings.TrimSuffix(capital(c.short), "."))

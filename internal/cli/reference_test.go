@@ -32,7 +32,8 @@ func TestReferenceIsCurrent(t *testing.T) {
 // and that every one that prints data documents its -json output.
 func TestEveryCommandIsDocumented(t *testing.T) {
 	printsData := map[string]bool{"ls": true, "peek": true, "wait": true, "waitall": true, "kill": true, "run": true, "stk": true, "keygen": true, "start": true, "version": true}
-	for name, c := range commands {
+	for _, c := range commands() {
+		name := c.name
 		if c.hidden() {
 			continue
 		}

@@ -27,8 +27,8 @@ type runFlags struct {
 	noStdin  bool
 }
 
-func init() {
-	register(&command{
+func runCmd() *command {
+	return &command{
 		name:  "run",
 		exits: "The largest exit code of the copies when it is not 0; 255 for a server that vanished, timed out or could not start the command.",
 		args:  "-- CMD [ARG...]",
@@ -72,7 +72,7 @@ without -json.`,
 			return f
 		},
 		run: runRun,
-	})
+	}
 }
 
 func runRun(env *Env, inv *invocation) error {

@@ -43,8 +43,8 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-func init() {
-	register(&command{
+func startCmd() *command {
+	return &command{
 		name:  "start",
 		short: "run a circuit server on this host",
 		long: `Prints the server's URL (circuit://HOST:PORT/PID/ID) on standard output, one
@@ -80,7 +80,7 @@ URL, ID, Addr (as advertised) and PID.`,
 			return f
 		},
 		run: runStart,
-	})
+	}
 }
 
 func runStart(env *Env, inv *invocation) error {

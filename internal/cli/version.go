@@ -23,8 +23,8 @@ func currentVersion() versionInfo {
 	}
 }
 
-func init() {
-	register(&command{
+func versionCmd() *command {
+	return &command{
 		name:  "version",
 		short: "print the version of this binary, the commit it was built from, and its Go version",
 		long: `The version and commit are set when the binary is built (make build passes
@@ -38,16 +38,18 @@ Example:
   circuit v1.2.0 (commit 91243ed0c2..., go1.26.8, linux/amd64)`,
 		json: `One JSON object: Version, Commit, Go (the Go release it was built with),
 OS and Arch (GOOS and GOARCH).`,
-		run: func(env *Env, inv *invocation) error {
-			if len(inv.args) != 0 {
-				return usagef("version takes no arguments, got %q", inv.args)
-			}
-			v := currentVersion()
-			if env.jsonOut {
-				return printJSON(env, v)
-			}
-			_, err := fmt.Fprintf(env.Stdout, "circuit %s (commit %s, %s, %s/%s)\n", v.Version, v.Commit, v.Go, v.OS, v.Arch)
-			return err
-		},
-	})
+		run: runVersion,
+	}
+}
+
+func runVersion(env *Env, inv *invocation) error {
+	if len(inv.args) != 0 {
+		return usagef("version takes no arguments, got %q", inv.args)
+	}
+	v := currentVersion()
+	if env.jsonOut {
+		return printJSON(env, v)
+	}
+	_, err := fmt.Fprintf(env.Stdout, "circuit %s (commit %s, %s, %s/%s)\n", v.Version, v.Commit, v.Go, v.OS, v.Arch)
+	return err
 }
