@@ -1,4 +1,5 @@
-// Package cli is the circuit command-line tool: one command per file, each a
+// Package cli is the circuit command-line tool: the commands, listed in
+// commands.go and kept in one file per group (chan.go, proc.go, ...), each a
 // client of the public client package (except start, which runs a server).
 // Flags are Go-style single-dash long flags (-discover, -hmac) and may come
 // before or after the arguments; the dial-in flags are defined once, in

@@ -1,37 +1,14 @@
 package cli
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
-
-	"github.com/tailscale/hujson"
 
 	"github.com/circuit-project/circuit/client"
 )
-
-// parseJSON decodes the seeds' JSON style: trailing commas and comments are
-// accepted, unknown fields are errors that name the field.
-func parseJSON(what string, src []byte, v any) error {
-	std, err := hujson.Standardize(bytes.Clone(src))
-	if err != nil {
-		return fmt.Errorf("%s is not valid JSON: %s", what, strings.TrimPrefix(err.Error(), "hujson: "))
-	}
-	dec := json.NewDecoder(bytes.NewReader(std))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%s: %v", what, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%s: more than one JSON value", what)
-	}
-	return nil
-}
 
 // exitStatus makes the CLI exit with a process's own code.
 type exitStatus int

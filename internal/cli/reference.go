@@ -8,7 +8,7 @@ import (
 )
 
 // Reference writes the command-line reference, docs/CLI.md, from the
-// registered commands themselves, so that it cannot drift from them:
+// commands themselves (commands.go), so that it cannot drift from them:
 // TestReferenceIsCurrent fails when the file differs.
 func Reference(w io.Writer) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }

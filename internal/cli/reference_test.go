@@ -45,3 +45,15 @@ func TestEveryCommandIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandsAreListedOnce checks that no two commands in commands.go
+// have the same name, which would hide the second.
+func TestCommandsAreListedOnce(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range commands() {
+		if seen[c.name] {
+			t.Errorf("%s is listed twice", c.name)
+		}
+		seen[c.name] = true
+	}
+}
