@@ -1,7 +1,8 @@
 package cli
 
 // commands returns every command, in the order that help and docs/CLI.md
-// list them. A new command is added here, and nowhere else.
+// list them. Each is defined in the file of its group (peekCmd in peek.go,
+// runCmd in run.go, ...); adding one to this list is what makes it exist.
 func commands() []*command {
 	return []*command{
 		closeCmd(),
