@@ -101,7 +101,7 @@ func TestStoppedServersLeaveNoGoroutines(t *testing.T) {
 	recvCtx, stopRecv := context.WithTimeout(ctx, 20*time.Second)
 	defer stopRecv()
 	go func() { // joined below
-		_, err := c.ChanAt("/"+servers[2].ID().String()+"/empty").Recv(recvCtx)
+		_, err := c.ChanAt("/" + servers[2].ID().String() + "/empty").Recv(recvCtx)
 		waiting <- err
 	}()
 

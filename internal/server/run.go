@@ -57,8 +57,10 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 			claimed = append(claimed, name)
 			continue
 		}
-		pe.Scrub() // kills the group: the drained outputs end soon
-		var drains sync.WaitGroup // joined before the handler returns
+		// Scrub kills the group, so the drained outputs end soon; the
+		// drains are joined before the handler returns.
+		pe.Scrub()
+		var drains sync.WaitGroup
 		for _, c := range claimed {
 			switch {
 			case c != "stdin":
