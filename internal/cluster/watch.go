@@ -448,35 +448,47 @@ func (w *watches) queue(r report) {
 // once: gone for good), or, not starved, none of lostPings pings by name
 // is answered. starved tells that the pings went unanswered but this
 // server was starved of CPU, so it could not judge.
-func (w *watches) goneHere(m Member) (gone, forGood, starved bool) {
+//
+// The two checks race. goneHere answers as soon as one is decisive, so a
+// crash is hidden without waiting for the pings, and returns join, which
+// the caller runs after acting on the answer: it cancels the check still
+// at work (its dial; the pings end within memberlist's ping timeout) and
+// waits for both. The cluster's dials are canceled on Stop.
+func (w *watches) goneHere(m Member) (gone, forGood, starved bool, join func()) {
+	ctx, cancel := context.WithCancel(w.c.tr.dials)
+	var checks sync.WaitGroup
+	join = func() {
+		cancel()
+		checks.Wait()
+	}
 	pinged := make(chan bool, 1)
-	go func() { pinged <- w.c.pingsAnyOf(m, lostPings) }()
+	checks.Go(func() { pinged <- w.c.pingsAnyOf(m, lostPings) })
 	refused := make(chan bool, 1)
-	go func() { refused <- w.refusedOrReplaced(m) }()
+	checks.Go(func() { refused <- w.refusedOrReplaced(ctx, m) })
 	for {
 		select {
 		case gone := <-refused:
 			if gone {
-				return true, w.c.portRefused(m.Addr), false
+				return true, w.c.portRefused(m.Addr), false, join
 			}
 			refused = nil // not decisive: the pings decide
 		case answered := <-pinged:
 			if answered {
-				return false, false, false
+				return false, false, false, join
 			}
 			starved := w.c.starved()
-			return !starved, false, starved
+			return !starved, false, starved, join
 		}
 	}
 }
 
 // refusedOrReplaced tells whether the member's port refuses connects, or
 // another server answers there.
-func (w *watches) refusedOrReplaced(m Member) bool {
+func (w *watches) refusedOrReplaced(ctx context.Context, m Member) bool {
 	if w.c.connectFails(m.Addr) {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), watchDialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, watchDialTimeout)
 	defer cancel()
 	conn, err := w.c.cfg.DialWatch(ctx, m.Addr, m.ID)
 	if err != nil {
@@ -497,10 +509,11 @@ func (w *watches) reportLoop() {
 			if _, ok := w.c.lookupLAN(m.ID); !ok {
 				continue
 			}
-			gone, forGood, starved := w.goneHere(m)
+			gone, forGood, starved, join := w.goneHere(m)
 			if gone && w.c.hide(m, !forGood) {
 				w.c.log.Info("member leave: its crash was reported and confirmed here", "id", m.ID.String(), "addr", m.Addr)
 			}
+			join() // the checks goneHere started end before the next report
 			if starved && r.deferred < maxDeferred {
 				// Judged again a beat later, when the CPU may be back.
 				r.deferred++

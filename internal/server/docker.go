@@ -77,7 +77,12 @@ func (v *dockerService) Make(ctx context.Context, req *api.MakeDockerRequest) (*
 		ctr.Scrub()
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	s.goFunc(func() { s.reapContainer(p.Elems, ctr) })
+	if !s.goFunc(func() { s.reapContainer(p.Elems, ctr) }) {
+		// The server is stopping and takes no reaper: the container goes now.
+		s.tree.Remove(p.Elems, ctr)
+		ctr.Scrub()
+		return nil, status.Error(codes.Unavailable, "the server is stopping")
+	}
 	return &api.MakeDockerReply{Stat: toDockerStat(ctr.Stat()), Warnings: warnings}, nil
 }
 

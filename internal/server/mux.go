@@ -39,7 +39,11 @@ func (s *Server) acceptLoop() {
 			c.Close()
 			return
 		}
-		s.goFunc(func() { s.serveConn(c) })
+		if !s.goFunc(func() { s.serveConn(c) }) { // stopping
+			c.Close()
+			s.untrack(c)
+			return
+		}
 	}
 }
 

@@ -208,7 +208,15 @@ func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
 		unlist()
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	s.goFunc(func() { s.reap(p.Elems, pe) })
+	if !s.goFunc(func() { s.reap(p.Elems, pe) }) {
+		// The server is stopping and takes no reaper: the process goes
+		// now, as its reaper would have taken it.
+		pr.Scrub()
+		s.tree.Remove(p.Elems, pe)
+		unlist()
+		close(pe.unlisted)
+		return nil, status.Error(codes.Unavailable, "the server is stopping")
+	}
 	return pe, nil
 }
 

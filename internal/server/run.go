@@ -57,16 +57,20 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 			claimed = append(claimed, name)
 			continue
 		}
+		// Scrub kills the group, so the drained outputs end soon; the
+		// drains are joined before the handler returns.
 		pe.Scrub()
+		var drains sync.WaitGroup
 		for _, c := range claimed {
 			switch {
 			case c != "stdin":
-				go pe.CopyOutput(c, io.Discard)
+				drains.Go(func() { pe.CopyOutput(c, io.Discard) })
 			case spec.Stdin:
 				pe.CopyStdin(eofReader{})
 			}
 		}
 		refuseStream(conn, op, wire.CodeBadRequest, fmt.Sprintf("%s of %s is already taken", name, h.Path))
+		drains.Wait()
 		return
 	}
 	conn.SetDeadline(time.Time{})

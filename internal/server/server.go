@@ -257,7 +257,7 @@ func (s *Server) discovered(raw string) {
 	if _, ok := s.cluster.Lookup(u.ID); ok {
 		return
 	}
-	s.goFunc(func() {
+	s.goFunc(func() { // refused once stopping: then there is nothing to join for
 		if err := s.cluster.Join(u.Addr); err != nil {
 			s.log.Warn("joining a discovered server", "url", raw, "err", err)
 		}
@@ -321,13 +321,19 @@ func (s *Server) StopRequested() <-chan struct{} { return s.stopReq }
 // Done is closed once Stop has finished.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
-// goFunc runs f in a goroutine that Stop waits for.
-func (s *Server) goFunc(f func()) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
+// goFunc runs f in a goroutine that Stop waits for, and tells whether it
+// did: once Stop has canceled the server's context it refuses, and the
+// caller cleans up what f would have taken over. The check and the Add are
+// made under s.mu, which Stop holds while it cancels, so no Add can follow
+// Stop's Wait.
+func (s *Server) goFunc(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return false
+	}
+	s.wg.Go(f)
+	return true
 }
 
 // Stop leaves the cluster, closes everything and waits for every goroutine.
@@ -337,7 +343,11 @@ func (s *Server) Stop() {
 		if s.cluster != nil {
 			s.cluster.Leave(2 * time.Second)
 		}
-		s.cancel() // processes stop through their reapers, with a grace period
+		// Under s.mu: from here goFunc and track refuse (see goFunc).
+		// Processes stop through their reapers, with a grace period.
+		s.mu.Lock()
+		s.cancel()
+		s.mu.Unlock()
 		s.scrubElements()
 		if s.disc != nil {
 			s.disc.Close()
