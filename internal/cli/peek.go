@@ -50,53 +50,45 @@ func runPeek(env *Env, inv *invocation) error {
 	if err != nil {
 		return fmt.Errorf("peek %s: %w", path, err)
 	}
+	var st any
 	switch kind {
 	case "server":
-		info, err := c.ServerInfo(env.Ctx, p.Server.String())
-		if err != nil {
-			return fmt.Errorf("peek %s: %w", path, err)
-		}
-		return printJSON(env, info)
+		st, err = c.ServerInfo(env.Ctx, p.Server.String())
 	case "proc":
-		st, err := c.ProcAt(path).Peek(env.Ctx)
-		if err != nil {
-			return fmt.Errorf("peek %s: %w", path, err)
-		}
-		return printJSON(env, st)
+		st, err = c.ProcAt(path).Peek(env.Ctx)
 	case "chan":
-		st, err := c.ChanAt(path).Peek(env.Ctx)
-		if err != nil {
-			return fmt.Errorf("peek %s: %w", path, err)
-		}
-		return printJSON(env, st)
+		st, err = c.ChanAt(path).Peek(env.Ctx)
 	case "@join", "@leave":
-		st, err := c.ChanAt(path).PeekSubscription(env.Ctx)
-		if err != nil {
-			return fmt.Errorf("peek %s: %w", path, err)
-		}
-		return printJSON(env, st)
+		st, err = c.ChanAt(path).PeekSubscription(env.Ctx)
 	case "dns":
-		st, err := c.NameserverAt(path).Peek(env.Ctx)
-		if err != nil {
-			return fmt.Errorf("peek %s: %w", path, err)
-		}
-		return printJSON(env, st)
+		st, err = c.NameserverAt(path).Peek(env.Ctx)
 	case "docker":
-		doc, err := c.ContainerAt(path).Peek(env.Ctx)
-		if err != nil {
-			return fmt.Errorf("peek %s: %w", path, err)
-		}
-		doc = bytes.TrimSpace(doc)
-		if env.jsonOut {
-			var b bytes.Buffer
-			if err := json.Compact(&b, doc); err == nil {
-				doc = b.Bytes()
-			}
-		}
-		_, err = fmt.Fprintf(env.Stdout, "%s\n", doc)
-		return err
+		return peekContainer(env, c, path)
 	case "":
 		return fmt.Errorf("peek %s: %w: no element at this anchor", path, client.ErrNotFound)
+	default:
+		return fmt.Errorf("peek %s: this tool cannot show a %s element", path, kind)
 	}
-	return fmt.Errorf("peek %s: this tool cannot show a %s element", path, kind)
+	if err != nil {
+		return fmt.Errorf("peek %s: %w", path, err)
+	}
+	return printJSON(env, st)
+}
+
+// peekContainer prints a container's inspect document as the engine gave
+// it, compacted to one line with -json.
+func peekContainer(env *Env, c *client.Client, path string) error {
+	doc, err := c.ContainerAt(path).Peek(env.Ctx)
+	if err != nil {
+		return fmt.Errorf("peek %s: %w", path, err)
+	}
+	doc = bytes.TrimSpace(doc)
+	if env.jsonOut {
+		var b bytes.Buffer
+		if err := json.Compact(&b, doc); err == nil {
+			doc = b.Bytes()
+		}
+	}
+	_, err = fmt.Fprintf(env.Stdout, "%s\n", doc)
+	return err
 }
