@@ -12,6 +12,7 @@ import (
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/server"
+	"github.com/circuit-project/circuit/internal/testcluster"
 )
 
 // TestStoppedServersLeaveNoGoroutines starts three servers in this process,
@@ -41,14 +42,9 @@ func TestStoppedServersLeaveNoGoroutines(t *testing.T) {
 		}
 		servers = append(servers, s)
 	}
-	deadline := time.Now().Add(20 * time.Second)
 	for _, s := range servers {
-		for len(s.Members()) != len(servers) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s sees %d members, want %d", s.ID(), len(s.Members()), len(servers))
-			}
-			time.Sleep(20 * time.Millisecond) // polling, bounded by deadline
-		}
+		testcluster.Eventually(t, 20*time.Second, func() bool { return len(s.Members()) == len(servers) },
+			"%s does not see all %d members", s.ID(), len(servers))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
