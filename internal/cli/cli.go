@@ -300,14 +300,18 @@ func pathCommand(f func(env *Env, c *client.Client, path string) error) func(*En
 const maxDescription = 1 << 20
 
 // readDescription reads a JSON description from stdin, refusing one longer
-// than maxDescription.
-func readDescription(env *Env, what string) ([]byte, error) {
+// than maxDescription bytes, and decodes it into v (parseJSON's rules); a
+// description that does not decode is a usage error.
+func readDescription(env *Env, what string, v any) error {
 	src, err := io.ReadAll(io.LimitReader(env.Stdin, maxDescription+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if len(src) > maxDescription {
-		return nil, usagef("%s is longer than %d bytes", what, maxDescription)
+		return usagef("%s is longer than %d bytes", what, maxDescription)
 	}
-	return src, nil
+	if err := parseJSON(what, src, v); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
 }

@@ -37,13 +37,9 @@ func runMkdkr(env *Env, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	src, err := readDescription(env, "mkdkr "+path+": the container on stdin")
-	if err != nil {
-		return err
-	}
 	var cfg client.DockerConfig
-	if err := parseJSON("mkdkr "+path+": the container on stdin", src, &cfg); err != nil {
-		return usagef("%v", err)
+	if err := readDescription(env, "mkdkr "+path+": the container on stdin", &cfg); err != nil {
+		return err
 	}
 	if cfg.Image == "" {
 		return usagef("mkdkr %s: the container has no \"Image\"", path)

@@ -65,13 +65,9 @@ func runMkproc(env *Env, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	src, err := readDescription(env, "mkproc "+path+": the command on stdin")
-	if err != nil {
-		return err
-	}
 	var cmd client.Cmd
-	if err := parseJSON("mkproc "+path+": the command on stdin", src, &cmd); err != nil {
-		return usagef("%v", err)
+	if err := readDescription(env, "mkproc "+path+": the command on stdin", &cmd); err != nil {
+		return err
 	}
 	if cmd.Path == "" {
 		return usagef("mkproc %s: the command has no \"Path\"", path)
