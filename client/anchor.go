@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/fault"
 )
 
 // Anchor is a node of the circuit namespace, in the seeds' style: methods
@@ -96,7 +97,7 @@ func (c *Client) Get() interface{} { return nil }
 func (c *Client) Scrub() {}
 
 // errRoot is the error of making an element at the root.
-var errRoot = classify(ErrBadRequest, "elements live below a server's anchor, not at /")
+var errRoot = fault.New(fault.BadRequest, "elements live below a server's anchor, not at /")
 
 // MakeProc at the root is an error: processes live below a server.
 func (c *Client) MakeProc(Cmd) (Proc, error) { return nil, errRoot }

@@ -14,6 +14,7 @@ import (
 	"github.com/circuit-project/circuit/internal/anchorfs"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/discover"
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/wire"
@@ -203,7 +204,7 @@ type ServerInfo struct {
 func (c *Client) server(id string) (*serverConn, error) {
 	sid, err := ident.ParseID(id)
 	if err != nil {
-		return nil, classify(ErrBadRequest, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	return c.conn(sid)
 }
@@ -302,13 +303,13 @@ func (c *Client) List(ctx context.Context, path string) ([]Entry, error) {
 	if anchorfs.InFS(path) {
 		q, err := anchorfs.Parse(path)
 		if err != nil {
-			return nil, classify(ErrBadRequest, err.Error())
+			return nil, fault.New(fault.BadRequest, err.Error())
 		}
 		return c.listDirs(ctx, q)
 	}
 	p, err := anchor.Parse(path)
 	if err != nil {
-		return nil, classify(ErrBadRequest, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	if p.Server != 0 {
 		return c.listServer(ctx, p.Server, p.String())

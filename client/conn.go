@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/wire"
@@ -120,19 +121,11 @@ func (c *Client) wrap(ctx context.Context, sc *serverConn, err error) error {
 	if !ok {
 		return err
 	}
-	switch st.Code() {
-	case codes.InvalidArgument:
-		return classify(ErrBadRequest, st.Message())
-	case codes.OutOfRange:
-		return classify(ErrClosed, st.Message())
-	case codes.NotFound:
-		return classify(ErrNotFound, st.Message())
-	case codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted, codes.Internal, codes.Unknown, codes.Unimplemented, codes.PermissionDenied, codes.ResourceExhausted:
-		return classify(ErrRemote, st.Message())
-	case codes.Canceled, codes.DeadlineExceeded:
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	if ctx.Err() != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
+		return ctx.Err()
+	}
+	if fe := fault.FromStatus(err); fe != nil {
+		return fe // the server said what failed (package fault's table)
 	}
 	// The connection failed: find out whose fault it was.
 	cause := sc.dialErr()

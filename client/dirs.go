@@ -14,6 +14,7 @@ import (
 
 	"github.com/circuit-project/circuit/internal/anchorfs"
 	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/ident"
 )
 
@@ -110,7 +111,7 @@ func (c *Client) dirFiles(ctx context.Context, q anchorfs.Query, kill bool) ([]a
 		for _, f := range r.GetFiles() {
 			file, err := anchorfs.ParseFile(f.GetPath(), f.GetAnchor())
 			if err != nil {
-				return classify(ErrRemote, fmt.Sprintf("server %s reported a bad anchor file: %v", id, err))
+				return fault.New(fault.Remote, fmt.Sprintf("server %s reported a bad anchor file: %v", id, err))
 			}
 			files = append(files, file)
 		}
@@ -131,7 +132,7 @@ func (c *Client) listDirs(ctx context.Context, q anchorfs.Query) ([]Entry, error
 		if err != nil {
 			return nil, err // it may be on a server that did not answer
 		}
-		return nil, classify(ErrNotFound, verr.Error())
+		return nil, fault.New(fault.NotFound, verr.Error())
 	}
 	out := make([]Entry, 0, len(view))
 	for _, e := range view {
@@ -162,10 +163,10 @@ const (
 func (c *Client) Kill(ctx context.Context, path string) ([]Entry, error) {
 	q, err := anchorfs.Parse(path)
 	if err != nil {
-		return nil, classify(ErrBadRequest, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	if len(q.Dir) == 0 {
-		return nil, classify(ErrBadRequest, "kill takes a directory of the anchor file system, like /firehose/clients/..., not "+path)
+		return nil, fault.New(fault.BadRequest, "kill takes a directory of the anchor file system, like /firehose/clients/..., not "+path)
 	}
 	files, err := c.dirFiles(ctx, q, true)
 	var incomplete *IncompleteError

@@ -1,8 +1,9 @@
 package client
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/circuit-project/circuit/internal/fault"
 )
 
 // HostLostError says that the server hosting an anchor cannot be reached: it
@@ -20,6 +21,9 @@ func (e *HostLostError) Error() string {
 
 func (e *HostLostError) Unwrap() error { return e.Err }
 
+// Is matches ErrLost.
+func (e *HostLostError) Is(target error) bool { return target == ErrLost }
+
 // DialinLostError says that the client's dial-in server cannot be reached.
 // The client and every anchor derived from it are unusable; dial again.
 type DialinLostError struct {
@@ -33,6 +37,9 @@ func (e *DialinLostError) Error() string {
 
 func (e *DialinLostError) Unwrap() error { return e.Err }
 
+// Is matches ErrLost.
+func (e *DialinLostError) Is(target error) bool { return target == ErrLost }
+
 // AuthError says that a server refused the client's key, or its lack of one.
 type AuthError struct {
 	Addr string
@@ -45,29 +52,30 @@ func (e *AuthError) Error() string {
 
 func (e *AuthError) Unwrap() error { return e.Err }
 
-// ErrNotFound is wrapped by errors about anchors or elements that do not
-// exist.
-var ErrNotFound = errors.New("not found")
-
-// ErrClosed is wrapped by the error of a send to, or a receive from, a
-// channel that was closed (and, for a receive, drained).
-var ErrClosed = errors.New("channel closed")
-
-// ErrBadRequest is wrapped by errors about malformed requests: bad paths,
-// bad arguments.
-var ErrBadRequest = errors.New("bad request")
-
-// ErrRemote is wrapped by other failures reported by a server.
-var ErrRemote = errors.New("server error")
-
-// classified is an error whose message is the server's (or the parser's),
-// and which errors.Is matches against one of the sentinels above.
-type classified struct {
-	kind error
-	msg  string
-}
-
-func (e *classified) Error() string { return e.msg }
-func (e *classified) Unwrap() error { return e.kind }
-
-func classify(kind error, msg string) error { return &classified{kind: kind, msg: msg} }
+// The classes of failure that a server reports, one sentinel each (package
+// fault holds the table: their gRPC and wire codes, the command line's exit
+// codes). Errors of the class match it with errors.Is.
+var (
+	// ErrNotFound: no such anchor, element, server or worker.
+	ErrNotFound = fault.ErrNotFound
+	// ErrExists: the anchor already holds an element. Such errors match
+	// ErrRemote too, as they did before ErrExists.
+	ErrExists = fault.ErrExists
+	// ErrBadRequest: a malformed request (a bad path, bad arguments).
+	ErrBadRequest = fault.ErrBadRequest
+	// ErrPrecondition: the element or server cannot do this now, or at all
+	// (a container asked of a server started without -docker). Such errors
+	// match ErrRemote too, as they did before ErrPrecondition.
+	ErrPrecondition = fault.ErrPrecondition
+	// ErrDenied: the caller may not do this.
+	ErrDenied = fault.ErrDenied
+	// ErrClosed: a send to, or a receive from, a channel that was closed
+	// (and, for a receive, drained).
+	ErrClosed = fault.ErrClosed
+	// ErrRemote: any other failure reported by a server: the operation ran
+	// and failed.
+	ErrRemote = fault.ErrRemote
+	// ErrLost is matched by *HostLostError and *DialinLostError, and by
+	// nothing else: only a lost connection is ever reported as one.
+	ErrLost = fault.ErrLost
+)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/filecopy"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/wire"
@@ -71,7 +72,7 @@ func (c *Client) put(ctx context.Context, server, remote, stream string, send fu
 	refused := func(err error) error {
 		var r *wire.Refusal
 		if errors.As(err, &r) {
-			return classify(ErrRemote, r.Msg)
+			return fault.FromWire(r)
 		}
 		return nil
 	}
@@ -143,7 +144,7 @@ func (c *Client) get(ctx context.Context, server, remote string, recv func(*file
 	if err := recv(filecopy.NewReader(conn)); err != nil {
 		var r *filecopy.RemoteError
 		if errors.As(err, &r) {
-			return classify(ErrRemote, r.Msg)
+			return fault.New(fault.Remote, r.Msg)
 		}
 		return fmt.Errorf("cp from /%s:%s: %w", server, remote, err)
 	}
@@ -153,10 +154,10 @@ func (c *Client) get(ctx context.Context, server, remote string, recv func(*file
 func (c *Client) fileStream(ctx context.Context, server, remote, stream string) (net.Conn, error) {
 	id, err := ident.ParseID(server)
 	if err != nil {
-		return nil, classify(ErrBadRequest, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	if _, err := filecopy.Rel(remote); err != nil {
-		return nil, classify(ErrBadRequest, "cp: remote "+err.Error())
+		return nil, fault.New(fault.BadRequest, "cp: remote "+err.Error())
 	}
 	return c.openStreamHeader(ctx, wire.StreamHeader{Path: "/" + id.String(), Stream: stream, File: remote})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/wire"
 )
@@ -126,10 +127,10 @@ func fromProcStat(st *api.ProcStat) ProcStat {
 func (c *Client) serverOf(path string) (*serverConn, error) {
 	p, err := anchor.Parse(path)
 	if err != nil {
-		return nil, classify(ErrBadRequest, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	if p.Server == 0 {
-		return nil, classify(ErrBadRequest, fmt.Sprintf("%s is not below a server", path))
+		return nil, fault.New(fault.BadRequest, fmt.Sprintf("%s is not below a server", path))
 	}
 	return c.conn(p.Server)
 }
@@ -276,7 +277,7 @@ func (c *Client) openStreamHeader(ctx context.Context, h wire.StreamHeader, foll
 	path := h.Path
 	p, err := anchor.Parse(path)
 	if err != nil {
-		return nil, classify(ErrBadRequest, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	conn, err := c.dialServer(ctx, wire.KindStream, p.Server)
 	if err != nil {
@@ -294,8 +295,10 @@ func (c *Client) openStreamHeader(ctx context.Context, h wire.StreamHeader, foll
 	if err := wire.ReadStatus(conn); err != nil {
 		conn.Close()
 		var r *wire.Refusal
-		if errors.As(err, &r) && r.Code == wire.CodeBadRequest {
-			return nil, classify(ErrRemote, r.Msg)
+		if errors.As(err, &r) {
+			if fe := fault.FromWire(r); fe != nil {
+				return nil, fe // the server said what failed
+			}
 		}
 		return nil, c.streamErr(ctx, p.Server, err)
 	}

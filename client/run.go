@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/label"
 	"github.com/circuit-project/circuit/internal/wire"
@@ -73,7 +74,7 @@ var ErrTimeout = errors.New("timed out")
 func (c *Client) Select(ctx context.Context, selector string) ([]Member, error) {
 	sel, err := label.Parse(selector)
 	if err != nil {
-		return nil, classify(ErrBadRequest, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	members, err := c.members(ctx)
 	if err != nil {
@@ -104,7 +105,7 @@ func selectable(m Member) label.Set {
 // selector, no dial-in server); each server's failure is in its result.
 func (c *Client) Run(ctx context.Context, cmd Cmd, opt RunOptions) ([]RunResult, error) {
 	if cmd.Path == "" {
-		return nil, classify(ErrBadRequest, "run: no command")
+		return nil, fault.New(fault.BadRequest, "run: no command")
 	}
 	var idb [8]byte
 	rand.Read(idb[:])
@@ -114,7 +115,7 @@ func (c *Client) Run(ctx context.Context, cmd Cmd, opt RunOptions) ([]RunResult,
 		return nil, fmt.Errorf("run: %w", err)
 	}
 	if len(spec) > wire.MaxFrame {
-		return nil, classify(ErrBadRequest, fmt.Sprintf("run: the command is %d bytes long, limit %d", len(spec), wire.MaxFrame))
+		return nil, fault.New(fault.BadRequest, fmt.Sprintf("run: the command is %d bytes long, limit %d", len(spec), wire.MaxFrame))
 	}
 	specFrame := wire.AppendFrame(nil, wire.FrameSpec, spec)
 	servers, err := c.Select(ctx, opt.Selector)

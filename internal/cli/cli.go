@@ -19,15 +19,16 @@ import (
 	"strings"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/fault"
 )
 
-// Exit codes.
+// Exit codes: package fault's table gives each class of failure its own.
 const (
-	ExitOK       = 0
-	ExitFailed   = 1
-	ExitUsage    = 2
-	ExitNotFound = 3
-	ExitConnect  = 4
+	ExitOK       = fault.ExitOK
+	ExitFailed   = fault.ExitFailed
+	ExitUsage    = fault.ExitUsage
+	ExitNotFound = fault.ExitNotFound
+	ExitConnect  = fault.ExitConnect
 )
 
 // Env is what a command runs with.
@@ -146,10 +147,11 @@ func Main(env *Env, args []string) int {
 	return exitCode(err)
 }
 
+// exitCode is the exit code for err: a process's own, the command line's
+// own for usage and keys, else that of err's class in package fault.
 func exitCode(err error) int {
 	var ue *usageError
 	var auth *client.AuthError
-	var dl *client.DialinLostError
 	var ex interface{ ExitCode() int }
 	var lost *client.HostLostError
 	switch {
@@ -157,14 +159,12 @@ func exitCode(err error) int {
 		return ExitNotFound
 	case errors.As(err, &ex):
 		return ex.ExitCode()
-	case errors.As(err, &ue), errors.Is(err, client.ErrBadRequest):
+	case errors.As(err, &ue):
 		return ExitUsage
-	case errors.Is(err, client.ErrNotFound):
-		return ExitNotFound
-	case errors.As(err, &auth), errors.As(err, &dl), errors.As(err, &lost):
+	case errors.As(err, &auth):
 		return ExitConnect
 	}
-	return ExitFailed
+	return fault.Of(err).Exit()
 }
 
 // parseInterspersed parses flags wherever they appear among the arguments;

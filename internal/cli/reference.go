@@ -4,7 +4,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sort"
+	"strconv"
 	"strings"
+
+	"github.com/circuit-project/circuit/internal/fault"
 )
 
 // Reference writes the command-line reference, docs/CLI.md, from the
@@ -23,14 +27,7 @@ func Reference(w io.Writer) {
 	// own tells a dialling command's own flags from the dial-in flags,
 	// which have their section above.
 	own := func(f *flag.Flag) bool { return dialFS.Lookup(f.Name) == nil }
-	p("## Exit codes\n\n")
-	p("| code | meaning |\n|---|---|\n")
-	p("| %d | success |\n", ExitOK)
-	p("| %d | the operation failed: refused or failed at the server, or a remote command failed |\n", ExitFailed)
-	p("| %d | usage error: an unknown command or flag, or an argument that the tool or the server found malformed |\n", ExitUsage)
-	p("| %d | not found: no element, anchor, server or worker at the path |\n", ExitNotFound)
-	p("| %d | cannot connect or authenticate: no dial-in server, wrong key, a server lost mid-operation |\n\n", ExitConnect)
-	p("Some commands add codes of their own (below). Errors go to standard error, never to standard output.\n\n")
+	writeErrors(p)
 	p("## JSON output\n\n")
 	p("Every command that prints data takes `-json`. `ls -json` prints one JSON object per line; the others print one JSON document on one line. The fields are listed beside each command; their names are stable, and new fields may be added. Commands that copy bytes (`recv`, `stdout`, `stderr`, `cp` to standard output, `exec`) print them as they are and take no `-json`.\n\n")
 	p("## Commands\n\n")
@@ -70,7 +67,7 @@ func Reference(w io.Writer) {
 		if c.json != "" {
 			p("With `-json`:\n\n```\n%s\n```\n\n", strings.TrimSpace(c.json))
 		}
-		p("Exit codes: the [common ones](#exit-codes).")
+		p("Exit codes: the [common ones](#exit-codes-and-errors).")
 		if c.exits != "" {
 			p(" %s", c.exits)
 		}
@@ -133,4 +130,23 @@ func capital(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// writeErrors writes the table of failures (package fault): each class's
+// exit code, the client library's error, and its codes on the wire.
+func writeErrors(p func(string, ...any)) {
+	p("## Exit codes and errors\n\n")
+	p("Every failure is of one class. The table gives each class's exit code, the error that the Go client's errors match with `errors.Is` (in package `client`), and the codes it travels as: in an RPC's gRPC status, and in the refusal of a stream (`stdin`, `stdout`, `stderr`, `run`, `cp`).\n\n")
+	p("| exit code | class | meaning | Go client | gRPC code | stream refusal |\n|---|---|---|---|---|---|\n")
+	p("| %d | | success | | | |\n", ExitOK)
+	classes := fault.Classes()
+	sort.SliceStable(classes, func(i, j int) bool { return classes[i].Exit() < classes[j].Exit() })
+	for _, c := range classes {
+		refusal := "—"
+		if w := c.Wire(); w != 0 {
+			refusal = strconv.Itoa(int(w))
+		}
+		p("| %d | %s | %s | %s | %s | %s |\n", c.Exit(), c, c.Doc(), c.ClientError(), c.Code(), refusal)
+	}
+	p("\nOnly a lost transport is ever reported as a lost host or a lost dial-in server. Some commands add codes of their own (below): a process's own exit code passes through `wait`, `exec` and `run`. Errors go to standard error, never to standard output.\n\n")
 }

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"sync"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/element/channel"
+	"github.com/circuit-project/circuit/internal/fault"
 )
 
 // subCap bounds the events a subscription holds unread; past it, new
@@ -66,18 +66,18 @@ func chanError(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, channel.ErrClosed):
-		return status.Error(codes.OutOfRange, err.Error()) // like EOF: the client's ErrClosed
-	case errors.Is(err, channel.ErrAborted), errors.Is(err, channel.ErrReceiverGone):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, channel.ErrTooLarge):
-		return status.Error(codes.ResourceExhausted, err.Error())
+		return fault.New(fault.Closed, err.Error()) // like EOF
+	case errors.Is(err, channel.ErrAborted), errors.Is(err, channel.ErrTooLarge):
+		return fault.New(fault.Precondition, err.Error())
+	case errors.Is(err, channel.ErrReceiverGone):
+		return fault.New(fault.Remote, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	}
 	if _, ok := status.FromError(err); ok {
-		return err
+		return err // already of a class
 	}
-	return status.Error(codes.Internal, err.Error())
+	return fault.New(fault.Remote, err.Error())
 }
 
 func (s *Server) chanAt(raw string) (*channel.Chan, anchor.Element, error) {
@@ -91,7 +91,7 @@ func (s *Server) chanAt(raw string) (*channel.Chan, anchor.Element, error) {
 	case *subElement:
 		return c.Chan, e, nil
 	}
-	return nil, nil, status.Errorf(codes.InvalidArgument, "%s holds a %s, not a channel", p, e.Kind())
+	return nil, nil, fault.Errorf(fault.BadRequest, "%s holds a %s, not a channel", p, e.Kind())
 }
 
 func toChanStat(c *channel.Chan) *api.ChanStat {
@@ -107,14 +107,14 @@ func (v *chanService) Make(_ context.Context, req *api.MakeChanRequest) (*api.Ch
 		return nil, err
 	}
 	if len(p.Elems) == 0 || p.Recursive {
-		return nil, status.Errorf(codes.InvalidArgument, "a channel needs an anchor below a server, like /%s/ch, not %s", s.id, p)
+		return nil, fault.Errorf(fault.BadRequest, "a channel needs an anchor below a server, like /%s/ch, not %s", s.id, p)
 	}
 	var elem anchor.Element
 	var c *channel.Chan
 	switch kind := req.GetKind(); kind {
 	case "", "chan":
 		if req.GetCap() < 0 || req.GetCap() > 1<<20 {
-			return nil, status.Errorf(codes.InvalidArgument, "channel capacity %d: want 0 to 1048576", req.GetCap())
+			return nil, fault.Errorf(fault.BadRequest, "channel capacity %d: want 0 to 1048576", req.GetCap())
 		}
 		c = channel.New("chan", int(req.GetCap()))
 		elem = c
@@ -122,7 +122,7 @@ func (v *chanService) Make(_ context.Context, req *api.MakeChanRequest) (*api.Ch
 		c = channel.New(kind, subCap)
 		elem = &subElement{Chan: c, s: s}
 	default:
-		return nil, status.Errorf(codes.InvalidArgument, "unknown channel kind %q: want chan, @join or @leave", kind)
+		return nil, fault.Errorf(fault.BadRequest, "unknown channel kind %q: want chan, @join or @leave", kind)
 	}
 	if sub, ok := elem.(*subElement); ok {
 		// Registered before it is attached, so that it misses nothing that
@@ -139,9 +139,9 @@ func (v *chanService) Make(_ context.Context, req *api.MakeChanRequest) (*api.Ch
 			sub.Scrub()
 		}
 		if anchor.IsOccupied(err) {
-			return nil, status.Error(codes.AlreadyExists, err.Error())
+			return nil, fault.New(fault.Exists, err.Error())
 		}
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	return toChanStat(c), nil
 }
@@ -160,7 +160,7 @@ func (v *chanService) Close(_ context.Context, req *api.PathRequest) (*api.Close
 		return nil, err
 	}
 	if _, ok := e.(*subElement); ok {
-		return nil, status.Errorf(codes.InvalidArgument, "%s is a %s subscription; scrub it instead of closing it", req.GetPath(), e.Kind())
+		return nil, fault.Errorf(fault.BadRequest, "%s is a %s subscription; scrub it instead of closing it", req.GetPath(), e.Kind())
 	}
 	return &api.CloseReply{}, chanError(c.Close())
 }
@@ -177,7 +177,7 @@ func (v *chanService) Send(stream api.Chan_SendServer) error {
 		return err
 	}
 	if _, ok := e.(*subElement); ok {
-		return status.Errorf(codes.InvalidArgument, "%s is a %s subscription: only the server sends on it", first.GetPath(), e.Kind())
+		return fault.Errorf(fault.BadRequest, "%s is a %s subscription: only the server sends on it", first.GetPath(), e.Kind())
 	}
 	// Gather up to the buffer limit: a message that ends within it is sent
 	// whole; a longer one is streamed to a receiver.
@@ -256,7 +256,7 @@ func (v *chanService) Recv(stream api.Chan_RecvServer) error {
 	if m.Transfer == nil {
 		if err := stream.Send(&api.RecvChunk{Data: m.Data, Last: true}); err != nil || !acked() {
 			c.Requeue(m) // the receiver did not get it: the next one will
-			return status.Error(codes.Aborted, "receiver went away; message put back")
+			return fault.New(fault.Remote, "receiver went away; message put back")
 		}
 		c.Delivered()
 		return nil
@@ -268,7 +268,7 @@ func (v *chanService) Recv(stream api.Chan_RecvServer) error {
 			if !ok {
 				if err := stream.Send(&api.RecvChunk{Last: true}); err != nil || !acked() {
 					t.Finish(channel.ErrReceiverGone)
-					return status.Error(codes.Aborted, "receiver went away")
+					return fault.New(fault.Remote, "receiver went away")
 				}
 				t.Finish(nil)
 				c.Delivered()
@@ -280,7 +280,7 @@ func (v *chanService) Recv(stream api.Chan_RecvServer) error {
 			}
 		case <-t.Failed():
 			t.Finish(t.Err())
-			return status.Errorf(codes.Aborted, "message not delivered: %v", t.Err())
+			return fault.Errorf(fault.Remote, "message not delivered: %v", t.Err())
 		case <-ctx.Done():
 			t.Finish(channel.ErrReceiverGone)
 			return ctx.Err()

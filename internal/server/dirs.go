@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/circuit-project/circuit/internal/anchorfs"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/binstore"
+	"github.com/circuit-project/circuit/internal/fault"
 )
 
 // dirsService serves this server's part of the anchor file system.
@@ -24,7 +24,7 @@ type dirsService struct {
 func (s *Server) dirsQuery(req *api.DirsRequest) (anchorfs.Query, error) {
 	q, err := anchorfs.Parse(req.GetPath())
 	if err != nil {
-		return q, status.Error(codes.InvalidArgument, err.Error())
+		return q, fault.New(fault.BadRequest, err.Error())
 	}
 	q.Recursive = q.Recursive || req.GetRecursive()
 	return q, nil
@@ -88,13 +88,13 @@ type binaryService struct {
 func binaryErr(err error) error {
 	switch {
 	case errors.Is(err, binstore.ErrBadDigest):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return fault.New(fault.BadRequest, err.Error())
 	case errors.Is(err, binstore.ErrCutShort):
-		return status.Error(codes.Aborted, err.Error())
+		return fault.New(fault.Remote, err.Error())
 	case errors.Is(err, binstore.ErrMismatch):
-		return status.Error(codes.DataLoss, err.Error())
+		return fault.New(fault.BadRequest, err.Error())
 	}
-	return status.Error(codes.Internal, err.Error())
+	return fault.New(fault.Remote, err.Error())
 }
 
 func (v *binaryService) Stat(_ context.Context, req *api.BinaryRequest) (*api.BinaryStat, error) {
@@ -111,7 +111,7 @@ func (v *binaryService) Stat(_ context.Context, req *api.BinaryRequest) (*api.Bi
 func (v *binaryService) Upload(stream grpc.ClientStreamingServer[api.BinaryChunk, api.BinaryStat]) error {
 	first, err := stream.Recv()
 	if err != nil {
-		return status.Errorf(codes.Aborted, "upload: no first chunk: %v", err)
+		return fault.Errorf(fault.Remote, "upload: no first chunk: %v", err)
 	}
 	r := &chunkReader{stream: stream, buf: first.GetData()}
 	path, err := v.s.bins.Put(first.GetSha256(), first.GetSize(), r)

@@ -6,12 +6,10 @@ import (
 	"net"
 	"slices"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/element/nameserver"
+	"github.com/circuit-project/circuit/internal/fault"
 )
 
 type dnsService struct {
@@ -40,7 +38,7 @@ func (s *Server) nameserverAt(raw string) (*nameserver.Nameserver, error) {
 	}
 	ns, ok := e.(*nameserver.Nameserver)
 	if !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "%s holds a %s, not a dns element", p, e.Kind())
+		return nil, fault.Errorf(fault.BadRequest, "%s holds a %s, not a dns element", p, e.Kind())
 	}
 	return ns, nil
 }
@@ -52,7 +50,7 @@ func (v *dnsService) Make(_ context.Context, req *api.MakeNameserverRequest) (*a
 		return nil, err
 	}
 	if len(p.Elems) == 0 || p.Recursive {
-		return nil, status.Errorf(codes.InvalidArgument, "a nameserver needs an anchor below a server, like /%s/dns, not %s", s.id, p)
+		return nil, fault.Errorf(fault.BadRequest, "a nameserver needs an anchor below a server, like /%s/dns, not %s", s.id, p)
 	}
 	addr := req.GetAddr()
 	if addr == "" {
@@ -62,18 +60,18 @@ func (v *dnsService) Make(_ context.Context, req *api.MakeNameserverRequest) (*a
 	release, err := s.tree.Reserve(p.Elems, "dns")
 	if err != nil {
 		if anchor.IsOccupied(err) {
-			return nil, status.Error(codes.AlreadyExists, err.Error())
+			return nil, fault.New(fault.Exists, err.Error())
 		}
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	ns, err := nameserver.Start(addr)
 	if err != nil {
 		release(nil)
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, fault.New(fault.Remote, err.Error())
 	}
 	if err := release(ns); err != nil {
 		ns.Scrub()
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, fault.New(fault.Remote, err.Error())
 	}
 	return toNameserverStat(ns), nil
 }
@@ -85,9 +83,9 @@ func (v *dnsService) Set(_ context.Context, req *api.SetRecordRequest) (*api.Nam
 	}
 	if err := ns.Set(req.GetRecord()); err != nil {
 		if errors.Is(err, nameserver.ErrBadRecord) {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
+			return nil, fault.New(fault.BadRequest, err.Error())
 		}
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, fault.New(fault.Remote, err.Error())
 	}
 	return toNameserverStat(ns), nil
 }
@@ -98,7 +96,7 @@ func (v *dnsService) Unset(_ context.Context, req *api.UnsetRecordRequest) (*api
 		return nil, err
 	}
 	if err := ns.Unset(req.GetName()); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	return toNameserverStat(ns), nil
 }

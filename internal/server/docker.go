@@ -5,13 +5,11 @@ import (
 	"errors"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/element/docker"
 	"github.com/circuit-project/circuit/internal/element/proc"
+	"github.com/circuit-project/circuit/internal/fault"
 )
 
 type dockerService struct {
@@ -35,7 +33,7 @@ func (s *Server) containerAt(raw string) (*docker.Container, error) {
 	}
 	c, ok := e.(*docker.Container)
 	if !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "%s holds a %s, not a docker container", p, e.Kind())
+		return nil, fault.Errorf(fault.BadRequest, "%s holds a %s, not a docker container", p, e.Kind())
 	}
 	return c, nil
 }
@@ -43,45 +41,45 @@ func (s *Server) containerAt(raw string) (*docker.Container, error) {
 func (v *dockerService) Make(ctx context.Context, req *api.MakeDockerRequest) (*api.MakeDockerReply, error) {
 	s := v.s
 	if s.docker == nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "server %s was started without -docker; start it with circuit start -docker ... to create containers", s.id)
+		return nil, fault.Errorf(fault.Precondition, "server %s was started without -docker; start it with circuit start -docker ... to create containers", s.id)
 	}
 	p, err := s.localPath(req.GetPath())
 	if err != nil {
 		return nil, err
 	}
 	if len(p.Elems) == 0 || p.Recursive {
-		return nil, status.Errorf(codes.InvalidArgument, "a container needs an anchor below a server, like /%s/docky, not %s", s.id, p)
+		return nil, fault.Errorf(fault.BadRequest, "a container needs an anchor below a server, like /%s/docky, not %s", s.id, p)
 	}
 	c := req.GetConfig()
 	if c == nil || c.GetImage() == "" {
-		return nil, status.Error(codes.InvalidArgument, `the container has no "Image"`)
+		return nil, fault.New(fault.BadRequest, `the container has no "Image"`)
 	}
 	cfg := docker.Config{Image: c.GetImage(), Memory: c.GetMemory(), CpuShares: c.GetCpuShares(), Lxc: c.GetLxc(),
 		Volume: c.GetVolume(), Dir: c.GetDir(), Entry: c.GetEntry(), Env: c.GetEnv(), Path: c.GetPath(), Args: c.GetArgs(), Scrub: c.GetScrub()}
 	release, err := s.tree.Reserve(p.Elems, "docker")
 	if err != nil {
 		if anchor.IsOccupied(err) {
-			return nil, status.Error(codes.AlreadyExists, err.Error())
+			return nil, fault.New(fault.Exists, err.Error())
 		}
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	ctr, warnings, err := s.docker.Start(ctx, p.String(), cfg)
 	if err != nil {
 		release(nil)
 		if errors.Is(err, docker.ErrImageNotFound) {
-			return nil, status.Error(codes.NotFound, err.Error())
+			return nil, fault.New(fault.NotFound, err.Error())
 		}
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, fault.New(fault.Remote, err.Error())
 	}
 	if err := release(ctr); err != nil {
 		ctr.Scrub()
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, fault.New(fault.Remote, err.Error())
 	}
 	if !s.goFunc(func() { s.reapContainer(p.Elems, ctr) }) {
 		// The server is stopping and takes no reaper: the container goes now.
 		s.tree.Remove(p.Elems, ctr)
 		ctr.Scrub()
-		return nil, status.Error(codes.Unavailable, "the server is stopping")
+		return nil, fault.New(fault.Precondition, "the server is stopping")
 	}
 	return &api.MakeDockerReply{Stat: toDockerStat(ctr.Stat()), Warnings: warnings}, nil
 }
@@ -112,7 +110,7 @@ func (v *dockerService) Peek(ctx context.Context, req *api.PathRequest) (*api.Do
 	}
 	b, err := c.Peek(ctx)
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
+		return nil, fault.New(fault.Remote, err.Error()) // the engine failed, not the connection
 	}
 	return &api.DockerInspect{Json: b}, nil
 }
@@ -136,9 +134,9 @@ func (v *dockerService) Signal(_ context.Context, req *api.SignalRequest) (*api.
 	}
 	if err := c.Signal(req.GetSignal()); err != nil {
 		if errors.Is(err, proc.ErrBadSignal) {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
+			return nil, fault.New(fault.BadRequest, err.Error())
 		}
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, fault.New(fault.Precondition, err.Error())
 	}
 	return &api.SignalReply{}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/filecopy"
 	"github.com/circuit-project/circuit/internal/oplog"
 	"github.com/circuit-project/circuit/internal/wire"
@@ -28,14 +29,14 @@ const refusalLinger = 5 * time.Second
 func isFileStream(name string) bool { return name == "put" || name == "puttar" || name == "get" }
 
 func (s *Server) serveFiles(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
-	refuse := func(code wire.Code, msg string) { refuseStream(conn, op, code, msg) }
+	refuse := func(err error) { refuseStream(conn, op, err) }
 	if h.Path != "/"+s.id.String() {
-		refuse(wire.CodeBadRequest, fmt.Sprintf("files are copied through the server's own anchor /%s, not %s", s.id, h.Path))
+		refuse(fault.Errorf(fault.BadRequest, "files are copied through the server's own anchor /%s, not %s", s.id, h.Path))
 		return
 	}
 	name, err := filecopy.Rel(h.File)
 	if err != nil {
-		refuse(wire.CodeBadRequest, "cp: "+err.Error())
+		refuse(fault.New(fault.BadRequest, "cp: "+err.Error()))
 		return
 	}
 	conn.SetDeadline(time.Time{})
@@ -57,7 +58,7 @@ func (s *Server) serveFiles(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 		fr := filecopy.NewReader(conn)
 		err := filecopy.Unpack(fr, s.files, name, h.Stream == "put", fr.Drain)
 		if err != nil {
-			refuse(wire.CodeBadRequest, fmt.Sprintf("cp to %s: %v", h.File, s.rootErr(err))) // op.End logs it
+			refuse(fault.Errorf(fault.Remote, "cp to %s: %v", h.File, s.rootErr(err))) // op.End logs it
 			// Read on for a moment, so that the client, perhaps still
 			// sending, reads the refusal before the connection resets.
 			conn.SetReadDeadline(time.Now().Add(refusalLinger))

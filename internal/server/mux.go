@@ -3,17 +3,14 @@ package server
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/circuit-project/circuit/internal/element/stdio"
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/footprint"
 	"github.com/circuit-project/circuit/internal/metrics"
 	"github.com/circuit-project/circuit/internal/oplog"
@@ -176,7 +173,7 @@ func (s *Server) serveStream(conn net.Conn) {
 		s.serveRun(conn, h, op)
 		return
 	}
-	refuse := func(code wire.Code, msg string) { refuseStream(conn, op, code, msg) }
+	refuse := func(err error) { refuseStream(conn, op, err) }
 	p, e, err := s.element(h.Path)
 	if pe, ok := e.(*procElement); h.Serial != 0 && (err != nil || !ok || pe.serial != h.Serial) {
 		// A process removed by Cmd.Scrub at its exit: its output is still
@@ -189,18 +186,18 @@ func (s *Server) serveStream(conn net.Conn) {
 			endedStream(conn, op)
 			return
 		} else if err == nil {
-			err = status.Error(codes.NotFound, "the process at "+h.Path+" is not the one asked for (it was replaced)")
+			err = fault.New(fault.NotFound, "the process at "+h.Path+" is not the one asked for (it was replaced)")
 		}
 	}
 	if err != nil {
-		refuse(wire.CodeBadRequest, status.Convert(err).Message())
+		refuse(err)
 		return
 	}
 	switch h.Stream {
 	case "stdout", "stderr":
 		out, ok := e.(outputStreamer)
 		if !ok {
-			refuse(wire.CodeBadRequest, fmt.Sprintf("%s holds a %s, which has no %s", h.Path, e.Kind(), h.Stream))
+			refuse(fault.Errorf(fault.BadRequest, "%s holds a %s, which has no %s", h.Path, e.Kind(), h.Stream))
 			return
 		}
 		if err := out.ClaimOutput(h.Stream); err != nil {
@@ -211,7 +208,7 @@ func (s *Server) serveStream(conn net.Conn) {
 				endedStream(conn, op)
 				return
 			}
-			refuse(wire.CodeBadRequest, fmt.Sprintf("%s of %s: %v", h.Stream, h.Path, err))
+			refuse(fault.Errorf(fault.Precondition, "%s of %s: %v", h.Stream, h.Path, err))
 			return
 		}
 		conn.SetDeadline(time.Time{})
@@ -223,11 +220,11 @@ func (s *Server) serveStream(conn net.Conn) {
 	case "stdin":
 		in, ok := e.(inputStreamer)
 		if !ok {
-			refuse(wire.CodeBadRequest, fmt.Sprintf("%s holds a %s, which has no stdin", h.Path, e.Kind()))
+			refuse(fault.Errorf(fault.BadRequest, "%s holds a %s, which has no stdin", h.Path, e.Kind()))
 			return
 		}
 		if err := in.ClaimStdin(); err != nil {
-			refuse(wire.CodeBadRequest, fmt.Sprintf("stdin of %s: %v", h.Path, err))
+			refuse(fault.Errorf(fault.Precondition, "stdin of %s: %v", h.Path, err))
 			return
 		}
 		conn.SetDeadline(time.Time{})
@@ -239,7 +236,7 @@ func (s *Server) serveStream(conn net.Conn) {
 			s.log.Warn("stdin copy", "path", h.Path, "err", err)
 		}
 	default:
-		refuse(wire.CodeBadRequest, fmt.Sprintf("no stream %q: want stdin, stdout or stderr", h.Stream))
+		refuse(fault.Errorf(fault.BadRequest, "no stream %q: want stdin, stdout or stderr", h.Stream))
 	}
 }
 
@@ -251,10 +248,12 @@ func endedStream(conn net.Conn, op *oplog.Op) {
 	wire.WriteStatus(conn, nil)
 }
 
-// refuseStream ends a stream's operation with msg and tells the client.
-func refuseStream(conn net.Conn, op *oplog.Op, code wire.Code, msg string) {
-	op.End(errors.New(msg))
-	wire.WriteStatus(conn, &wire.Refusal{Code: code, Msg: msg})
+// refuseStream ends a stream's operation with err and tells the client,
+// with the wire code of err's class (package fault).
+func refuseStream(conn net.Conn, op *oplog.Op, err error) {
+	r := fault.Refusal(err)
+	op.End(errors.New(r.Msg))
+	wire.WriteStatus(conn, r)
 }
 
 type eofReader struct{}

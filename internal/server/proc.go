@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/circuit-project/circuit/internal/anchor"
@@ -15,6 +14,7 @@ import (
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/element/proc"
 	"github.com/circuit-project/circuit/internal/element/stdio"
+	"github.com/circuit-project/circuit/internal/fault"
 )
 
 // procElement is a process attached to an anchor.
@@ -127,7 +127,7 @@ func (s *Server) element(raw string) (anchor.Path, anchor.Element, error) {
 	}
 	e, ok := s.tree.Get(p.Elems)
 	if !ok {
-		return p, nil, status.Errorf(codes.NotFound, "no element at %s", p)
+		return p, nil, fault.Errorf(fault.NotFound, "no element at %s", p)
 	}
 	return p, e, nil
 }
@@ -144,7 +144,7 @@ func (s *Server) procAt(raw string) (*procElement, error) {
 	}
 	pe, ok := e.(*procElement)
 	if !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "%s holds a %s, not a proc", p, e.Kind())
+		return nil, fault.Errorf(fault.BadRequest, "%s holds a %s, not a proc", p, e.Kind())
 	}
 	return pe, nil
 }
@@ -165,26 +165,26 @@ func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
 		return nil, err
 	}
 	if len(p.Elems) == 0 || p.Recursive {
-		return nil, status.Errorf(codes.InvalidArgument, "mkproc needs an anchor below a server, like %s/job, not %s", "/"+s.id.String(), p)
+		return nil, fault.Errorf(fault.BadRequest, "mkproc needs an anchor below a server, like %s/job, not %s", "/"+s.id.String(), p)
 	}
 	if c == nil || c.GetPath() == "" {
-		return nil, status.Error(codes.InvalidArgument, "the command has no Path")
+		return nil, fault.New(fault.BadRequest, "the command has no Path")
 	}
 	dirs, worker, err := procDirs(p, c.GetDirs())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	release, err := s.tree.Reserve(p.Elems, "proc")
 	if err != nil {
 		if anchor.IsOccupied(err) {
-			return nil, status.Error(codes.AlreadyExists, err.Error())
+			return nil, fault.New(fault.Exists, err.Error())
 		}
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	if worker != "" {
 		if err := s.dirs.Add(worker, p.String(), dirs); err != nil {
 			release(nil)
-			return nil, status.Error(codes.AlreadyExists, err.Error())
+			return nil, fault.New(fault.Exists, err.Error())
 		}
 	}
 	unlist := func() {
@@ -200,13 +200,13 @@ func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
 	if err != nil {
 		unlist()
 		release(nil)
-		return nil, status.Errorf(codes.FailedPrecondition, "starting %s: %v", c.GetPath(), err)
+		return nil, fault.Errorf(fault.Remote, "starting %s: %v", c.GetPath(), err)
 	}
 	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{})}
 	if err := release(pe); err != nil {
 		pr.Scrub()
 		unlist()
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, fault.New(fault.Remote, err.Error())
 	}
 	if !s.goFunc(func() { s.reap(p.Elems, pe) }) {
 		// The server is stopping and takes no reaper: the process goes
@@ -215,7 +215,7 @@ func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
 		s.tree.Remove(p.Elems, pe)
 		unlist()
 		close(pe.unlisted)
-		return nil, status.Error(codes.Unavailable, "the server is stopping")
+		return nil, fault.New(fault.Precondition, "the server is stopping")
 	}
 	return pe, nil
 }
@@ -320,7 +320,7 @@ func (v *procService) Wait(ctx context.Context, req *api.WaitRequest) (*api.Proc
 		}
 	}
 	if err == nil {
-		err = status.Errorf(codes.NotFound, "the process waited for is no longer at %s", req.GetPath())
+		err = fault.Errorf(fault.NotFound, "the process waited for is no longer at %s", req.GetPath())
 	}
 	return nil, err
 }
@@ -332,9 +332,9 @@ func (v *procService) Signal(_ context.Context, req *api.SignalRequest) (*api.Si
 	}
 	if err := pe.Signal(req.GetSignal()); err != nil {
 		if errors.Is(err, proc.ErrBadSignal) {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
+			return nil, fault.New(fault.BadRequest, err.Error())
 		}
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, fault.New(fault.Precondition, err.Error())
 	}
 	return &api.SignalReply{}, nil
 }
@@ -345,7 +345,7 @@ func (v *procService) Resize(_ context.Context, req *api.ResizeRequest) (*api.Si
 		return nil, err
 	}
 	if err := pe.Resize(clampSize(req.GetRows()), clampSize(req.GetCols())); err != nil {
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, fault.New(fault.Precondition, err.Error())
 	}
 	return &api.SignalReply{}, nil
 }
@@ -382,7 +382,7 @@ func (v *anchorService) Scrub(_ context.Context, req *api.PathRequest) (*api.Scr
 		return nil, err
 	}
 	if _, ok := e.(serverElement); ok {
-		return nil, status.Errorf(codes.InvalidArgument, "%s is a server; stop it with circuit suicide", p)
+		return nil, fault.Errorf(fault.BadRequest, "%s is a server; stop it with circuit suicide", p)
 	}
 	if v.s.tree.Remove(p.Elems, e) {
 		if sc, ok := e.(scrubber); ok {

@@ -8,13 +8,12 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/cluster"
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/footprint"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/version"
@@ -97,10 +96,10 @@ func (v *serverService) Members(context.Context, *api.MembersRequest) (*api.Memb
 func (s *Server) localPath(raw string) (anchor.Path, error) {
 	p, err := anchor.Parse(raw)
 	if err != nil {
-		return p, status.Error(codes.InvalidArgument, err.Error())
+		return p, fault.New(fault.BadRequest, err.Error())
 	}
 	if p.Server != s.id {
-		return p, status.Errorf(codes.InvalidArgument, "path %s is not on server %s", raw, s.id)
+		return p, fault.Errorf(fault.BadRequest, "path %s is not on server %s", raw, s.id)
 	}
 	return p, nil
 }
@@ -140,10 +139,12 @@ func (v *serverService) Stop(context.Context, *api.StopRequest) (*api.StopReply,
 func (v *serverService) Join(_ context.Context, req *api.JoinRequest) (*api.JoinReply, error) {
 	u, err := ident.ParseURL(req.GetUrl())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, fault.New(fault.BadRequest, err.Error())
 	}
 	if err := v.s.cluster.Join(u.Addr); err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
+		// The join target failed, not this server: a remote failure,
+		// never a lost connection.
+		return nil, fault.Errorf(fault.Remote, "cannot join %s: %v", u.Addr, err)
 	}
 	return &api.JoinReply{}, nil
 }

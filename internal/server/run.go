@@ -11,9 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/status"
-
 	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/oplog"
 	"github.com/circuit-project/circuit/internal/wire"
 )
@@ -40,12 +39,12 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 			msg += ": " + err.Error()
 		}
 		s.refused(conn, msg)
-		refuseStream(conn, op, wire.CodeBadRequest, msg)
+		refuseStream(conn, op, fault.New(fault.BadRequest, msg))
 		return
 	}
 	pe, err := s.makeProc(h.Path, &api.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin})
 	if err != nil {
-		refuseStream(conn, op, wire.CodeBadRequest, status.Convert(err).Message())
+		refuseStream(conn, op, err)
 		return
 	}
 	// Nobody else has the process's path yet, but a reader that guessed it
@@ -69,7 +68,7 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 				pe.CopyStdin(eofReader{})
 			}
 		}
-		refuseStream(conn, op, wire.CodeBadRequest, fmt.Sprintf("%s of %s is already taken", name, h.Path))
+		refuseStream(conn, op, fault.Errorf(fault.Precondition, "%s of %s is already taken", name, h.Path))
 		drains.Wait()
 		return
 	}

@@ -149,7 +149,16 @@ const (
 	CodeBadKey        Code = 3
 	CodeNoKeyHere     Code = 4
 	CodeUnreachable   Code = 5 // the relay could not reach the target
-	CodeBadRequest    Code = 6
+	// The codes from CodeBadRequest on refuse a stream that reached its
+	// server: one for each class of failure in package fault, which maps
+	// them.
+	CodeBadRequest   Code = 6
+	CodeNotFound     Code = 7
+	CodeExists       Code = 8
+	CodePrecondition Code = 9
+	CodeDenied       Code = 10
+	CodeRemote       Code = 11
+	CodeClosed       Code = 12
 )
 
 // Refusal is a non-OK answer to a preamble.
