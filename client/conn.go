@@ -132,13 +132,14 @@ func (c *Client) wrap(ctx context.Context, sc *serverConn, err error) error {
 	if cause == nil {
 		cause = errors.New(st.Message())
 	}
+	var lost error = &HostLostError{Server: sc.target.String(), Err: cause}
 	var refusal *wire.Refusal
 	if errors.As(cause, &refusal) {
 		switch {
 		case refusal.IsAuth():
 			return &AuthError{Addr: c.dialin, Err: refusal}
 		case refusal.Code == wire.CodeUnknownServer || refusal.Code == wire.CodeUnreachable:
-			return &HostLostError{Server: sc.target.String(), NotMember: refusal.Code == wire.CodeUnknownServer, Err: refusal}
+			lost = &HostLostError{Server: sc.target.String(), NotMember: refusal.Code == wire.CodeUnknownServer, Err: refusal}
 		}
 	}
 	if errors.Is(cause, security.ErrKeyMismatch) {
@@ -147,15 +148,17 @@ func (c *Client) wrap(ctx context.Context, sc *serverConn, err error) error {
 	if sc.target == 0 {
 		return &DialinLostError{Addr: c.dialin, Err: cause}
 	}
-	// The relayed connection broke: if the dial-in server still answers,
-	// only the host is lost.
+	// The relayed connection broke, or the dial-in server refused to
+	// relay it: only the host is lost if the dial-in server still answers.
+	// (gRPC fails calls with the last dial's error while it waits to dial
+	// again, so a refusal may be older than the dial-in server's end.)
 	if _, perr := c.members(ctx); perr != nil {
 		var dl *DialinLostError
 		if errors.As(perr, &dl) {
 			return perr
 		}
 	}
-	return &HostLostError{Server: sc.target.String(), Err: cause}
+	return lost
 }
 
 // windowSize is the HTTP/2 flow-control window of each stream and

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/fault"
 	"golang.org/x/term"
 )
 
@@ -18,6 +19,15 @@ import (
 // or could not start the command, as ssh exits with 255 when it cannot
 // reach a host; a larger exit code of a command wins.
 const exitRunFailed = 255
+
+// runFailure is the exit code that a copy's failure counts as: its class's
+// (package fault) when its server refused it, else exitRunFailed.
+func runFailure(err error) int {
+	if c := fault.Of(err); c != fault.Remote && c != fault.Lost {
+		return c.Exit()
+	}
+	return exitRunFailed
+}
 
 type runFlags struct {
 	selector string
@@ -30,7 +40,7 @@ type runFlags struct {
 func runCmd() *command {
 	return &command{
 		name:  "run",
-		exits: "The largest exit code of the copies when it is not 0; 255 for a server that vanished, timed out or could not start the command.",
+		exits: "The largest exit code of the copies when it is not 0; for a copy that its server refused, the exit code of the refusal's class (a bad request, permission denied...); 255 for a server that vanished, timed out or could not start the command.",
 		args:  "-- CMD [ARG...]",
 		short: "run a command on many servers at once, its output prefixed by server",
 		long: `Runs CMD with its arguments on every server, or on those whose labels match
@@ -45,7 +55,8 @@ every copy (-n: send nothing). Each copy is a process element at
 
 Exits with the largest exit code of the copies. A server that vanishes,
 times out (-timeout) or cannot start the command is named on standard
-error and counts as exit code 255.
+error and counts as exit code 255; one that refuses the copy (a bad
+request, permission denied) counts as the refusal's exit code.
 
 Selectors: role=db, role!=db, zone in (a,b), zone notin (a), role (set),
 !role (not set), joined by commas, all of which must hold.
@@ -135,7 +146,7 @@ func runRun(env *Env, inv *invocation) error {
 	for _, r := range results {
 		if r.Err != nil {
 			fmt.Fprintf(env.Stderr, "circuit run: %s: %v\n", r.Server, r.Err)
-			code = max(code, exitRunFailed)
+			code = max(code, runFailure(r.Err))
 			continue
 		}
 		code = max(code, r.ExitCode)

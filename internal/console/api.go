@@ -13,6 +13,7 @@ import (
 
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/fault"
 )
 
 // callTimeout bounds every call the console makes for one request.
@@ -33,16 +34,10 @@ func fail(w http.ResponseWriter, code int, format string, a ...any) {
 	writeJSON(w, code, struct{ Error string }{fmt.Sprintf(format, a...)})
 }
 
-// failCall answers with the error of a call to the cluster.
+// failCall answers with the error of a call to the cluster, with the HTTP
+// status of its class (package fault).
 func failCall(w http.ResponseWriter, what string, err error) {
-	code := http.StatusBadGateway
-	switch {
-	case errors.Is(err, client.ErrBadRequest):
-		code = http.StatusBadRequest
-	case errors.Is(err, client.ErrNotFound):
-		code = http.StatusNotFound
-	}
-	fail(w, code, "%s: %v", what, err)
+	fail(w, fault.Of(err).HTTP(), "%s: %v", what, err)
 }
 
 // elementPath checks a path that names one element below a server.

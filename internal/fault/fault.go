@@ -2,7 +2,8 @@
 // the client library and the command line. Each class of failure has one
 // row: the gRPC code it travels as in an RPC's status, the wire code that
 // refuses a stream or a run stream, the sentinel error that the client's
-// errors match with errors.Is, and the command line's exit code.
+// errors match with errors.Is, the command line's exit code, and the web
+// console's HTTP status.
 //
 // The server says what failed by returning an *Error of a class (New,
 // Errorf); gRPC sends it with the class's code, and refuseStream writes the
@@ -15,6 +16,7 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"net/http"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -78,17 +80,18 @@ type row struct {
 	remote bool
 	doc    string // what the exit code means, for docs/CLI.md
 	goErr  string // what the client library's error matches, for docs/CLI.md
+	http   int    // the web console's answer
 }
 
 var table = [nClasses]row{
-	Remote:       {"remote failure", codes.Unknown, wire.CodeRemote, ErrRemote, ExitFailed, false, "the operation ran at the server and failed, or a remote command failed; also any code the table does not know", "ErrRemote"},
-	NotFound:     {"not found", codes.NotFound, wire.CodeNotFound, ErrNotFound, ExitNotFound, false, "no element, anchor, server or worker at the path", "ErrNotFound"},
-	Exists:       {"exists", codes.AlreadyExists, wire.CodeExists, ErrExists, ExitExists, true, "the anchor already holds an element", "ErrExists (and ErrRemote)"},
-	BadRequest:   {"bad request", codes.InvalidArgument, wire.CodeBadRequest, ErrBadRequest, ExitUsage, false, "an argument that the tool or the server found malformed (and, from the command line itself, an unknown command or flag)", "ErrBadRequest"},
-	Precondition: {"failed precondition", codes.FailedPrecondition, wire.CodePrecondition, ErrPrecondition, ExitPrecondition, true, "the element or server cannot do this now, or at all: a container asked of a server without -docker, a signal to a process that has exited, a stream already being read", "ErrPrecondition (and ErrRemote)"},
-	Denied:       {"permission denied", codes.PermissionDenied, wire.CodeDenied, ErrDenied, ExitDenied, false, "the caller may not do this", "ErrDenied"},
-	Closed:       {"closed", codes.OutOfRange, wire.CodeClosed, ErrClosed, ExitFailed, false, "the channel is closed (and drained, for a receive)", "ErrClosed"},
-	Lost:         {"lost transport", codes.Unavailable, 0, ErrLost, ExitConnect, false, "no dial-in server, or a server lost mid-operation; the command line's exit code also for a key refused (*AuthError)", "ErrLost: *HostLostError, *DialinLostError"},
+	Remote:       {"remote failure", codes.Unknown, wire.CodeRemote, ErrRemote, ExitFailed, false, "the operation ran at the server and failed, or a remote command failed; also any code the table does not know", "ErrRemote", http.StatusBadGateway},
+	NotFound:     {"not found", codes.NotFound, wire.CodeNotFound, ErrNotFound, ExitNotFound, false, "no element, anchor, server or worker at the path", "ErrNotFound", http.StatusNotFound},
+	Exists:       {"exists", codes.AlreadyExists, wire.CodeExists, ErrExists, ExitExists, true, "the anchor already holds an element", "ErrExists (and ErrRemote)", http.StatusConflict},
+	BadRequest:   {"bad request", codes.InvalidArgument, wire.CodeBadRequest, ErrBadRequest, ExitUsage, false, "an argument that the tool or the server found malformed (and, from the command line itself, an unknown command or flag)", "ErrBadRequest", http.StatusBadRequest},
+	Precondition: {"failed precondition", codes.FailedPrecondition, wire.CodePrecondition, ErrPrecondition, ExitPrecondition, true, "the element or server cannot do this now, or at all: a container asked of a server without -docker, a signal to a process that has exited, a stream already being read", "ErrPrecondition (and ErrRemote)", http.StatusConflict},
+	Denied:       {"permission denied", codes.PermissionDenied, wire.CodeDenied, ErrDenied, ExitDenied, false, "the caller may not do this", "ErrDenied", http.StatusForbidden},
+	Closed:       {"closed", codes.OutOfRange, wire.CodeClosed, ErrClosed, ExitFailed, false, "the channel is closed (and drained, for a receive)", "ErrClosed", http.StatusGone},
+	Lost:         {"lost transport", codes.Unavailable, 0, ErrLost, ExitConnect, false, "no dial-in server, or a server lost mid-operation; the command line's exit code also for a key refused (*AuthError)", "ErrLost: *HostLostError, *DialinLostError", http.StatusBadGateway},
 }
 
 func (c Class) row() row {
@@ -114,6 +117,9 @@ func (c Class) Sentinel() error { return c.row().err }
 
 // Exit is the command line's exit code for a failure of the class.
 func (c Class) Exit() int { return c.row().exit }
+
+// HTTP is the web console's status code for a failure of the class.
+func (c Class) HTTP() int { return c.row().http }
 
 // Doc says what a failure of the class means, for docs/CLI.md.
 func (c Class) Doc() string { return c.row().doc }

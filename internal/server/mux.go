@@ -165,6 +165,10 @@ func (s *Server) serveStream(conn net.Conn) {
 	}
 	op := s.ops.Begin("Stream."+h.Stream, slog.String("path", h.Path), slog.String("from", conn.RemoteAddr().String()))
 	conn = s.metrics.CountStream(conn, h.Stream) // conn itself with metrics off
+	if err := s.check("Stream."+h.Stream, h.Path); err != nil {
+		refuseStream(conn, op, err)
+		return
+	}
 	if isFileStream(h.Stream) {
 		s.serveFiles(conn, h, op)
 		return

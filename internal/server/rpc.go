@@ -25,10 +25,18 @@ func opName(fullMethod string) string {
 	return strings.Replace(name, "/", ".", 1)
 }
 
-func opAttrs(ctx context.Context, req any) []slog.Attr {
+// reqPath is the anchor path that a request names, or "".
+func reqPath(req any) string {
+	if p, ok := req.(interface{ GetPath() string }); ok {
+		return p.GetPath()
+	}
+	return ""
+}
+
+func opAttrs(ctx context.Context, path string) []slog.Attr {
 	var attrs []slog.Attr
-	if p, ok := req.(interface{ GetPath() string }); ok && p.GetPath() != "" {
-		attrs = append(attrs, slog.String("path", p.GetPath()))
+	if path != "" {
+		attrs = append(attrs, slog.String("path", path))
 	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		attrs = append(attrs, slog.String("from", pr.Addr.String()))
@@ -41,7 +49,13 @@ func opAttrs(ctx context.Context, req any) []slog.Attr {
 func (s *Server) unaryOp(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	footprint.Wake()
 	name, start := opName(info.FullMethod), s.metrics.Now()
-	op := s.ops.Begin(name, opAttrs(ctx, req)...)
+	path := reqPath(req)
+	op := s.ops.Begin(name, opAttrs(ctx, path)...)
+	if err := s.check(name, path); err != nil {
+		op.End(err)
+		s.metrics.Operation(name, start, err)
+		return nil, err
+	}
 	resp, err := h(ctx, req)
 	op.End(err)
 	s.metrics.Operation(name, start, err)
@@ -53,11 +67,22 @@ func (s *Server) unaryOp(ctx context.Context, req any, info *grpc.UnaryServerInf
 func (s *Server) streamOp(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	footprint.Wake()
 	name, start := opName(info.FullMethod), s.metrics.Now()
-	op := s.ops.Begin(name, opAttrs(ss.Context(), nil)...)
-	err := h(srv, ss)
+	op := s.ops.Begin(name, opAttrs(ss.Context(), "")...)
+	err := s.check(name, "")
+	if err == nil {
+		err = h(srv, ss)
+	}
 	op.End(err)
 	s.metrics.Operation(name, start, err)
 	return err
+}
+
+// check asks Config.Check, if set, whether operation op on path may run.
+func (s *Server) check(op, path string) error {
+	if s.cfg.Check == nil {
+		return nil
+	}
+	return s.cfg.Check(op, path)
 }
 
 // serverService implements the server element and the namespace listing.

@@ -51,6 +51,12 @@ type Config struct {
 	// Prometheus metrics at /metrics (package metrics); "" for none.
 	Metrics string
 	Logger  *slog.Logger
+	// Check, when set, is asked before each operation runs, where it
+	// runs, with the operation's name (Proc.Make, Stream.stdout) and its
+	// anchor path ("" when the operation names none before it starts);
+	// an error refuses the operation, as a failure of the error's class
+	// (package fault). Tests refuse operations with it in every class.
+	Check func(op, path string) error
 }
 
 // Server is one running circuit server.
