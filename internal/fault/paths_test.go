@@ -192,7 +192,7 @@ func TestRealFailures(t *testing.T) {
 		stdin string
 		args  []string
 	}{
-		{"join an address where nothing listens", fault.Remote, "cannot join 127.0.0.1:1", "", []string{"join", "circuit://127.0.0.1:1/1/X0123456789abcdef"}},
+		{"join an address where nothing listens", fault.Remote, "joining 127.0.0.1:1", "", []string{"join", "circuit://127.0.0.1:1/1/X0123456789abcdef"}},
 		{"stdout of a missing path", fault.NotFound, "no element at " + b + "/missing", "", []string{"stdout", b + "/missing"}},
 		{"stderr of a missing path", fault.NotFound, "no element at " + b + "/missing", "", []string{"stderr", b + "/missing"}},
 		{"stdin of a missing path", fault.NotFound, "no element at " + b + "/missing", "x", []string{"stdin", b + "/missing"}},

@@ -168,8 +168,8 @@ func (v *serverService) Join(_ context.Context, req *api.JoinRequest) (*api.Join
 	}
 	if err := v.s.cluster.Join(u.Addr); err != nil {
 		// The join target failed, not this server: a remote failure,
-		// never a lost connection.
-		return nil, fault.Errorf(fault.Remote, "cannot join %s: %v", u.Addr, err)
+		// never a lost connection. The error names the target.
+		return nil, fault.New(fault.Remote, err.Error())
 	}
 	return &api.JoinReply{}, nil
 }
