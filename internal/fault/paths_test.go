@@ -24,9 +24,11 @@ import (
 type pair struct {
 	a, b   *server.Server
 	refuse atomic.Pointer[fault.Error] // nil: nothing is refused
+	ctx    context.Context             // the test's bound
+	c      *client.Client              // dialled in to a
 }
 
-// startPair starts a and b; b has the label side=b. Operations on paths
+// startPair starts a and b, and a client of a; b has the label side=b. Operations on paths
 // below /X…/target, and every run, are refused with p.refuse when set.
 func startPair(t *testing.T) *pair {
 	p := &pair{}
@@ -51,6 +53,14 @@ func startPair(t *testing.T) *pair {
 	for _, s := range []*server.Server{p.a, p.b} {
 		testcluster.Eventually(t, 20*time.Second, func() bool { return len(s.Members()) == 2 }, "%s does not see both servers", s.ID())
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	c, err := client.Connect(ctx, client.Options{Addr: p.a.URL().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	p.ctx, p.c = ctx, c
 	return p
 }
 
@@ -127,13 +137,7 @@ var paths = []path{
 // command line exits with the class's code.
 func TestEveryClassOnEveryPath(t *testing.T) {
 	p := startPair(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := client.Connect(ctx, client.Options{Addr: p.a.URL().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := p.ctx, p.c
 	for _, class := range fault.Classes() {
 		if class == fault.Lost {
 			continue // a server never sends it: TestLostTransport
@@ -173,13 +177,7 @@ func TestEveryClassOnEveryPath(t *testing.T) {
 // with no refusal injected: those a new user meets first.
 func TestRealFailures(t *testing.T) {
 	p := startPair(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := client.Connect(ctx, client.Options{Addr: p.a.URL().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := p.ctx, p.c
 	b := "/" + p.b.ID().String()
 	if _, err := c.MakeChanAt(ctx, b+"/taken", 0); err != nil {
 		t.Fatal(err)
@@ -211,9 +209,9 @@ func TestRealFailures(t *testing.T) {
 		})
 	}
 
-	// The client library, for the join that the issue reported as a lost
+	// The client library, for the join that was once reported as a lost
 	// dial-in server.
-	err = c.JoinDialin(ctx, "circuit://127.0.0.1:1/1/X0123456789abcdef")
+	err := c.JoinDialin(ctx, "circuit://127.0.0.1:1/1/X0123456789abcdef")
 	var dl *client.DialinLostError
 	if !errors.Is(err, client.ErrRemote) || errors.As(err, &dl) || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Errorf("join: %v (%T); want a remote failure naming 127.0.0.1:1", err, err)
@@ -227,13 +225,7 @@ func TestRealFailures(t *testing.T) {
 // or a lost dial-in server, on every path.
 func TestLostTransport(t *testing.T) {
 	p := startPair(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := client.Connect(ctx, client.Options{Addr: p.a.URL().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := p.ctx, p.c
 	if err := c.ScrubAt(ctx, target(p.b)); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("scrub of a missing anchor on b: %v, want not found", err)
 	}
