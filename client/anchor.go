@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/circuit-project/circuit/internal/anchor"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // Anchor is a node of the circuit namespace, in the seeds' style: methods
@@ -231,11 +232,11 @@ func (a *pathAnchor) MakeChan(n int) (Chan, error) {
 	return h.Chan(), nil
 }
 
-func (a *pathAnchor) MakeOnJoin() (Subscription, error)  { return a.makeSub("@join") }
-func (a *pathAnchor) MakeOnLeave() (Subscription, error) { return a.makeSub("@leave") }
+func (a *pathAnchor) MakeOnJoin() (Subscription, error)  { return a.makeSub(kind.Join) }
+func (a *pathAnchor) MakeOnLeave() (Subscription, error) { return a.makeSub(kind.Leave) }
 
-func (a *pathAnchor) makeSub(kind string) (Subscription, error) {
-	h, err := a.c.MakeSubscriptionAt(context.Background(), a.Path(), kind)
+func (a *pathAnchor) makeSub(k kind.Kind) (Subscription, error) {
+	h, err := a.c.MakeSubscriptionAt(context.Background(), a.Path(), string(k))
 	if lost(err) {
 		panic(err)
 	}

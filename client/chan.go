@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // ChanStat describes a channel, with the seed's field names.
@@ -46,7 +47,7 @@ func (c *Client) ChanAt(path string) *ChanHandle { return &ChanHandle{c: c, path
 
 // MakeChanAt creates a channel of capacity n at path.
 func (c *Client) MakeChanAt(ctx context.Context, path string, n int) (*ChanHandle, error) {
-	return c.makeChan(ctx, path, "chan", n)
+	return c.makeChan(ctx, path, string(kind.Chan), n)
 }
 
 // MakeSubscriptionAt creates an @join or @leave subscription at path.

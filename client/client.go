@@ -15,6 +15,7 @@ import (
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/discover"
 	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/kind"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/wire"
 )
@@ -319,7 +320,7 @@ func (c *Client) List(ctx context.Context, path string) ([]Entry, error) {
 	}
 	out := make([]Entry, 0, len(members))
 	for _, m := range members {
-		out = append(out, Entry{Path: "/" + m.ID, Kind: "server", Labels: m.Labels, DC: m.DC})
+		out = append(out, Entry{Path: "/" + m.ID, Kind: string(kind.Server), Labels: m.Labels, DC: m.DC})
 	}
 	if !p.Recursive {
 		return out, nil

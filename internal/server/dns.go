@@ -12,6 +12,7 @@ import (
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/element/nameserver"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 type dnsService struct {
@@ -59,7 +60,7 @@ func (v *dnsService) Make(_ context.Context, req *api.MakeNameserverRequest) (*a
 		host, _, _ := net.SplitHostPort(s.url.Addr)
 		addr = net.JoinHostPort(host, "0")
 	}
-	release, err := s.tree.Reserve(p.Elems, "dns")
+	release, err := s.tree.Reserve(p.Elems, kind.DNS)
 	if err != nil {
 		if anchor.IsOccupied(err) {
 			return nil, status.Error(codes.AlreadyExists, err.Error())

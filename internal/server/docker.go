@@ -12,6 +12,7 @@ import (
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/element/docker"
 	"github.com/circuit-project/circuit/internal/element/proc"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 type dockerService struct {
@@ -58,7 +59,7 @@ func (v *dockerService) Make(ctx context.Context, req *api.MakeDockerRequest) (*
 	}
 	cfg := docker.Config{Image: c.GetImage(), Memory: c.GetMemory(), CpuShares: c.GetCpuShares(), Lxc: c.GetLxc(),
 		Volume: c.GetVolume(), Dir: c.GetDir(), Entry: c.GetEntry(), Env: c.GetEnv(), Path: c.GetPath(), Args: c.GetArgs(), Scrub: c.GetScrub()}
-	release, err := s.tree.Reserve(p.Elems, "docker")
+	release, err := s.tree.Reserve(p.Elems, kind.Docker)
 	if err != nil {
 		if anchor.IsOccupied(err) {
 			return nil, status.Error(codes.AlreadyExists, err.Error())

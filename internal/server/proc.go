@@ -15,6 +15,7 @@ import (
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/element/proc"
 	"github.com/circuit-project/circuit/internal/element/stdio"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // procElement is a process attached to an anchor.
@@ -135,7 +136,7 @@ func (s *Server) element(raw string) (anchor.Path, anchor.Element, error) {
 // serverElement stands for the server's own anchor.
 type serverElement struct{}
 
-func (serverElement) Kind() string { return "server" }
+func (serverElement) Kind() kind.Kind { return kind.Server }
 
 func (s *Server) procAt(raw string) (*procElement, error) {
 	p, e, err := s.element(raw)
@@ -174,7 +175,7 @@ func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	release, err := s.tree.Reserve(p.Elems, "proc")
+	release, err := s.tree.Reserve(p.Elems, kind.Proc)
 	if err != nil {
 		if anchor.IsOccupied(err) {
 			return nil, status.Error(codes.AlreadyExists, err.Error())
@@ -364,13 +365,13 @@ func (v *anchorService) Get(_ context.Context, req *api.PathRequest) (*api.GetRe
 		return nil, err
 	}
 	if len(p.Elems) == 0 {
-		return &api.GetReply{Kind: "server"}, nil
+		return &api.GetReply{Kind: string(kind.Server)}, nil
 	}
 	e, ok := v.s.tree.Get(p.Elems)
 	if !ok {
 		return &api.GetReply{}, nil
 	}
-	return &api.GetReply{Kind: e.Kind()}, nil
+	return &api.GetReply{Kind: string(e.Kind())}, nil
 }
 
 // scrubber is an element that can be aborted.

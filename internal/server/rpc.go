@@ -112,7 +112,7 @@ func (v *serverService) List(_ context.Context, req *api.ListRequest) (*api.List
 	}
 	var out []*api.Entry
 	for _, e := range v.s.tree.List(p.Elems, req.GetRecursive() || p.Recursive) {
-		out = append(out, &api.Entry{Path: e.Path, Kind: e.Kind})
+		out = append(out, &api.Entry{Path: e.Path, Kind: string(e.Kind)})
 	}
 	return &api.ListReply{Entries: out}, nil
 }
