@@ -157,21 +157,12 @@ func (a *pathAnchor) Get() interface{} {
 	if len(a.elems) == 0 {
 		return &Server{c: a.c, id: a.server}
 	}
-	kind, err := a.c.KindAt(context.Background(), a.Path())
+	st, err := a.c.PeekAt(context.Background(), a.Path())
 	if lost(err) {
 		panic(err)
 	}
-	switch kind {
-	case "proc":
-		return a.c.ProcAt(a.Path()).Proc()
-	case "chan":
-		return a.c.ChanAt(a.Path()).Chan()
-	case "@join", "@leave":
-		return a.c.ChanAt(a.Path()).Subscription()
-	case "dns":
-		return a.c.NameserverAt(a.Path()).Nameserver()
-	case "docker":
-		return a.c.ContainerAt(a.Path()).Container()
+	if k, ok := kinds[kind.Kind(st.Kind)]; ok && err == nil {
+		return k.handle(a.c, a.Path())
 	}
 	return nil
 }

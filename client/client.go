@@ -219,6 +219,10 @@ func (c *Client) ServerInfo(ctx context.Context, id string) (ServerInfo, error) 
 	if err != nil {
 		return ServerInfo{}, c.wrap(ctx, sc, err)
 	}
+	return fromInfoReply(r), nil
+}
+
+func fromInfoReply(r *api.InfoReply) ServerInfo {
 	info := ServerInfo{
 		ID: r.GetId(), URL: r.GetUrl(), Addr: r.GetAddr(), PID: int(r.GetPid()),
 		Started: time.Unix(0, r.GetStartedUnixNano()), Version: r.GetVersion(), GoVersion: r.GetGoVersion(),
@@ -227,8 +231,17 @@ func (c *Client) ServerInfo(ctx context.Context, id string) (ServerInfo, error) 
 	for _, m := range r.GetMembers() {
 		info.Members = append(info.Members, fromMember(m))
 	}
-	return info, nil
+	return info
 }
+
+func serverState(r *api.PeekReply) any {
+	if st := r.GetServer(); st != nil {
+		return fromInfoReply(st)
+	}
+	return nil
+}
+
+func serverHandle(c *Client, path string) any { return &Server{c: c, id: Split(path)[0]} }
 
 // Stack returns the goroutine stacks of the server with the given ID.
 func (c *Client) Stack(ctx context.Context, id string) ([]byte, error) {

@@ -122,6 +122,15 @@ func fromProcStat(st *api.ProcStat) ProcStat {
 	return out
 }
 
+func procState(r *api.PeekReply) any {
+	if st := r.GetProc(); st != nil {
+		return fromProcStat(st)
+	}
+	return nil
+}
+
+func procHandle(c *Client, path string) any { return c.ProcAt(path).Proc() }
+
 // serverOf parses a path below a server and returns the connection to it.
 func (c *Client) serverOf(path string) (*serverConn, error) {
 	p, err := anchor.Parse(path)

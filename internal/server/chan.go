@@ -288,3 +288,19 @@ func (v *chanService) Recv(stream api.Chan_RecvServer) error {
 		}
 	}
 }
+
+func peekChan(_ context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+	c, ok := e.(*channel.Chan)
+	if !ok {
+		return nil, wrongElement(e)
+	}
+	return &api.PeekReply{Kind: string(c.Kind()), State: &api.PeekReply_Chan{Chan: toChanStat(c)}}, nil
+}
+
+func peekSubscription(_ context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+	sub, ok := e.(*subElement)
+	if !ok {
+		return nil, wrongElement(e)
+	}
+	return &api.PeekReply{Kind: string(sub.Kind()), State: &api.PeekReply_Subscription{Subscription: toChanStat(sub.Chan)}}, nil
+}

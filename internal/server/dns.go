@@ -111,3 +111,11 @@ func (v *dnsService) Peek(_ context.Context, req *api.PathRequest) (*api.Nameser
 	}
 	return toNameserverStat(ns), nil
 }
+
+func peekDNS(_ context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+	ns, ok := e.(*nameserver.Nameserver)
+	if !ok {
+		return nil, wrongElement(e)
+	}
+	return &api.PeekReply{Kind: string(kind.DNS), State: &api.PeekReply_Dns{Dns: toNameserverStat(ns)}}, nil
+}

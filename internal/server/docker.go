@@ -111,6 +111,11 @@ func (v *dockerService) Peek(ctx context.Context, req *api.PathRequest) (*api.Do
 	if err != nil {
 		return nil, err
 	}
+	return inspect(ctx, c)
+}
+
+// inspect asks the engine for a container's inspect document.
+func inspect(ctx context.Context, c *docker.Container) (*api.DockerInspect, error) {
 	b, err := c.Peek(ctx)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
@@ -142,4 +147,16 @@ func (v *dockerService) Signal(_ context.Context, req *api.SignalRequest) (*api.
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return &api.SignalReply{}, nil
+}
+
+func peekDocker(ctx context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+	c, ok := e.(*docker.Container)
+	if !ok {
+		return nil, wrongElement(e)
+	}
+	doc, err := inspect(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return &api.PeekReply{Kind: string(kind.Docker), State: &api.PeekReply_Docker{Docker: doc}}, nil
 }

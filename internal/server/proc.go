@@ -392,3 +392,11 @@ func (v *anchorService) Scrub(_ context.Context, req *api.PathRequest) (*api.Scr
 	}
 	return &api.ScrubReply{}, nil
 }
+
+func peekProc(_ context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+	pe, ok := e.(*procElement)
+	if !ok {
+		return nil, wrongElement(e)
+	}
+	return &api.PeekReply{Kind: string(kind.Proc), State: &api.PeekReply_Proc{Proc: toProcStat(pe.Peek(), pe.serial)}}, nil
+}
