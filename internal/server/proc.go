@@ -96,13 +96,28 @@ func (t *tomb) get(path string, serial uint64) (proc.Stat, bool) {
 	return e.stat, true
 }
 
+// cmdToAPI is the one conversion of a process's Cmd to the wire's;
+// cmdFromAPI is its inverse. TestCmdRoundTrip checks that both carry
+// every field.
+func cmdToAPI(c proc.Cmd) *api.Cmd {
+	return &api.Cmd{
+		Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub,
+		Dirs: c.Dirs, Result: c.Result, NoStdin: c.NoStdin,
+		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols),
+	}
+}
+
+func cmdFromAPI(c *api.Cmd) proc.Cmd {
+	return proc.Cmd{
+		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
+		Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
+		Tty: c.GetTty(), Rows: clampSize(c.GetRows()), Cols: clampSize(c.GetCols()),
+	}
+}
+
 func toProcStat(st proc.Stat, serial uint64) *api.ProcStat {
 	out := &api.ProcStat{
-		Cmd: &api.Cmd{
-			Path: st.Cmd.Path, Args: st.Cmd.Args, Env: st.Cmd.Env, Dir: st.Cmd.Dir, Scrub: st.Cmd.Scrub,
-			Dirs: st.Cmd.Dirs, Result: st.Cmd.Result, NoStdin: st.Cmd.NoStdin,
-			Tty: st.Cmd.Tty, Rows: uint32(st.Cmd.Rows), Cols: uint32(st.Cmd.Cols),
-		},
+		Cmd:   cmdToAPI(st.Cmd),
 		Phase: st.Phase, Pid: int64(st.PID), StartedUnixNano: st.Started.UnixNano(),
 		ExitCode: int32(st.ExitCode), Signal: st.Signal, Exit: st.Exit, Serial: serial, Result: st.Result,
 	}
@@ -151,7 +166,7 @@ func (s *Server) procAt(raw string) (*procElement, error) {
 }
 
 func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.ProcStat, error) {
-	pe, err := v.s.makeProc(req.GetPath(), req.GetCmd())
+	pe, err := v.s.makeProc(req.GetPath(), cmdFromAPI(req.GetCmd()))
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +175,7 @@ func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.Pr
 
 // makeProc starts a process and attaches it at the local path raw. Its
 // errors are gRPC statuses.
-func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
+func (s *Server) makeProc(raw string, c proc.Cmd) (*procElement, error) {
 	p, err := s.localPath(raw)
 	if err != nil {
 		return nil, err
@@ -168,10 +183,10 @@ func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
 	if len(p.Elems) == 0 || p.Recursive {
 		return nil, status.Errorf(codes.InvalidArgument, "mkproc needs an anchor below a server, like %s/job, not %s", "/"+s.id.String(), p)
 	}
-	if c == nil || c.GetPath() == "" {
+	if c.Path == "" {
 		return nil, status.Error(codes.InvalidArgument, "the command has no Path")
 	}
-	dirs, worker, err := procDirs(p, c.GetDirs())
+	dirs, worker, err := procDirs(p, c.Dirs)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -193,15 +208,11 @@ func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
 			s.dirs.Remove(worker)
 		}
 	}
-	pr, err := proc.Start(proc.Cmd{
-		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
-		Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
-		Tty: c.GetTty(), Rows: clampSize(c.GetRows()), Cols: clampSize(c.GetCols()),
-	})
+	pr, err := proc.Start(c)
 	if err != nil {
 		unlist()
 		release(nil)
-		return nil, status.Errorf(codes.FailedPrecondition, "starting %s: %v", c.GetPath(), err)
+		return nil, status.Errorf(codes.FailedPrecondition, "starting %s: %v", c.Path, err)
 	}
 	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{})}
 	if err := release(pe); err != nil {

@@ -13,7 +13,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
-	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/element/proc"
 	"github.com/circuit-project/circuit/internal/oplog"
 	"github.com/circuit-project/circuit/internal/wire"
 )
@@ -43,7 +43,7 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 		refuseStream(conn, op, wire.CodeBadRequest, msg)
 		return
 	}
-	pe, err := s.makeProc(h.Path, &api.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin})
+	pe, err := s.makeProc(h.Path, proc.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin})
 	if err != nil {
 		refuseStream(conn, op, wire.CodeBadRequest, status.Convert(err).Message())
 		return
