@@ -6,6 +6,7 @@ import (
 
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/fault"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // Anchor is a node of the circuit namespace, in the seeds' style: methods
@@ -157,21 +158,12 @@ func (a *pathAnchor) Get() interface{} {
 	if len(a.elems) == 0 {
 		return &Server{c: a.c, id: a.server}
 	}
-	kind, err := a.c.KindAt(context.Background(), a.Path())
+	st, err := a.c.PeekAt(context.Background(), a.Path())
 	if lost(err) {
 		panic(err)
 	}
-	switch kind {
-	case "proc":
-		return a.c.ProcAt(a.Path()).Proc()
-	case "chan":
-		return a.c.ChanAt(a.Path()).Chan()
-	case "@join", "@leave":
-		return a.c.ChanAt(a.Path()).Subscription()
-	case "dns":
-		return a.c.NameserverAt(a.Path()).Nameserver()
-	case "docker":
-		return a.c.ContainerAt(a.Path()).Container()
+	if k, ok := kinds[kind.Kind(st.Kind)]; ok && err == nil {
+		return k.handle(a.c, a.Path())
 	}
 	return nil
 }
@@ -232,11 +224,11 @@ func (a *pathAnchor) MakeChan(n int) (Chan, error) {
 	return h.Chan(), nil
 }
 
-func (a *pathAnchor) MakeOnJoin() (Subscription, error)  { return a.makeSub("@join") }
-func (a *pathAnchor) MakeOnLeave() (Subscription, error) { return a.makeSub("@leave") }
+func (a *pathAnchor) MakeOnJoin() (Subscription, error)  { return a.makeSub(kind.Join) }
+func (a *pathAnchor) MakeOnLeave() (Subscription, error) { return a.makeSub(kind.Leave) }
 
-func (a *pathAnchor) makeSub(kind string) (Subscription, error) {
-	h, err := a.c.MakeSubscriptionAt(context.Background(), a.Path(), kind)
+func (a *pathAnchor) makeSub(k kind.Kind) (Subscription, error) {
+	h, err := a.c.MakeSubscriptionAt(context.Background(), a.Path(), string(k))
 	if lost(err) {
 		panic(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // ChanStat describes a channel, with the seed's field names.
@@ -46,7 +47,7 @@ func (c *Client) ChanAt(path string) *ChanHandle { return &ChanHandle{c: c, path
 
 // MakeChanAt creates a channel of capacity n at path.
 func (c *Client) MakeChanAt(ctx context.Context, path string, n int) (*ChanHandle, error) {
-	return c.makeChan(ctx, path, "chan", n)
+	return c.makeChan(ctx, path, string(kind.Chan), n)
 }
 
 // MakeSubscriptionAt creates an @join or @leave subscription at path.
@@ -82,8 +83,21 @@ func (h *ChanHandle) Peek(ctx context.Context) (ChanStat, error) {
 	if err != nil {
 		return ChanStat{}, err
 	}
-	return ChanStat{Cap: int(st.GetCap()), Closed: st.GetClosed(), Aborted: st.GetAborted(), NumSend: st.GetNumSend(), NumRecv: st.GetNumRecv()}, nil
+	return fromChanStat(st), nil
 }
+
+func fromChanStat(st *api.ChanStat) ChanStat {
+	return ChanStat{Cap: int(st.GetCap()), Closed: st.GetClosed(), Aborted: st.GetAborted(), NumSend: st.GetNumSend(), NumRecv: st.GetNumRecv()}
+}
+
+func chanState(r *api.PeekReply) any {
+	if st := r.GetChan(); st != nil {
+		return fromChanStat(st)
+	}
+	return nil
+}
+
+func chanHandle(c *Client, path string) any { return c.ChanAt(path).Chan() }
 
 // PeekSubscription describes a subscription.
 func (h *ChanHandle) PeekSubscription(ctx context.Context) (SubscriptionStat, error) {
@@ -91,8 +105,21 @@ func (h *ChanHandle) PeekSubscription(ctx context.Context) (SubscriptionStat, er
 	if err != nil {
 		return SubscriptionStat{}, err
 	}
-	return SubscriptionStat{Kind: st.GetKind(), Pending: int(st.GetPending()), Delivered: st.GetNumRecv(), Aborted: st.GetAborted()}, nil
+	return fromSubscriptionStat(st), nil
 }
+
+func fromSubscriptionStat(st *api.ChanStat) SubscriptionStat {
+	return SubscriptionStat{Kind: st.GetKind(), Pending: int(st.GetPending()), Delivered: st.GetNumRecv(), Aborted: st.GetAborted()}
+}
+
+func subscriptionState(r *api.PeekReply) any {
+	if st := r.GetSubscription(); st != nil {
+		return fromSubscriptionStat(st)
+	}
+	return nil
+}
+
+func subscriptionHandle(c *Client, path string) any { return c.ChanAt(path).Subscription() }
 
 func (h *ChanHandle) peek(ctx context.Context) (*api.ChanStat, error) {
 	cl, sc, err := h.api()

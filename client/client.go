@@ -16,6 +16,7 @@ import (
 	"github.com/circuit-project/circuit/internal/discover"
 	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/kind"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/wire"
 )
@@ -219,6 +220,10 @@ func (c *Client) ServerInfo(ctx context.Context, id string) (ServerInfo, error) 
 	if err != nil {
 		return ServerInfo{}, c.wrap(ctx, sc, err)
 	}
+	return fromInfoReply(r), nil
+}
+
+func fromInfoReply(r *api.InfoReply) ServerInfo {
 	info := ServerInfo{
 		ID: r.GetId(), URL: r.GetUrl(), Addr: r.GetAddr(), PID: int(r.GetPid()),
 		Started: time.Unix(0, r.GetStartedUnixNano()), Version: r.GetVersion(), GoVersion: r.GetGoVersion(),
@@ -227,8 +232,17 @@ func (c *Client) ServerInfo(ctx context.Context, id string) (ServerInfo, error) 
 	for _, m := range r.GetMembers() {
 		info.Members = append(info.Members, fromMember(m))
 	}
-	return info, nil
+	return info
 }
+
+func serverState(r *api.PeekReply) any {
+	if st := r.GetServer(); st != nil {
+		return fromInfoReply(st)
+	}
+	return nil
+}
+
+func serverHandle(c *Client, path string) any { return &Server{c: c, id: Split(path)[0]} }
 
 // Stack returns the goroutine stacks of the server with the given ID.
 func (c *Client) Stack(ctx context.Context, id string) ([]byte, error) {
@@ -320,7 +334,7 @@ func (c *Client) List(ctx context.Context, path string) ([]Entry, error) {
 	}
 	out := make([]Entry, 0, len(members))
 	for _, m := range members {
-		out = append(out, Entry{Path: "/" + m.ID, Kind: "server", Labels: m.Labels, DC: m.DC})
+		out = append(out, Entry{Path: "/" + m.ID, Kind: string(kind.Server), Labels: m.Labels, DC: m.DC})
 	}
 	if !p.Recursive {
 		return out, nil

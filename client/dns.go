@@ -58,6 +58,15 @@ func fromNameserverStat(st *api.NameserverStat) NameserverStat {
 	return out
 }
 
+func nameserverState(r *api.PeekReply) any {
+	if st := r.GetDns(); st != nil {
+		return fromNameserverStat(st)
+	}
+	return nil
+}
+
+func nameserverHandle(c *Client, path string) any { return c.NameserverAt(path).Nameserver() }
+
 func (h *NameserverHandle) call(ctx context.Context, f func(api.NameserverClient) (*api.NameserverStat, error)) (NameserverStat, error) {
 	sc, err := h.c.serverOf(h.path)
 	if err != nil {

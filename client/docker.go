@@ -100,6 +100,15 @@ func (h *ContainerHandle) Peek(ctx context.Context) (json.RawMessage, error) {
 	return r.GetJson(), nil
 }
 
+func containerState(r *api.PeekReply) any {
+	if st := r.GetDocker(); st != nil {
+		return json.RawMessage(st.GetJson())
+	}
+	return nil
+}
+
+func containerHandle(c *Client, path string) any { return c.ContainerAt(path).Container() }
+
 // Wait blocks until the container exits.
 func (h *ContainerHandle) Wait(ctx context.Context) (ContainerStat, error) {
 	sc, err := h.c.serverOf(h.path)

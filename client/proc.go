@@ -98,19 +98,24 @@ type ExitError struct {
 
 func (e *ExitError) Error() string { return e.Msg }
 
-func fromCmd(c Cmd) *api.Cmd {
+// cmdToAPI is the one conversion of a Cmd to the wire's; cmdFromAPI is
+// its inverse. TestCmdRoundTrip checks that both carry every field.
+func cmdToAPI(c Cmd) *api.Cmd {
 	return &api.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub, Dirs: c.Dirs, Result: c.Result, NoStdin: c.NoStdin,
 		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols)}
 }
 
+func cmdFromAPI(c *api.Cmd) Cmd {
+	return Cmd{
+		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
+		Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
+		Tty: c.GetTty(), Rows: uint16(min(c.GetRows(), 0xffff)), Cols: uint16(min(c.GetCols(), 0xffff)),
+	}
+}
+
 func fromProcStat(st *api.ProcStat) ProcStat {
-	c := st.GetCmd()
 	out := ProcStat{
-		Cmd: Cmd{
-			Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
-			Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
-			Tty: c.GetTty(), Rows: uint16(min(c.GetRows(), 0xffff)), Cols: uint16(min(c.GetCols(), 0xffff)),
-		},
+		Cmd:   cmdFromAPI(st.GetCmd()),
 		Phase: st.GetPhase(), PID: int(st.GetPid()), Started: time.Unix(0, st.GetStartedUnixNano()),
 		ExitCode: int(st.GetExitCode()), Signal: st.GetSignal(), Result: st.GetResult(),
 	}
@@ -122,6 +127,15 @@ func fromProcStat(st *api.ProcStat) ProcStat {
 	}
 	return out
 }
+
+func procState(r *api.PeekReply) any {
+	if st := r.GetProc(); st != nil {
+		return fromProcStat(st)
+	}
+	return nil
+}
+
+func procHandle(c *Client, path string) any { return c.ProcAt(path).Proc() }
 
 // serverOf parses a path below a server and returns the connection to it.
 func (c *Client) serverOf(path string) (*serverConn, error) {
@@ -142,7 +156,7 @@ func (c *Client) MakeProcAt(ctx context.Context, path string, cmd Cmd) (*ProcHan
 	if err != nil {
 		return nil, err
 	}
-	st, err := api.NewProcClient(sc.cc).Make(ctx, &api.MakeProcRequest{Path: path, Cmd: fromCmd(cmd)})
+	st, err := api.NewProcClient(sc.cc).Make(ctx, &api.MakeProcRequest{Path: path, Cmd: cmdToAPI(cmd)})
 	if err != nil {
 		return nil, c.wrap(ctx, sc, err)
 	}

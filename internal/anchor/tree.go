@@ -9,28 +9,29 @@ import (
 	"sync"
 
 	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // Element is what an anchor holds: a process, a channel, a name server...
 type Element interface {
-	// Kind names the kind of element: "proc", "chan", "dns", "docker",
-	// "@join", "@leave", "server"... It must not be empty. The tree asks
-	// once, when the element is attached, and keeps the answer.
-	Kind() string
+	// Kind names the kind of element (package kind). It must not be
+	// empty. The tree asks once, when the element is attached, and keeps
+	// the answer.
+	Kind() kind.Kind
 }
 
 // Entry describes one anchor in a listing.
 type Entry struct {
-	Path string // absolute: "/X<id>/a/b"
-	Kind string // kind of the element held or reserved; "" if none
+	Path string    // absolute: "/X<id>/a/b"
+	Kind kind.Kind // kind of the element held or reserved; "" if none
 }
 
 // OccupiedError is returned when attaching to or reserving an anchor that
 // already holds an element or a reservation.
 type OccupiedError struct {
-	Path     string // the anchor
-	Kind     string // kind of what is there
-	Reserved bool   // what is there is a reservation: the element is being made
+	Path     string    // the anchor
+	Kind     kind.Kind // kind of what is there
+	Reserved bool      // what is there is a reservation: the element is being made
 }
 
 func (e *OccupiedError) Error() string {
@@ -60,7 +61,7 @@ type Tree struct {
 // when kind != "" and elem == nil, and nothing when kind == "".
 type node struct {
 	elem     Element
-	kind     string
+	kind     kind.Kind
 	children map[string]*node
 }
 
@@ -75,7 +76,7 @@ func (t *Tree) Set(elems []string, e Element) error {
 	if err := t.checkAnchor(elems); err != nil {
 		return err
 	}
-	kind, err := t.checkElement(elems, e)
+	k, err := t.checkElement(elems, e)
 	if err != nil {
 		return err
 	}
@@ -85,7 +86,7 @@ func (t *Tree) Set(elems []string, e Element) error {
 	if n.kind != "" {
 		return t.occupied(elems, n)
 	}
-	n.elem, n.kind = e, kind
+	n.elem, n.kind = e, k
 	t.count++
 	return nil
 }
@@ -137,11 +138,11 @@ func (t *Tree) Remove(elems []string, e Element) bool {
 // anchors left empty. If e cannot be attached (empty kind, not comparable),
 // release drops the reservation too and returns why. A second call returns
 // an error and changes nothing.
-func (t *Tree) Reserve(elems []string, kind string) (release func(e Element) error, err error) {
+func (t *Tree) Reserve(elems []string, k kind.Kind) (release func(e Element) error, err error) {
 	if err := t.checkAnchor(elems); err != nil {
 		return nil, err
 	}
-	if kind == "" {
+	if k == "" {
 		return nil, fmt.Errorf("reserving anchor %s: empty kind", t.path(elems))
 	}
 	elems = slices.Clone(elems)
@@ -151,10 +152,10 @@ func (t *Tree) Reserve(elems []string, kind string) (release func(e Element) err
 	if n.kind != "" {
 		return nil, t.occupied(elems, n)
 	}
-	n.kind = kind
+	n.kind = k
 	released := false // guarded by t.mu
 	return func(e Element) error {
-		var ekind string
+		var ekind kind.Kind
 		var err error
 		if e != nil {
 			ekind, err = t.checkElement(elems, e)
@@ -162,7 +163,7 @@ func (t *Tree) Reserve(elems []string, kind string) (release func(e Element) err
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		if released {
-			return fmt.Errorf("anchor %s: reservation for a %s already released", t.path(elems), kind)
+			return fmt.Errorf("anchor %s: reservation for a %s already released", t.path(elems), k)
 		}
 		released = true
 		// The reserved node stays in the tree until now: nothing else can
@@ -290,18 +291,18 @@ func (t *Tree) checkAnchor(elems []string) error {
 }
 
 // checkElement checks that e can be held by the tree and returns its kind.
-func (t *Tree) checkElement(elems []string, e Element) (string, error) {
+func (t *Tree) checkElement(elems []string, e Element) (kind.Kind, error) {
 	if e == nil {
 		return "", fmt.Errorf("attaching to anchor %s: nil element", t.path(elems))
 	}
 	if !reflect.ValueOf(e).Comparable() {
 		return "", fmt.Errorf("attaching to anchor %s: element of type %T is not comparable; use a pointer", t.path(elems), e)
 	}
-	kind := e.Kind()
-	if kind == "" {
+	k := e.Kind()
+	if k == "" {
 		return "", fmt.Errorf("attaching to anchor %s: element of type %T has an empty kind", t.path(elems), e)
 	}
-	return kind, nil
+	return k, nil
 }
 
 func (t *Tree) path(elems []string) string { return Path{Server: t.server, Elems: elems}.String() }

@@ -8,22 +8,24 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
-type elem struct{ kind string }
+type elem struct{ kind kind.Kind }
 
-func (e *elem) Kind() string { return e.kind }
+func (e *elem) Kind() kind.Kind { return e.kind }
 
 type sliceElem []string // not comparable
 
-func (sliceElem) Kind() string { return "slice" }
+func (sliceElem) Kind() kind.Kind { return "slice" }
 
 func p(s string) []string { return Split(s) }
 
 func entries(pairs ...string) []Entry {
 	var out []Entry
 	for i := 0; i < len(pairs); i += 2 {
-		out = append(out, Entry{Path: "/" + sid + pairs[i], Kind: pairs[i+1]})
+		out = append(out, Entry{Path: "/" + sid + pairs[i], Kind: kind.Kind(pairs[i+1])})
 	}
 	return out
 }
@@ -37,7 +39,7 @@ func checkList(t *testing.T, tr *Tree, at string, recursive bool, want []Entry) 
 
 func TestTreeSetGet(t *testing.T) {
 	tr := NewTree(id)
-	e := &elem{"proc"}
+	e := &elem{kind.Proc}
 	if err := tr.Set(p("a/b"), e); err != nil {
 		t.Fatal(err)
 	}
@@ -57,15 +59,15 @@ func TestTreeSetGet(t *testing.T) {
 
 func TestTreeOccupied(t *testing.T) {
 	tr := NewTree(id)
-	if err := tr.Set(p("a"), &elem{"proc"}); err != nil {
+	if err := tr.Set(p("a"), &elem{kind.Proc}); err != nil {
 		t.Fatal(err)
 	}
-	err := tr.Set(p("a"), &elem{"chan"})
+	err := tr.Set(p("a"), &elem{kind.Chan})
 	var occ *OccupiedError
 	if !errors.As(err, &occ) || !IsOccupied(err) {
 		t.Fatalf("second Set: %v, want an *OccupiedError", err)
 	}
-	want := OccupiedError{Path: "/" + sid + "/a", Kind: "proc"}
+	want := OccupiedError{Path: "/" + sid + "/a", Kind: kind.Proc}
 	if *occ != want {
 		t.Errorf("second Set: %#v, want %#v", *occ, want)
 	}
@@ -83,11 +85,11 @@ func TestTreeOccupied(t *testing.T) {
 func TestTreeSetErrors(t *testing.T) {
 	tr := NewTree(id)
 	for _, elems := range [][]string{nil, {}, {""}, {"a", ".."}, {"."}, {"..."}, {"a", "b\x00"}, {strings.Repeat("x", 256)}} {
-		err := tr.Set(elems, &elem{"proc"})
+		err := tr.Set(elems, &elem{kind.Proc})
 		if !errors.Is(err, ErrBadPath) {
 			t.Errorf("Set(%q): %v, want ErrBadPath", elems, err)
 		}
-		if _, err := tr.Reserve(elems, "proc"); !errors.Is(err, ErrBadPath) {
+		if _, err := tr.Reserve(elems, kind.Proc); !errors.Is(err, ErrBadPath) {
 			t.Errorf("Reserve(%q): %v, want ErrBadPath", elems, err)
 		}
 	}
@@ -107,13 +109,13 @@ func TestTreeSetErrors(t *testing.T) {
 
 func TestTreeRemovePrunes(t *testing.T) {
 	tr := NewTree(id)
-	c, x, top := &elem{"proc"}, &elem{"chan"}, &elem{"dns"}
+	c, x, top := &elem{kind.Proc}, &elem{kind.Chan}, &elem{kind.DNS}
 	for at, e := range map[string]*elem{"a/b/c": c, "a/x": x, "a": top} {
 		if err := tr.Set(p(at), e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if tr.Remove(p("a/b/c"), &elem{"proc"}) || tr.Remove(p("a/b/c"), nil) || tr.Remove(p("a/b"), c) || tr.Remove(nil, c) {
+	if tr.Remove(p("a/b/c"), &elem{kind.Proc}) || tr.Remove(p("a/b/c"), nil) || tr.Remove(p("a/b"), c) || tr.Remove(nil, c) {
 		t.Error("Remove of something not there succeeded")
 	}
 	if !tr.Remove(p("a/b/c"), c) {
@@ -140,7 +142,7 @@ func TestTreeList(t *testing.T) {
 	tr := NewTree(id)
 	// "a-c" < "a/b" as strings, but tree order puts a's descendants first.
 	for _, s := range []string{"b", "a-c", "a/z", "a/b/c", "a/b/a", "a.b", "B"} {
-		if err := tr.Set(p(s), &elem{"k" + s}); err != nil {
+		if err := tr.Set(p(s), &elem{kind.Kind("k" + s)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -174,7 +176,7 @@ func TestTreeList(t *testing.T) {
 func TestTreeReserve(t *testing.T) {
 	tr := NewTree(id)
 	elems := []string{"a", "b"}
-	release, err := tr.Reserve(elems, "proc")
+	release, err := tr.Reserve(elems, kind.Proc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,15 +188,15 @@ func TestTreeReserve(t *testing.T) {
 	if n := tr.Count(); n != 0 {
 		t.Errorf("Count() = %d with only a reservation, want 0", n)
 	}
-	err = tr.Set(p("a/b"), &elem{"chan"})
+	err = tr.Set(p("a/b"), &elem{kind.Chan})
 	var occ *OccupiedError
-	if !errors.As(err, &occ) || *occ != (OccupiedError{Path: "/" + sid + "/a/b", Kind: "proc", Reserved: true}) {
+	if !errors.As(err, &occ) || *occ != (OccupiedError{Path: "/" + sid + "/a/b", Kind: kind.Proc, Reserved: true}) {
 		t.Errorf("Set on a reserved anchor: %v", err)
 	}
-	if _, err := tr.Reserve(p("a/b"), "chan"); !IsOccupied(err) {
+	if _, err := tr.Reserve(p("a/b"), kind.Chan); !IsOccupied(err) {
 		t.Errorf("Reserve on a reserved anchor: %v", err)
 	}
-	e := &elem{"proc"}
+	e := &elem{kind.Proc}
 	if err := release(e); err != nil {
 		t.Fatal(err)
 	}
@@ -207,13 +209,13 @@ func TestTreeReserve(t *testing.T) {
 	if got, _ := tr.Get(p("a/b")); got != e || tr.Count() != 1 {
 		t.Error("second release changed the tree")
 	}
-	if _, err := tr.Reserve(p("a/b"), "chan"); !IsOccupied(err) {
+	if _, err := tr.Reserve(p("a/b"), kind.Chan); !IsOccupied(err) {
 		t.Errorf("Reserve on an occupied anchor: %v", err)
 	}
 
 	// Dropping a reservation prunes its anchors, and so does a failed attach.
 	for _, with := range []Element{nil, sliceElem{}, &elem{""}} {
-		release, err := tr.Reserve(p("c/d/e"), "docker")
+		release, err := tr.Reserve(p("c/d/e"), kind.Docker)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,7 +243,7 @@ func TestTreeConcurrent(t *testing.T) {
 				for range 1 + rng.IntN(3) {
 					elems = append(elems, names[rng.IntN(len(names))])
 				}
-				e := &elem{fmt.Sprintf("g%d", g)}
+				e := &elem{kind.Kind(fmt.Sprintf("g%d", g))}
 				switch rng.IntN(4) {
 				case 0:
 					if err := tr.Set(elems, e); err != nil {

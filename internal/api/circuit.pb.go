@@ -864,6 +864,163 @@ func (*ScrubReply) Descriptor() ([]byte, []int) {
 	return file_circuit_proto_rawDescGZIP(), []int{16}
 }
 
+type PeekReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "" when the anchor holds no element
+	// state is the element's, one field per kind of element; a kind's Peek
+	// RPC answers with the same message.
+	//
+	// Types that are valid to be assigned to State:
+	//
+	//	*PeekReply_Server
+	//	*PeekReply_Proc
+	//	*PeekReply_Chan
+	//	*PeekReply_Subscription
+	//	*PeekReply_Dns
+	//	*PeekReply_Docker
+	State         isPeekReply_State `protobuf_oneof:"state"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeekReply) Reset() {
+	*x = PeekReply{}
+	mi := &file_circuit_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeekReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeekReply) ProtoMessage() {}
+
+func (x *PeekReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeekReply.ProtoReflect.Descriptor instead.
+func (*PeekReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PeekReply) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PeekReply) GetState() isPeekReply_State {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *PeekReply) GetServer() *InfoReply {
+	if x != nil {
+		if x, ok := x.State.(*PeekReply_Server); ok {
+			return x.Server
+		}
+	}
+	return nil
+}
+
+func (x *PeekReply) GetProc() *ProcStat {
+	if x != nil {
+		if x, ok := x.State.(*PeekReply_Proc); ok {
+			return x.Proc
+		}
+	}
+	return nil
+}
+
+func (x *PeekReply) GetChan() *ChanStat {
+	if x != nil {
+		if x, ok := x.State.(*PeekReply_Chan); ok {
+			return x.Chan
+		}
+	}
+	return nil
+}
+
+func (x *PeekReply) GetSubscription() *ChanStat {
+	if x != nil {
+		if x, ok := x.State.(*PeekReply_Subscription); ok {
+			return x.Subscription
+		}
+	}
+	return nil
+}
+
+func (x *PeekReply) GetDns() *NameserverStat {
+	if x != nil {
+		if x, ok := x.State.(*PeekReply_Dns); ok {
+			return x.Dns
+		}
+	}
+	return nil
+}
+
+func (x *PeekReply) GetDocker() *DockerInspect {
+	if x != nil {
+		if x, ok := x.State.(*PeekReply_Docker); ok {
+			return x.Docker
+		}
+	}
+	return nil
+}
+
+type isPeekReply_State interface {
+	isPeekReply_State()
+}
+
+type PeekReply_Server struct {
+	Server *InfoReply `protobuf:"bytes,2,opt,name=server,proto3,oneof"` // server
+}
+
+type PeekReply_Proc struct {
+	Proc *ProcStat `protobuf:"bytes,3,opt,name=proc,proto3,oneof"` // proc
+}
+
+type PeekReply_Chan struct {
+	Chan *ChanStat `protobuf:"bytes,4,opt,name=chan,proto3,oneof"` // chan
+}
+
+type PeekReply_Subscription struct {
+	Subscription *ChanStat `protobuf:"bytes,5,opt,name=subscription,proto3,oneof"` // @join, @leave
+}
+
+type PeekReply_Dns struct {
+	Dns *NameserverStat `protobuf:"bytes,6,opt,name=dns,proto3,oneof"` // dns
+}
+
+type PeekReply_Docker struct {
+	Docker *DockerInspect `protobuf:"bytes,7,opt,name=docker,proto3,oneof"` // docker
+}
+
+func (*PeekReply_Server) isPeekReply_State() {}
+
+func (*PeekReply_Proc) isPeekReply_State() {}
+
+func (*PeekReply_Chan) isPeekReply_State() {}
+
+func (*PeekReply_Subscription) isPeekReply_State() {}
+
+func (*PeekReply_Dns) isPeekReply_State() {}
+
+func (*PeekReply_Docker) isPeekReply_State() {}
+
 type Cmd struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -891,7 +1048,7 @@ type Cmd struct {
 
 func (x *Cmd) Reset() {
 	*x = Cmd{}
-	mi := &file_circuit_proto_msgTypes[17]
+	mi := &file_circuit_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1060,7 @@ func (x *Cmd) String() string {
 func (*Cmd) ProtoMessage() {}
 
 func (x *Cmd) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[17]
+	mi := &file_circuit_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1073,7 @@ func (x *Cmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cmd.ProtoReflect.Descriptor instead.
 func (*Cmd) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{17}
+	return file_circuit_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Cmd) GetPath() string {
@@ -1006,7 +1163,7 @@ type MakeProcRequest struct {
 
 func (x *MakeProcRequest) Reset() {
 	*x = MakeProcRequest{}
-	mi := &file_circuit_proto_msgTypes[18]
+	mi := &file_circuit_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1175,7 @@ func (x *MakeProcRequest) String() string {
 func (*MakeProcRequest) ProtoMessage() {}
 
 func (x *MakeProcRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[18]
+	mi := &file_circuit_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1188,7 @@ func (x *MakeProcRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeProcRequest.ProtoReflect.Descriptor instead.
 func (*MakeProcRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{18}
+	return file_circuit_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MakeProcRequest) GetPath() string {
@@ -1066,7 +1223,7 @@ type ProcStat struct {
 
 func (x *ProcStat) Reset() {
 	*x = ProcStat{}
-	mi := &file_circuit_proto_msgTypes[19]
+	mi := &file_circuit_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1235,7 @@ func (x *ProcStat) String() string {
 func (*ProcStat) ProtoMessage() {}
 
 func (x *ProcStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[19]
+	mi := &file_circuit_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1248,7 @@ func (x *ProcStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcStat.ProtoReflect.Descriptor instead.
 func (*ProcStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{19}
+	return file_circuit_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ProcStat) GetCmd() *Cmd {
@@ -1174,7 +1331,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_circuit_proto_msgTypes[20]
+	mi := &file_circuit_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1343,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[20]
+	mi := &file_circuit_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1356,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{20}
+	return file_circuit_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WaitRequest) GetPath() string {
@@ -1226,7 +1383,7 @@ type SignalRequest struct {
 
 func (x *SignalRequest) Reset() {
 	*x = SignalRequest{}
-	mi := &file_circuit_proto_msgTypes[21]
+	mi := &file_circuit_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1395,7 @@ func (x *SignalRequest) String() string {
 func (*SignalRequest) ProtoMessage() {}
 
 func (x *SignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[21]
+	mi := &file_circuit_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1408,7 @@ func (x *SignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
 func (*SignalRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{21}
+	return file_circuit_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SignalRequest) GetPath() string {
@@ -1276,7 +1433,7 @@ type SignalReply struct {
 
 func (x *SignalReply) Reset() {
 	*x = SignalReply{}
-	mi := &file_circuit_proto_msgTypes[22]
+	mi := &file_circuit_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1445,7 @@ func (x *SignalReply) String() string {
 func (*SignalReply) ProtoMessage() {}
 
 func (x *SignalReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[22]
+	mi := &file_circuit_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1458,7 @@ func (x *SignalReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalReply.ProtoReflect.Descriptor instead.
 func (*SignalReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{22}
+	return file_circuit_proto_rawDescGZIP(), []int{23}
 }
 
 type ResizeRequest struct {
@@ -1315,7 +1472,7 @@ type ResizeRequest struct {
 
 func (x *ResizeRequest) Reset() {
 	*x = ResizeRequest{}
-	mi := &file_circuit_proto_msgTypes[23]
+	mi := &file_circuit_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1484,7 @@ func (x *ResizeRequest) String() string {
 func (*ResizeRequest) ProtoMessage() {}
 
 func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[23]
+	mi := &file_circuit_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1497,7 @@ func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeRequest.ProtoReflect.Descriptor instead.
 func (*ResizeRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{23}
+	return file_circuit_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ResizeRequest) GetPath() string {
@@ -1375,7 +1532,7 @@ type MakeChanRequest struct {
 
 func (x *MakeChanRequest) Reset() {
 	*x = MakeChanRequest{}
-	mi := &file_circuit_proto_msgTypes[24]
+	mi := &file_circuit_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1544,7 @@ func (x *MakeChanRequest) String() string {
 func (*MakeChanRequest) ProtoMessage() {}
 
 func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[24]
+	mi := &file_circuit_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1557,7 @@ func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeChanRequest.ProtoReflect.Descriptor instead.
 func (*MakeChanRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{24}
+	return file_circuit_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MakeChanRequest) GetPath() string {
@@ -1435,7 +1592,7 @@ type SendChunk struct {
 
 func (x *SendChunk) Reset() {
 	*x = SendChunk{}
-	mi := &file_circuit_proto_msgTypes[25]
+	mi := &file_circuit_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1604,7 @@ func (x *SendChunk) String() string {
 func (*SendChunk) ProtoMessage() {}
 
 func (x *SendChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[25]
+	mi := &file_circuit_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1617,7 @@ func (x *SendChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendChunk.ProtoReflect.Descriptor instead.
 func (*SendChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{25}
+	return file_circuit_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SendChunk) GetPath() string {
@@ -1492,7 +1649,7 @@ type SendReply struct {
 
 func (x *SendReply) Reset() {
 	*x = SendReply{}
-	mi := &file_circuit_proto_msgTypes[26]
+	mi := &file_circuit_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1661,7 @@ func (x *SendReply) String() string {
 func (*SendReply) ProtoMessage() {}
 
 func (x *SendReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[26]
+	mi := &file_circuit_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1674,7 @@ func (x *SendReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendReply.ProtoReflect.Descriptor instead.
 func (*SendReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{26}
+	return file_circuit_proto_rawDescGZIP(), []int{27}
 }
 
 type RecvAck struct {
@@ -1530,7 +1687,7 @@ type RecvAck struct {
 
 func (x *RecvAck) Reset() {
 	*x = RecvAck{}
-	mi := &file_circuit_proto_msgTypes[27]
+	mi := &file_circuit_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1699,7 @@ func (x *RecvAck) String() string {
 func (*RecvAck) ProtoMessage() {}
 
 func (x *RecvAck) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[27]
+	mi := &file_circuit_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1712,7 @@ func (x *RecvAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvAck.ProtoReflect.Descriptor instead.
 func (*RecvAck) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{27}
+	return file_circuit_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RecvAck) GetPath() string {
@@ -1582,7 +1739,7 @@ type RecvChunk struct {
 
 func (x *RecvChunk) Reset() {
 	*x = RecvChunk{}
-	mi := &file_circuit_proto_msgTypes[28]
+	mi := &file_circuit_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1751,7 @@ func (x *RecvChunk) String() string {
 func (*RecvChunk) ProtoMessage() {}
 
 func (x *RecvChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[28]
+	mi := &file_circuit_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1764,7 @@ func (x *RecvChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvChunk.ProtoReflect.Descriptor instead.
 func (*RecvChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{28}
+	return file_circuit_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RecvChunk) GetData() []byte {
@@ -1632,7 +1789,7 @@ type CloseReply struct {
 
 func (x *CloseReply) Reset() {
 	*x = CloseReply{}
-	mi := &file_circuit_proto_msgTypes[29]
+	mi := &file_circuit_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1801,7 @@ func (x *CloseReply) String() string {
 func (*CloseReply) ProtoMessage() {}
 
 func (x *CloseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[29]
+	mi := &file_circuit_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1814,7 @@ func (x *CloseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseReply.ProtoReflect.Descriptor instead.
 func (*CloseReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{29}
+	return file_circuit_proto_rawDescGZIP(), []int{30}
 }
 
 type ChanStat struct {
@@ -1675,7 +1832,7 @@ type ChanStat struct {
 
 func (x *ChanStat) Reset() {
 	*x = ChanStat{}
-	mi := &file_circuit_proto_msgTypes[30]
+	mi := &file_circuit_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1844,7 @@ func (x *ChanStat) String() string {
 func (*ChanStat) ProtoMessage() {}
 
 func (x *ChanStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[30]
+	mi := &file_circuit_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1857,7 @@ func (x *ChanStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChanStat.ProtoReflect.Descriptor instead.
 func (*ChanStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{30}
+	return file_circuit_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ChanStat) GetKind() string {
@@ -1762,7 +1919,7 @@ type MakeNameserverRequest struct {
 
 func (x *MakeNameserverRequest) Reset() {
 	*x = MakeNameserverRequest{}
-	mi := &file_circuit_proto_msgTypes[31]
+	mi := &file_circuit_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1931,7 @@ func (x *MakeNameserverRequest) String() string {
 func (*MakeNameserverRequest) ProtoMessage() {}
 
 func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[31]
+	mi := &file_circuit_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1944,7 @@ func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeNameserverRequest.ProtoReflect.Descriptor instead.
 func (*MakeNameserverRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{31}
+	return file_circuit_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MakeNameserverRequest) GetPath() string {
@@ -1814,7 +1971,7 @@ type SetRecordRequest struct {
 
 func (x *SetRecordRequest) Reset() {
 	*x = SetRecordRequest{}
-	mi := &file_circuit_proto_msgTypes[32]
+	mi := &file_circuit_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +1983,7 @@ func (x *SetRecordRequest) String() string {
 func (*SetRecordRequest) ProtoMessage() {}
 
 func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[32]
+	mi := &file_circuit_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +1996,7 @@ func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRecordRequest.ProtoReflect.Descriptor instead.
 func (*SetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{32}
+	return file_circuit_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetRecordRequest) GetPath() string {
@@ -1866,7 +2023,7 @@ type UnsetRecordRequest struct {
 
 func (x *UnsetRecordRequest) Reset() {
 	*x = UnsetRecordRequest{}
-	mi := &file_circuit_proto_msgTypes[33]
+	mi := &file_circuit_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +2035,7 @@ func (x *UnsetRecordRequest) String() string {
 func (*UnsetRecordRequest) ProtoMessage() {}
 
 func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[33]
+	mi := &file_circuit_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2048,7 @@ func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsetRecordRequest.ProtoReflect.Descriptor instead.
 func (*UnsetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{33}
+	return file_circuit_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UnsetRecordRequest) GetPath() string {
@@ -1918,7 +2075,7 @@ type RecordSet struct {
 
 func (x *RecordSet) Reset() {
 	*x = RecordSet{}
-	mi := &file_circuit_proto_msgTypes[34]
+	mi := &file_circuit_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2087,7 @@ func (x *RecordSet) String() string {
 func (*RecordSet) ProtoMessage() {}
 
 func (x *RecordSet) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[34]
+	mi := &file_circuit_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2100,7 @@ func (x *RecordSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordSet.ProtoReflect.Descriptor instead.
 func (*RecordSet) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{34}
+	return file_circuit_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RecordSet) GetName() string {
@@ -1970,7 +2127,7 @@ type NameserverStat struct {
 
 func (x *NameserverStat) Reset() {
 	*x = NameserverStat{}
-	mi := &file_circuit_proto_msgTypes[35]
+	mi := &file_circuit_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2139,7 @@ func (x *NameserverStat) String() string {
 func (*NameserverStat) ProtoMessage() {}
 
 func (x *NameserverStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[35]
+	mi := &file_circuit_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2152,7 @@ func (x *NameserverStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NameserverStat.ProtoReflect.Descriptor instead.
 func (*NameserverStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{35}
+	return file_circuit_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NameserverStat) GetAddress() string {
@@ -2031,7 +2188,7 @@ type DockerConfig struct {
 
 func (x *DockerConfig) Reset() {
 	*x = DockerConfig{}
-	mi := &file_circuit_proto_msgTypes[36]
+	mi := &file_circuit_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2200,7 @@ func (x *DockerConfig) String() string {
 func (*DockerConfig) ProtoMessage() {}
 
 func (x *DockerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[36]
+	mi := &file_circuit_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2213,7 @@ func (x *DockerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerConfig.ProtoReflect.Descriptor instead.
 func (*DockerConfig) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{36}
+	return file_circuit_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DockerConfig) GetImage() string {
@@ -2146,7 +2303,7 @@ type MakeDockerRequest struct {
 
 func (x *MakeDockerRequest) Reset() {
 	*x = MakeDockerRequest{}
-	mi := &file_circuit_proto_msgTypes[37]
+	mi := &file_circuit_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2315,7 @@ func (x *MakeDockerRequest) String() string {
 func (*MakeDockerRequest) ProtoMessage() {}
 
 func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[37]
+	mi := &file_circuit_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2328,7 @@ func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeDockerRequest.ProtoReflect.Descriptor instead.
 func (*MakeDockerRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{37}
+	return file_circuit_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MakeDockerRequest) GetPath() string {
@@ -2204,7 +2361,7 @@ type DockerStat struct {
 
 func (x *DockerStat) Reset() {
 	*x = DockerStat{}
-	mi := &file_circuit_proto_msgTypes[38]
+	mi := &file_circuit_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2373,7 @@ func (x *DockerStat) String() string {
 func (*DockerStat) ProtoMessage() {}
 
 func (x *DockerStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[38]
+	mi := &file_circuit_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2386,7 @@ func (x *DockerStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerStat.ProtoReflect.Descriptor instead.
 func (*DockerStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{38}
+	return file_circuit_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DockerStat) GetId() string {
@@ -2298,7 +2455,7 @@ type MakeDockerReply struct {
 
 func (x *MakeDockerReply) Reset() {
 	*x = MakeDockerReply{}
-	mi := &file_circuit_proto_msgTypes[39]
+	mi := &file_circuit_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2467,7 @@ func (x *MakeDockerReply) String() string {
 func (*MakeDockerReply) ProtoMessage() {}
 
 func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[39]
+	mi := &file_circuit_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2480,7 @@ func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeDockerReply.ProtoReflect.Descriptor instead.
 func (*MakeDockerReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{39}
+	return file_circuit_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MakeDockerReply) GetStat() *DockerStat {
@@ -2349,7 +2506,7 @@ type DockerInspect struct {
 
 func (x *DockerInspect) Reset() {
 	*x = DockerInspect{}
-	mi := &file_circuit_proto_msgTypes[40]
+	mi := &file_circuit_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2361,7 +2518,7 @@ func (x *DockerInspect) String() string {
 func (*DockerInspect) ProtoMessage() {}
 
 func (x *DockerInspect) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[40]
+	mi := &file_circuit_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2374,7 +2531,7 @@ func (x *DockerInspect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerInspect.ProtoReflect.Descriptor instead.
 func (*DockerInspect) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{40}
+	return file_circuit_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DockerInspect) GetJson() []byte {
@@ -2394,7 +2551,7 @@ type DirsRequest struct {
 
 func (x *DirsRequest) Reset() {
 	*x = DirsRequest{}
-	mi := &file_circuit_proto_msgTypes[41]
+	mi := &file_circuit_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2563,7 @@ func (x *DirsRequest) String() string {
 func (*DirsRequest) ProtoMessage() {}
 
 func (x *DirsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[41]
+	mi := &file_circuit_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2576,7 @@ func (x *DirsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsRequest.ProtoReflect.Descriptor instead.
 func (*DirsRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{41}
+	return file_circuit_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DirsRequest) GetPath() string {
@@ -2446,7 +2603,7 @@ type DirFile struct {
 
 func (x *DirFile) Reset() {
 	*x = DirFile{}
-	mi := &file_circuit_proto_msgTypes[42]
+	mi := &file_circuit_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2615,7 @@ func (x *DirFile) String() string {
 func (*DirFile) ProtoMessage() {}
 
 func (x *DirFile) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[42]
+	mi := &file_circuit_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2628,7 @@ func (x *DirFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirFile.ProtoReflect.Descriptor instead.
 func (*DirFile) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{42}
+	return file_circuit_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DirFile) GetPath() string {
@@ -2497,7 +2654,7 @@ type DirsReply struct {
 
 func (x *DirsReply) Reset() {
 	*x = DirsReply{}
-	mi := &file_circuit_proto_msgTypes[43]
+	mi := &file_circuit_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2666,7 @@ func (x *DirsReply) String() string {
 func (*DirsReply) ProtoMessage() {}
 
 func (x *DirsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[43]
+	mi := &file_circuit_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2679,7 @@ func (x *DirsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsReply.ProtoReflect.Descriptor instead.
 func (*DirsReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{43}
+	return file_circuit_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DirsReply) GetFiles() []*DirFile {
@@ -2541,7 +2698,7 @@ type BinaryRequest struct {
 
 func (x *BinaryRequest) Reset() {
 	*x = BinaryRequest{}
-	mi := &file_circuit_proto_msgTypes[44]
+	mi := &file_circuit_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2553,7 +2710,7 @@ func (x *BinaryRequest) String() string {
 func (*BinaryRequest) ProtoMessage() {}
 
 func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[44]
+	mi := &file_circuit_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2566,7 +2723,7 @@ func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRequest.ProtoReflect.Descriptor instead.
 func (*BinaryRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{44}
+	return file_circuit_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *BinaryRequest) GetSha256() string {
@@ -2587,7 +2744,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_circuit_proto_msgTypes[45]
+	mi := &file_circuit_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +2756,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[45]
+	mi := &file_circuit_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2769,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{45}
+	return file_circuit_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *BinaryChunk) GetSha256() string {
@@ -2648,7 +2805,7 @@ type BinaryStat struct {
 
 func (x *BinaryStat) Reset() {
 	*x = BinaryStat{}
-	mi := &file_circuit_proto_msgTypes[46]
+	mi := &file_circuit_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2817,7 @@ func (x *BinaryStat) String() string {
 func (*BinaryStat) ProtoMessage() {}
 
 func (x *BinaryStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[46]
+	mi := &file_circuit_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2830,7 @@ func (x *BinaryStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryStat.ProtoReflect.Descriptor instead.
 func (*BinaryStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{46}
+	return file_circuit_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *BinaryStat) GetSha256() string {
@@ -2764,7 +2921,16 @@ const file_circuit_proto_rawDesc = "" +
 	"\bGetReply\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\"\f\n" +
 	"\n" +
-	"ScrubReply\"\xe8\x01\n" +
+	"ScrubReply\"\xd2\x02\n" +
+	"\tPeekReply\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12/\n" +
+	"\x06server\x18\x02 \x01(\v2\x15.circuit.v1.InfoReplyH\x00R\x06server\x12*\n" +
+	"\x04proc\x18\x03 \x01(\v2\x14.circuit.v1.ProcStatH\x00R\x04proc\x12*\n" +
+	"\x04chan\x18\x04 \x01(\v2\x14.circuit.v1.ChanStatH\x00R\x04chan\x12:\n" +
+	"\fsubscription\x18\x05 \x01(\v2\x14.circuit.v1.ChanStatH\x00R\fsubscription\x12.\n" +
+	"\x03dns\x18\x06 \x01(\v2\x1a.circuit.v1.NameserverStatH\x00R\x03dns\x123\n" +
+	"\x06docker\x18\a \x01(\v2\x19.circuit.v1.DockerInspectH\x00R\x06dockerB\a\n" +
+	"\x05state\"\xe8\x01\n" +
 	"\x03Cmd\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
@@ -2902,10 +3068,11 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04List\x12\x17.circuit.v1.ListRequest\x1a\x15.circuit.v1.ListReply\x129\n" +
 	"\x05Stack\x12\x18.circuit.v1.StackRequest\x1a\x16.circuit.v1.StackReply\x126\n" +
 	"\x04Stop\x12\x17.circuit.v1.StopRequest\x1a\x15.circuit.v1.StopReply\x126\n" +
-	"\x04Join\x12\x17.circuit.v1.JoinRequest\x1a\x15.circuit.v1.JoinReply2x\n" +
+	"\x04Join\x12\x17.circuit.v1.JoinRequest\x1a\x15.circuit.v1.JoinReply2\xb0\x01\n" +
 	"\x06Anchor\x124\n" +
 	"\x03Get\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.GetReply\x128\n" +
-	"\x05Scrub\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.ScrubReply2\xab\x02\n" +
+	"\x05Scrub\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.ScrubReply\x126\n" +
+	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x15.circuit.v1.PeekReply2\xab\x02\n" +
 	"\x04Proc\x129\n" +
 	"\x04Make\x12\x1b.circuit.v1.MakeProcRequest\x1a\x14.circuit.v1.ProcStat\x125\n" +
 	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.ProcStat\x125\n" +
@@ -2948,7 +3115,7 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_circuit_proto_goTypes = []any{
 	(*Member)(nil),                // 0: circuit.v1.Member
 	(*InfoRequest)(nil),           // 1: circuit.v1.InfoRequest
@@ -2967,116 +3134,125 @@ var file_circuit_proto_goTypes = []any{
 	(*PathRequest)(nil),           // 14: circuit.v1.PathRequest
 	(*GetReply)(nil),              // 15: circuit.v1.GetReply
 	(*ScrubReply)(nil),            // 16: circuit.v1.ScrubReply
-	(*Cmd)(nil),                   // 17: circuit.v1.Cmd
-	(*MakeProcRequest)(nil),       // 18: circuit.v1.MakeProcRequest
-	(*ProcStat)(nil),              // 19: circuit.v1.ProcStat
-	(*WaitRequest)(nil),           // 20: circuit.v1.WaitRequest
-	(*SignalRequest)(nil),         // 21: circuit.v1.SignalRequest
-	(*SignalReply)(nil),           // 22: circuit.v1.SignalReply
-	(*ResizeRequest)(nil),         // 23: circuit.v1.ResizeRequest
-	(*MakeChanRequest)(nil),       // 24: circuit.v1.MakeChanRequest
-	(*SendChunk)(nil),             // 25: circuit.v1.SendChunk
-	(*SendReply)(nil),             // 26: circuit.v1.SendReply
-	(*RecvAck)(nil),               // 27: circuit.v1.RecvAck
-	(*RecvChunk)(nil),             // 28: circuit.v1.RecvChunk
-	(*CloseReply)(nil),            // 29: circuit.v1.CloseReply
-	(*ChanStat)(nil),              // 30: circuit.v1.ChanStat
-	(*MakeNameserverRequest)(nil), // 31: circuit.v1.MakeNameserverRequest
-	(*SetRecordRequest)(nil),      // 32: circuit.v1.SetRecordRequest
-	(*UnsetRecordRequest)(nil),    // 33: circuit.v1.UnsetRecordRequest
-	(*RecordSet)(nil),             // 34: circuit.v1.RecordSet
-	(*NameserverStat)(nil),        // 35: circuit.v1.NameserverStat
-	(*DockerConfig)(nil),          // 36: circuit.v1.DockerConfig
-	(*MakeDockerRequest)(nil),     // 37: circuit.v1.MakeDockerRequest
-	(*DockerStat)(nil),            // 38: circuit.v1.DockerStat
-	(*MakeDockerReply)(nil),       // 39: circuit.v1.MakeDockerReply
-	(*DockerInspect)(nil),         // 40: circuit.v1.DockerInspect
-	(*DirsRequest)(nil),           // 41: circuit.v1.DirsRequest
-	(*DirFile)(nil),               // 42: circuit.v1.DirFile
-	(*DirsReply)(nil),             // 43: circuit.v1.DirsReply
-	(*BinaryRequest)(nil),         // 44: circuit.v1.BinaryRequest
-	(*BinaryChunk)(nil),           // 45: circuit.v1.BinaryChunk
-	(*BinaryStat)(nil),            // 46: circuit.v1.BinaryStat
-	nil,                           // 47: circuit.v1.Member.LabelsEntry
-	nil,                           // 48: circuit.v1.InfoReply.LabelsEntry
+	(*PeekReply)(nil),             // 17: circuit.v1.PeekReply
+	(*Cmd)(nil),                   // 18: circuit.v1.Cmd
+	(*MakeProcRequest)(nil),       // 19: circuit.v1.MakeProcRequest
+	(*ProcStat)(nil),              // 20: circuit.v1.ProcStat
+	(*WaitRequest)(nil),           // 21: circuit.v1.WaitRequest
+	(*SignalRequest)(nil),         // 22: circuit.v1.SignalRequest
+	(*SignalReply)(nil),           // 23: circuit.v1.SignalReply
+	(*ResizeRequest)(nil),         // 24: circuit.v1.ResizeRequest
+	(*MakeChanRequest)(nil),       // 25: circuit.v1.MakeChanRequest
+	(*SendChunk)(nil),             // 26: circuit.v1.SendChunk
+	(*SendReply)(nil),             // 27: circuit.v1.SendReply
+	(*RecvAck)(nil),               // 28: circuit.v1.RecvAck
+	(*RecvChunk)(nil),             // 29: circuit.v1.RecvChunk
+	(*CloseReply)(nil),            // 30: circuit.v1.CloseReply
+	(*ChanStat)(nil),              // 31: circuit.v1.ChanStat
+	(*MakeNameserverRequest)(nil), // 32: circuit.v1.MakeNameserverRequest
+	(*SetRecordRequest)(nil),      // 33: circuit.v1.SetRecordRequest
+	(*UnsetRecordRequest)(nil),    // 34: circuit.v1.UnsetRecordRequest
+	(*RecordSet)(nil),             // 35: circuit.v1.RecordSet
+	(*NameserverStat)(nil),        // 36: circuit.v1.NameserverStat
+	(*DockerConfig)(nil),          // 37: circuit.v1.DockerConfig
+	(*MakeDockerRequest)(nil),     // 38: circuit.v1.MakeDockerRequest
+	(*DockerStat)(nil),            // 39: circuit.v1.DockerStat
+	(*MakeDockerReply)(nil),       // 40: circuit.v1.MakeDockerReply
+	(*DockerInspect)(nil),         // 41: circuit.v1.DockerInspect
+	(*DirsRequest)(nil),           // 42: circuit.v1.DirsRequest
+	(*DirFile)(nil),               // 43: circuit.v1.DirFile
+	(*DirsReply)(nil),             // 44: circuit.v1.DirsReply
+	(*BinaryRequest)(nil),         // 45: circuit.v1.BinaryRequest
+	(*BinaryChunk)(nil),           // 46: circuit.v1.BinaryChunk
+	(*BinaryStat)(nil),            // 47: circuit.v1.BinaryStat
+	nil,                           // 48: circuit.v1.Member.LabelsEntry
+	nil,                           // 49: circuit.v1.InfoReply.LabelsEntry
 }
 var file_circuit_proto_depIdxs = []int32{
-	47, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
+	48, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
 	0,  // 1: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
-	48, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
+	49, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
 	0,  // 3: circuit.v1.MembersReply.members:type_name -> circuit.v1.Member
 	6,  // 4: circuit.v1.ListReply.entries:type_name -> circuit.v1.Entry
-	17, // 5: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
-	17, // 6: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
-	34, // 7: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
-	36, // 8: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
-	38, // 9: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
-	42, // 10: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
-	1,  // 11: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
-	3,  // 12: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
-	5,  // 13: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
-	8,  // 14: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
-	10, // 15: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
-	12, // 16: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
-	14, // 17: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
-	14, // 18: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
-	18, // 19: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
-	14, // 20: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
-	20, // 21: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
-	21, // 22: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
-	23, // 23: circuit.v1.Proc.Resize:input_type -> circuit.v1.ResizeRequest
-	24, // 24: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
-	25, // 25: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
-	27, // 26: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
-	14, // 27: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
-	14, // 28: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
-	31, // 29: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
-	32, // 30: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
-	33, // 31: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
-	14, // 32: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
-	37, // 33: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
-	14, // 34: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
-	14, // 35: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
-	21, // 36: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
-	41, // 37: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
-	41, // 38: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
-	44, // 39: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
-	45, // 40: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
-	2,  // 41: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 42: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 43: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 44: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 45: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 46: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	15, // 47: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	16, // 48: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	19, // 49: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	19, // 50: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	19, // 51: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	22, // 52: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	22, // 53: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
-	30, // 54: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
-	26, // 55: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
-	28, // 56: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
-	29, // 57: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
-	30, // 58: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
-	35, // 59: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
-	35, // 60: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
-	35, // 61: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
-	35, // 62: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
-	39, // 63: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
-	40, // 64: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
-	38, // 65: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
-	22, // 66: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
-	43, // 67: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
-	43, // 68: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
-	46, // 69: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
-	46, // 70: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
-	41, // [41:71] is the sub-list for method output_type
-	11, // [11:41] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	2,  // 5: circuit.v1.PeekReply.server:type_name -> circuit.v1.InfoReply
+	20, // 6: circuit.v1.PeekReply.proc:type_name -> circuit.v1.ProcStat
+	31, // 7: circuit.v1.PeekReply.chan:type_name -> circuit.v1.ChanStat
+	31, // 8: circuit.v1.PeekReply.subscription:type_name -> circuit.v1.ChanStat
+	36, // 9: circuit.v1.PeekReply.dns:type_name -> circuit.v1.NameserverStat
+	41, // 10: circuit.v1.PeekReply.docker:type_name -> circuit.v1.DockerInspect
+	18, // 11: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
+	18, // 12: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
+	35, // 13: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
+	37, // 14: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
+	39, // 15: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
+	43, // 16: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
+	1,  // 17: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
+	3,  // 18: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
+	5,  // 19: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
+	8,  // 20: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
+	10, // 21: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
+	12, // 22: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
+	14, // 23: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
+	14, // 24: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
+	14, // 25: circuit.v1.Anchor.Peek:input_type -> circuit.v1.PathRequest
+	19, // 26: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
+	14, // 27: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
+	21, // 28: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
+	22, // 29: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
+	24, // 30: circuit.v1.Proc.Resize:input_type -> circuit.v1.ResizeRequest
+	25, // 31: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
+	26, // 32: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
+	28, // 33: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
+	14, // 34: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
+	14, // 35: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
+	32, // 36: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
+	33, // 37: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
+	34, // 38: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
+	14, // 39: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
+	38, // 40: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
+	14, // 41: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
+	14, // 42: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
+	22, // 43: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
+	42, // 44: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
+	42, // 45: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
+	45, // 46: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
+	46, // 47: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
+	2,  // 48: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 49: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 50: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 51: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 52: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 53: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	15, // 54: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	16, // 55: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	17, // 56: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
+	20, // 57: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	20, // 58: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	20, // 59: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	23, // 60: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	23, // 61: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
+	31, // 62: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	27, // 63: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	29, // 64: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	30, // 65: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	31, // 66: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	36, // 67: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
+	36, // 68: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
+	36, // 69: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
+	36, // 70: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
+	40, // 71: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
+	41, // 72: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
+	39, // 73: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
+	23, // 74: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
+	44, // 75: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
+	44, // 76: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
+	47, // 77: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
+	47, // 78: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
+	48, // [48:79] is the sub-list for method output_type
+	17, // [17:48] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_circuit_proto_init() }
@@ -3084,13 +3260,21 @@ func file_circuit_proto_init() {
 	if File_circuit_proto != nil {
 		return
 	}
+	file_circuit_proto_msgTypes[17].OneofWrappers = []any{
+		(*PeekReply_Server)(nil),
+		(*PeekReply_Proc)(nil),
+		(*PeekReply_Chan)(nil),
+		(*PeekReply_Subscription)(nil),
+		(*PeekReply_Dns)(nil),
+		(*PeekReply_Docker)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

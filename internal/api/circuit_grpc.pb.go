@@ -336,6 +336,7 @@ var Server_ServiceDesc = grpc.ServiceDesc{
 const (
 	Anchor_Get_FullMethodName   = "/circuit.v1.Anchor/Get"
 	Anchor_Scrub_FullMethodName = "/circuit.v1.Anchor/Scrub"
+	Anchor_Peek_FullMethodName  = "/circuit.v1.Anchor/Peek"
 )
 
 // AnchorClient is the client API for Anchor service.
@@ -348,6 +349,10 @@ type AnchorClient interface {
 	Get(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*GetReply, error)
 	// Scrub removes the element at a path, aborting it.
 	Scrub(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*ScrubReply, error)
+	// Peek describes the element at a path, whatever its kind: its kind and
+	// its state, in one call (circuit peek, the console, Anchor.Get). An
+	// anchor holding no element answers, as Get does, with neither.
+	Peek(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*PeekReply, error)
 }
 
 type anchorClient struct {
@@ -378,6 +383,16 @@ func (c *anchorClient) Scrub(ctx context.Context, in *PathRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *anchorClient) Peek(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*PeekReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PeekReply)
+	err := c.cc.Invoke(ctx, Anchor_Peek_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AnchorServer is the server API for Anchor service.
 // All implementations must embed UnimplementedAnchorServer
 // for forward compatibility.
@@ -388,6 +403,10 @@ type AnchorServer interface {
 	Get(context.Context, *PathRequest) (*GetReply, error)
 	// Scrub removes the element at a path, aborting it.
 	Scrub(context.Context, *PathRequest) (*ScrubReply, error)
+	// Peek describes the element at a path, whatever its kind: its kind and
+	// its state, in one call (circuit peek, the console, Anchor.Get). An
+	// anchor holding no element answers, as Get does, with neither.
+	Peek(context.Context, *PathRequest) (*PeekReply, error)
 	mustEmbedUnimplementedAnchorServer()
 }
 
@@ -403,6 +422,9 @@ func (UnimplementedAnchorServer) Get(context.Context, *PathRequest) (*GetReply, 
 }
 func (UnimplementedAnchorServer) Scrub(context.Context, *PathRequest) (*ScrubReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Scrub not implemented")
+}
+func (UnimplementedAnchorServer) Peek(context.Context, *PathRequest) (*PeekReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Peek not implemented")
 }
 func (UnimplementedAnchorServer) mustEmbedUnimplementedAnchorServer() {}
 func (UnimplementedAnchorServer) testEmbeddedByValue()                {}
@@ -461,6 +483,24 @@ func _Anchor_Scrub_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Anchor_Peek_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PathRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnchorServer).Peek(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Anchor_Peek_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnchorServer).Peek(ctx, req.(*PathRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Anchor_ServiceDesc is the grpc.ServiceDesc for Anchor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -475,6 +515,10 @@ var Anchor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Scrub",
 			Handler:    _Anchor_Scrub_Handler,
+		},
+		{
+			MethodName: "Peek",
+			Handler:    _Anchor_Peek_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

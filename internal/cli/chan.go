@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 func mkchanCmd() *command {
@@ -38,12 +39,12 @@ func runMkchan(env *Env, inv *invocation) error {
 	return nil
 }
 
-// subscriptionCmd is mk@join or mk@leave: kind is "@join" or "@leave", and
-// what says which servers its subscription reports.
-func subscriptionCmd(kind, what string, run func(env *Env, c *client.Client, path string) error) *command {
+// subscriptionCmd is mk@join or mk@leave: k is kind.Join or kind.Leave,
+// and what says which servers its subscription reports.
+func subscriptionCmd(k kind.Kind, what string, run func(env *Env, c *client.Client, path string) error) *command {
 	return &command{
-		name:    "mk" + kind,
-		example: "circuit mk" + kind + " /X88550014d4c82e4d/watch/" + kind[1:],
+		name:    "mk" + k.String(),
+		example: "circuit mk" + k.String() + " /X88550014d4c82e4d/watch/" + k.String()[1:],
 		args:    "PATH",
 		short:   "create a subscription: recv on it yields the path of each server that " + what + " from now on",
 		dial:    true,
@@ -51,16 +52,16 @@ func subscriptionCmd(kind, what string, run func(env *Env, c *client.Client, pat
 	}
 }
 
-func mkJoinCmd() *command  { return subscriptionCmd("@join", "joins", runMkJoin) }
-func mkLeaveCmd() *command { return subscriptionCmd("@leave", "leaves or fails", runMkLeave) }
+func mkJoinCmd() *command  { return subscriptionCmd(kind.Join, "joins", runMkJoin) }
+func mkLeaveCmd() *command { return subscriptionCmd(kind.Leave, "leaves or fails", runMkLeave) }
 
 func runMkJoin(env *Env, c *client.Client, path string) error {
-	_, err := c.MakeSubscriptionAt(env.Ctx, path, "@join")
+	_, err := c.MakeSubscriptionAt(env.Ctx, path, string(kind.Join))
 	return err
 }
 
 func runMkLeave(env *Env, c *client.Client, path string) error {
-	_, err := c.MakeSubscriptionAt(env.Ctx, path, "@leave")
+	_, err := c.MakeSubscriptionAt(env.Ctx, path, string(kind.Leave))
 	return err
 }
 

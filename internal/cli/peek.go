@@ -46,42 +46,26 @@ func runPeek(env *Env, inv *invocation) error {
 		return err
 	}
 	path := inv.args[0]
-	kind, err := c.KindAt(env.Ctx, path)
+	el, err := c.PeekAt(env.Ctx, path)
 	if err != nil {
 		return fmt.Errorf("peek %s: %w", path, err)
 	}
-	var st any
-	switch kind {
-	case "server":
-		st, err = c.ServerInfo(env.Ctx, p.Server.String())
-	case "proc":
-		st, err = c.ProcAt(path).Peek(env.Ctx)
-	case "chan":
-		st, err = c.ChanAt(path).Peek(env.Ctx)
-	case "@join", "@leave":
-		st, err = c.ChanAt(path).PeekSubscription(env.Ctx)
-	case "dns":
-		st, err = c.NameserverAt(path).Peek(env.Ctx)
-	case "docker":
-		return peekContainer(env, c, path)
-	case "":
-		return fmt.Errorf("peek %s: %w: no element at this anchor", path, client.ErrNotFound)
+	switch st := el.State.(type) {
+	case json.RawMessage: // a container
+		return peekContainer(env, st)
+	case nil:
+		if el.Kind == "" {
+			return fmt.Errorf("peek %s: %w: no element at this anchor", path, client.ErrNotFound)
+		}
+		return fmt.Errorf("peek %s: this tool cannot show a %s element", path, el.Kind)
 	default:
-		return fmt.Errorf("peek %s: this tool cannot show a %s element", path, kind)
+		return printJSON(env, st)
 	}
-	if err != nil {
-		return fmt.Errorf("peek %s: %w", path, err)
-	}
-	return printJSON(env, st)
 }
 
 // peekContainer prints a container's inspect document as the engine gave
 // it, compacted to one line with -json.
-func peekContainer(env *Env, c *client.Client, path string) error {
-	doc, err := c.ContainerAt(path).Peek(env.Ctx)
-	if err != nil {
-		return fmt.Errorf("peek %s: %w", path, err)
-	}
+func peekContainer(env *Env, doc json.RawMessage) error {
 	doc = bytes.TrimSpace(doc)
 	if env.jsonOut {
 		var b bytes.Buffer
@@ -89,6 +73,6 @@ func peekContainer(env *Env, c *client.Client, path string) error {
 			doc = b.Bytes()
 		}
 	}
-	_, err = fmt.Fprintf(env.Stdout, "%s\n", doc)
+	_, err := fmt.Fprintf(env.Stdout, "%s\n", doc)
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // exitStatus makes the CLI exit with a process's own code.
@@ -106,7 +107,7 @@ peek prints it, or a container's: ID, Name, Image, Phase, ExitCode, Exit
 func runWait(env *Env, c *client.Client, path string) error {
 	var printed any
 	code := 0
-	if kind, err := c.KindAt(env.Ctx, path); err == nil && kind == "docker" {
+	if k, err := c.KindAt(env.Ctx, path); err == nil && kind.Kind(k) == kind.Docker {
 		st, err := c.ContainerAt(path).Wait(env.Ctx)
 		if err != nil {
 			return err
@@ -266,7 +267,7 @@ func runSignal(env *Env, inv *invocation) error {
 		return err
 	}
 	signal := c.ProcAt(path).Signal
-	if kind, err := c.KindAt(env.Ctx, path); err == nil && kind == "docker" {
+	if k, err := c.KindAt(env.Ctx, path); err == nil && kind.Kind(k) == kind.Docker {
 		signal = c.ContainerAt(path).Signal
 	}
 	if err := signal(env.Ctx, sig); err != nil {

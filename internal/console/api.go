@@ -174,47 +174,23 @@ func (c *Console) peek(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
 	defer cancel()
-	kind, err := c.cl.KindAt(ctx, path)
+	el, err := c.cl.PeekAt(ctx, path)
 	if err != nil {
 		failCall(w, "peek "+path, err)
 		return
 	}
-	var doc any
-	switch kind {
-	case "server":
-		p, _ := anchor.Parse(path)
-		doc, err = c.cl.ServerInfo(ctx, p.Server.String())
-	case "proc":
-		var st client.ProcStat
-		if st, err = c.cl.ProcAt(path).Peek(ctx); err == nil {
-			doc = st
-		}
-	case "chan":
-		doc, err = c.cl.ChanAt(path).Peek(ctx)
-	case "@join", "@leave":
-		doc, err = c.cl.ChanAt(path).PeekSubscription(ctx)
-	case "dns":
-		doc, err = c.cl.NameserverAt(path).Peek(ctx)
-	case "docker":
-		var raw json.RawMessage
-		if raw, err = c.cl.ContainerAt(path).Peek(ctx); err == nil {
-			doc = raw
-		}
-	case "":
+	switch {
+	case el.Kind == "":
 		fail(w, http.StatusNotFound, "peek %s: no element at this anchor", path)
 		return
-	default:
-		fail(w, http.StatusNotImplemented, "peek %s: the console cannot show a %s element", path, kind)
-		return
-	}
-	if err != nil {
-		failCall(w, "peek "+path, err)
+	case el.State == nil:
+		fail(w, http.StatusNotImplemented, "peek %s: the console cannot show a %s element", path, el.Kind)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Path, Kind string
 		Peek       any
-	}{path, kind, doc})
+	}{path, el.Kind, el.State})
 }
 
 // stream follows a process's (or container's) stdout or stderr as events:

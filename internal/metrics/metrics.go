@@ -32,6 +32,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // Member states, the values of circuit_members' state label.
@@ -62,10 +64,6 @@ var streamNames = map[string]bool{
 	"stdin": true, "stdout": true, "stderr": true,
 	"run": true, "put": true, "puttar": true, "get": true,
 }
-
-// elementKinds are the element kinds reported even when there are none,
-// so that their series exist from the first scrape.
-var elementKinds = []string{"proc", "chan", "dns", "docker", "@join", "@leave"}
 
 // Sources are what the scrape-time metrics are computed from. Each is
 // called once per scrape, from the scraping goroutine.
@@ -237,9 +235,11 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Elements != nil {
 		counts := c.src.Elements()
-		for _, k := range elementKinds {
-			if _, ok := counts[k]; !ok {
-				ch <- prometheus.MustNewConstMetric(c.elements, prometheus.GaugeValue, 0, k)
+		// Every kind is reported, 0 when there are none, so that its
+		// series exists from the first scrape.
+		for _, k := range kind.Elements() {
+			if _, ok := counts[string(k)]; !ok {
+				ch <- prometheus.MustNewConstMetric(c.elements, prometheus.GaugeValue, 0, string(k))
 			}
 		}
 		for k, n := range counts {

@@ -12,6 +12,7 @@ import (
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/element/channel"
 	"github.com/circuit-project/circuit/internal/fault"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // subCap bounds the events a subscription holds unread; past it, new
@@ -42,16 +43,16 @@ type subscriptions struct {
 // onMember feeds a membership event to the subscriptions, in the order the
 // cluster reports events (one at a time).
 func (s *Server) onMember(ev cluster.Event) {
-	kind := "@join"
+	k := kind.Join
 	if ev.Type == cluster.Leave {
-		kind = "@leave"
+		k = kind.Leave
 	}
 	path := []byte("/" + ev.Member.ID.String())
 	s.subsMu.Lock()
 	defer s.subsMu.Unlock()
 	for sub := range s.subs {
-		if sub.Kind() == kind && !sub.TrySend(path) {
-			s.log.Warn("subscription full; event dropped", "kind", kind, "member", ev.Member.ID.String())
+		if sub.Kind() == k && !sub.TrySend(path) {
+			s.log.Warn("subscription full; event dropped", "kind", k.String(), "member", ev.Member.ID.String())
 		}
 	}
 }
@@ -96,7 +97,7 @@ func (s *Server) chanAt(raw string) (*channel.Chan, anchor.Element, error) {
 
 func toChanStat(c *channel.Chan) *api.ChanStat {
 	st := c.Peek()
-	return &api.ChanStat{Kind: c.Kind(), Cap: int64(st.Cap), Closed: st.Closed, Aborted: st.Aborted,
+	return &api.ChanStat{Kind: string(c.Kind()), Cap: int64(st.Cap), Closed: st.Closed, Aborted: st.Aborted,
 		NumSend: st.NumSend, NumRecv: st.NumRecv, Pending: int64(c.Pending())}
 }
 
@@ -111,18 +112,18 @@ func (v *chanService) Make(_ context.Context, req *api.MakeChanRequest) (*api.Ch
 	}
 	var elem anchor.Element
 	var c *channel.Chan
-	switch kind := req.GetKind(); kind {
-	case "", "chan":
+	switch k := kind.Kind(req.GetKind()); k {
+	case "", kind.Chan:
 		if req.GetCap() < 0 || req.GetCap() > 1<<20 {
 			return nil, fault.Errorf(fault.BadRequest, "channel capacity %d: want 0 to 1048576", req.GetCap())
 		}
-		c = channel.New("chan", int(req.GetCap()))
+		c = channel.New(kind.Chan, int(req.GetCap()))
 		elem = c
-	case "@join", "@leave":
-		c = channel.New(kind, subCap)
+	case kind.Join, kind.Leave:
+		c = channel.New(k, subCap)
 		elem = &subElement{Chan: c, s: s}
 	default:
-		return nil, fault.Errorf(fault.BadRequest, "unknown channel kind %q: want chan, @join or @leave", kind)
+		return nil, fault.Errorf(fault.BadRequest, "unknown channel kind %q: want chan, @join or @leave", k)
 	}
 	if sub, ok := elem.(*subElement); ok {
 		// Registered before it is attached, so that it misses nothing that
@@ -286,4 +287,20 @@ func (v *chanService) Recv(stream api.Chan_RecvServer) error {
 			return ctx.Err()
 		}
 	}
+}
+
+func peekChan(_ context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+	c, ok := e.(*channel.Chan)
+	if !ok {
+		return nil, wrongElement(e)
+	}
+	return &api.PeekReply{Kind: string(c.Kind()), State: &api.PeekReply_Chan{Chan: toChanStat(c)}}, nil
+}
+
+func peekSubscription(_ context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+	sub, ok := e.(*subElement)
+	if !ok {
+		return nil, wrongElement(e)
+	}
+	return &api.PeekReply{Kind: string(sub.Kind()), State: &api.PeekReply_Subscription{Subscription: toChanStat(sub.Chan)}}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/element/nameserver"
 	"github.com/circuit-project/circuit/internal/fault"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 type dnsService struct {
@@ -57,7 +58,7 @@ func (v *dnsService) Make(_ context.Context, req *api.MakeNameserverRequest) (*a
 		host, _, _ := net.SplitHostPort(s.url.Addr)
 		addr = net.JoinHostPort(host, "0")
 	}
-	release, err := s.tree.Reserve(p.Elems, "dns")
+	release, err := s.tree.Reserve(p.Elems, kind.DNS)
 	if err != nil {
 		if anchor.IsOccupied(err) {
 			return nil, fault.New(fault.Exists, err.Error())
@@ -107,4 +108,12 @@ func (v *dnsService) Peek(_ context.Context, req *api.PathRequest) (*api.Nameser
 		return nil, err
 	}
 	return toNameserverStat(ns), nil
+}
+
+func peekDNS(_ context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+	ns, ok := e.(*nameserver.Nameserver)
+	if !ok {
+		return nil, wrongElement(e)
+	}
+	return &api.PeekReply{Kind: string(kind.DNS), State: &api.PeekReply_Dns{Dns: toNameserverStat(ns)}}, nil
 }

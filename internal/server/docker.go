@@ -10,6 +10,7 @@ import (
 	"github.com/circuit-project/circuit/internal/element/docker"
 	"github.com/circuit-project/circuit/internal/element/proc"
 	"github.com/circuit-project/circuit/internal/fault"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 type dockerService struct {
@@ -56,7 +57,7 @@ func (v *dockerService) Make(ctx context.Context, req *api.MakeDockerRequest) (*
 	}
 	cfg := docker.Config{Image: c.GetImage(), Memory: c.GetMemory(), CpuShares: c.GetCpuShares(), Lxc: c.GetLxc(),
 		Volume: c.GetVolume(), Dir: c.GetDir(), Entry: c.GetEntry(), Env: c.GetEnv(), Path: c.GetPath(), Args: c.GetArgs(), Scrub: c.GetScrub()}
-	release, err := s.tree.Reserve(p.Elems, "docker")
+	release, err := s.tree.Reserve(p.Elems, kind.Docker)
 	if err != nil {
 		if anchor.IsOccupied(err) {
 			return nil, fault.New(fault.Exists, err.Error())
@@ -108,6 +109,11 @@ func (v *dockerService) Peek(ctx context.Context, req *api.PathRequest) (*api.Do
 	if err != nil {
 		return nil, err
 	}
+	return inspect(ctx, c)
+}
+
+// inspect asks the engine for a container's inspect document.
+func inspect(ctx context.Context, c *docker.Container) (*api.DockerInspect, error) {
 	b, err := c.Peek(ctx)
 	if err != nil {
 		return nil, fault.New(fault.Remote, err.Error()) // the engine failed, not the connection
@@ -139,4 +145,16 @@ func (v *dockerService) Signal(_ context.Context, req *api.SignalRequest) (*api.
 		return nil, fault.New(fault.Precondition, err.Error())
 	}
 	return &api.SignalReply{}, nil
+}
+
+func peekDocker(ctx context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+	c, ok := e.(*docker.Container)
+	if !ok {
+		return nil, wrongElement(e)
+	}
+	doc, err := inspect(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return &api.PeekReply{Kind: string(kind.Docker), State: &api.PeekReply_Docker{Docker: doc}}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/circuit-project/circuit/internal/element/proc"
 	"github.com/circuit-project/circuit/internal/element/stdio"
 	"github.com/circuit-project/circuit/internal/fault"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // procElement is a process attached to an anchor.
@@ -95,13 +96,28 @@ func (t *tomb) get(path string, serial uint64) (proc.Stat, bool) {
 	return e.stat, true
 }
 
+// cmdToAPI is the one conversion of a process's Cmd to the wire's;
+// cmdFromAPI is its inverse. TestCmdRoundTrip checks that both carry
+// every field.
+func cmdToAPI(c proc.Cmd) *api.Cmd {
+	return &api.Cmd{
+		Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub,
+		Dirs: c.Dirs, Result: c.Result, NoStdin: c.NoStdin,
+		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols),
+	}
+}
+
+func cmdFromAPI(c *api.Cmd) proc.Cmd {
+	return proc.Cmd{
+		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
+		Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
+		Tty: c.GetTty(), Rows: clampSize(c.GetRows()), Cols: clampSize(c.GetCols()),
+	}
+}
+
 func toProcStat(st proc.Stat, serial uint64) *api.ProcStat {
 	out := &api.ProcStat{
-		Cmd: &api.Cmd{
-			Path: st.Cmd.Path, Args: st.Cmd.Args, Env: st.Cmd.Env, Dir: st.Cmd.Dir, Scrub: st.Cmd.Scrub,
-			Dirs: st.Cmd.Dirs, Result: st.Cmd.Result, NoStdin: st.Cmd.NoStdin,
-			Tty: st.Cmd.Tty, Rows: uint32(st.Cmd.Rows), Cols: uint32(st.Cmd.Cols),
-		},
+		Cmd:   cmdToAPI(st.Cmd),
 		Phase: st.Phase, Pid: int64(st.PID), StartedUnixNano: st.Started.UnixNano(),
 		ExitCode: int32(st.ExitCode), Signal: st.Signal, Exit: st.Exit, Serial: serial, Result: st.Result,
 	}
@@ -135,7 +151,7 @@ func (s *Server) element(raw string) (anchor.Path, anchor.Element, error) {
 // serverElement stands for the server's own anchor.
 type serverElement struct{}
 
-func (serverElement) Kind() string { return "server" }
+func (serverElement) Kind() kind.Kind { return kind.Server }
 
 func (s *Server) procAt(raw string) (*procElement, error) {
 	p, e, err := s.element(raw)
@@ -150,7 +166,7 @@ func (s *Server) procAt(raw string) (*procElement, error) {
 }
 
 func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.ProcStat, error) {
-	pe, err := v.s.makeProc(req.GetPath(), req.GetCmd())
+	pe, err := v.s.makeProc(req.GetPath(), cmdFromAPI(req.GetCmd()))
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +175,7 @@ func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.Pr
 
 // makeProc starts a process and attaches it at the local path raw. Its
 // errors are gRPC statuses.
-func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
+func (s *Server) makeProc(raw string, c proc.Cmd) (*procElement, error) {
 	p, err := s.localPath(raw)
 	if err != nil {
 		return nil, err
@@ -167,14 +183,14 @@ func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
 	if len(p.Elems) == 0 || p.Recursive {
 		return nil, fault.Errorf(fault.BadRequest, "mkproc needs an anchor below a server, like %s/job, not %s", "/"+s.id.String(), p)
 	}
-	if c == nil || c.GetPath() == "" {
+	if c.Path == "" {
 		return nil, fault.New(fault.BadRequest, "the command has no Path")
 	}
-	dirs, worker, err := procDirs(p, c.GetDirs())
+	dirs, worker, err := procDirs(p, c.Dirs)
 	if err != nil {
 		return nil, fault.New(fault.BadRequest, err.Error())
 	}
-	release, err := s.tree.Reserve(p.Elems, "proc")
+	release, err := s.tree.Reserve(p.Elems, kind.Proc)
 	if err != nil {
 		if anchor.IsOccupied(err) {
 			return nil, fault.New(fault.Exists, err.Error())
@@ -192,15 +208,11 @@ func (s *Server) makeProc(raw string, c *api.Cmd) (*procElement, error) {
 			s.dirs.Remove(worker)
 		}
 	}
-	pr, err := proc.Start(proc.Cmd{
-		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
-		Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
-		Tty: c.GetTty(), Rows: clampSize(c.GetRows()), Cols: clampSize(c.GetCols()),
-	})
+	pr, err := proc.Start(c)
 	if err != nil {
 		unlist()
 		release(nil)
-		return nil, fault.Errorf(fault.Remote, "starting %s: %v", c.GetPath(), err)
+		return nil, fault.Errorf(fault.Remote, "starting %s: %v", c.Path, err)
 	}
 	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{})}
 	if err := release(pe); err != nil {
@@ -364,13 +376,13 @@ func (v *anchorService) Get(_ context.Context, req *api.PathRequest) (*api.GetRe
 		return nil, err
 	}
 	if len(p.Elems) == 0 {
-		return &api.GetReply{Kind: "server"}, nil
+		return &api.GetReply{Kind: string(kind.Server)}, nil
 	}
 	e, ok := v.s.tree.Get(p.Elems)
 	if !ok {
 		return &api.GetReply{}, nil
 	}
-	return &api.GetReply{Kind: e.Kind()}, nil
+	return &api.GetReply{Kind: string(e.Kind())}, nil
 }
 
 // scrubber is an element that can be aborted.
@@ -390,4 +402,12 @@ func (v *anchorService) Scrub(_ context.Context, req *api.PathRequest) (*api.Scr
 		}
 	}
 	return &api.ScrubReply{}, nil
+}
+
+func peekProc(_ context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+	pe, ok := e.(*procElement)
+	if !ok {
+		return nil, wrongElement(e)
+	}
+	return &api.PeekReply{Kind: string(kind.Proc), State: &api.PeekReply_Proc{Proc: toProcStat(pe.Peek(), pe.serial)}}, nil
 }

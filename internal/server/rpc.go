@@ -95,26 +95,30 @@ func toMember(m cluster.Member) *api.Member {
 	return &api.Member{Id: m.ID.String(), Addr: m.Addr, Url: m.URL().String(), Pid: int64(m.PID), Labels: m.Labels, Dc: m.DC}
 }
 
-func (v *serverService) members() []*api.Member {
+func (s *Server) members() []*api.Member {
 	var out []*api.Member
-	for _, m := range v.s.cluster.Members() {
+	for _, m := range s.cluster.Members() {
 		out = append(out, toMember(m))
 	}
 	return out
 }
 
-func (v *serverService) Info(context.Context, *api.InfoRequest) (*api.InfoReply, error) {
-	s := v.s
+// info describes the server, for Info and for Anchor.Peek on its anchor.
+func (s *Server) info() *api.InfoReply {
 	return &api.InfoReply{
 		Id: s.id.String(), Url: s.url.String(), Addr: s.url.Addr, Pid: int64(os.Getpid()),
 		StartedUnixNano: s.started.UnixNano(), Version: version.String(), GoVersion: version.Go(),
-		Members: v.members(), Elements: int64(s.tree.Count()), Keyed: s.cfg.Key != nil,
+		Members: s.members(), Elements: int64(s.tree.Count()), Keyed: s.cfg.Key != nil,
 		Labels: s.cfg.Labels, Dc: s.cfg.DC,
-	}, nil
+	}
+}
+
+func (v *serverService) Info(context.Context, *api.InfoRequest) (*api.InfoReply, error) {
+	return v.s.info(), nil
 }
 
 func (v *serverService) Members(context.Context, *api.MembersRequest) (*api.MembersReply, error) {
-	return &api.MembersReply{Members: v.members()}, nil
+	return &api.MembersReply{Members: v.s.members()}, nil
 }
 
 // localPath parses a path and checks that it lives on this server.
@@ -136,7 +140,7 @@ func (v *serverService) List(_ context.Context, req *api.ListRequest) (*api.List
 	}
 	var out []*api.Entry
 	for _, e := range v.s.tree.List(p.Elems, req.GetRecursive() || p.Recursive) {
-		out = append(out, &api.Entry{Path: e.Path, Kind: e.Kind})
+		out = append(out, &api.Entry{Path: e.Path, Kind: string(e.Kind)})
 	}
 	return &api.ListReply{Entries: out}, nil
 }

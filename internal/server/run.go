@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/element/proc"
 	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/oplog"
 	"github.com/circuit-project/circuit/internal/wire"
@@ -42,7 +42,7 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 		refuseStream(conn, op, fault.New(fault.BadRequest, msg))
 		return
 	}
-	pe, err := s.makeProc(h.Path, &api.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin})
+	pe, err := s.makeProc(h.Path, proc.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin})
 	if err != nil {
 		refuseStream(conn, op, err)
 		return

@@ -301,7 +301,7 @@ func (s *Server) listenMetrics() error {
 			kinds := map[string]int{}
 			for _, e := range s.tree.Elements() {
 				if e.Kind != "" {
-					kinds[e.Kind]++
+					kinds[string(e.Kind)]++
 				}
 			}
 			return kinds

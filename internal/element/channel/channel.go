@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"sync"
+
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // MaxBuffered is the largest message that may wait in a buffer.
@@ -85,7 +87,7 @@ type receiver struct {
 
 // Chan is a channel element. Its zero value is not usable; use New.
 type Chan struct {
-	kind string
+	kind kind.Kind
 
 	mu        sync.Mutex
 	cap       int
@@ -98,12 +100,12 @@ type Chan struct {
 	receivers []*receiver
 }
 
-// New makes a channel of the given kind ("chan", "@join", "@leave") and
+// New makes a channel of the given kind (kind.Chan, kind.Join, kind.Leave) and
 // capacity.
-func New(kind string, capacity int) *Chan { return &Chan{kind: kind, cap: capacity} }
+func New(k kind.Kind, capacity int) *Chan { return &Chan{kind: k, cap: capacity} }
 
 // Kind is the element kind.
-func (c *Chan) Kind() string { return c.kind }
+func (c *Chan) Kind() kind.Kind { return c.kind }
 
 // Peek describes the channel.
 func (c *Chan) Peek() Stat {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -27,7 +29,7 @@ func recvData(t *testing.T, c *Chan) string {
 }
 
 func TestBufferedSendAndRecv(t *testing.T) {
-	c := New("chan", 2)
+	c := New(kind.Chan, 2)
 	for _, m := range []string{"a", "b"} {
 		if err := c.Send(ctxT(t, time.Second), []byte(m)); err != nil {
 			t.Fatal(err)
@@ -57,7 +59,7 @@ func TestBufferedSendAndRecv(t *testing.T) {
 }
 
 func TestUnbufferedWaitsForReceiver(t *testing.T) {
-	c := New("chan", 0)
+	c := New(kind.Chan, 0)
 	if err := c.Send(ctxT(t, 50*time.Millisecond), []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("unbuffered send with no receiver = %v", err)
 	}
@@ -75,7 +77,7 @@ func TestUnbufferedWaitsForReceiver(t *testing.T) {
 }
 
 func TestCloseDrainsThenFails(t *testing.T) {
-	c := New("chan", 3)
+	c := New(kind.Chan, 3)
 	c.Send(ctxT(t, time.Second), []byte("1"))
 	c.Send(ctxT(t, time.Second), []byte("2"))
 	if err := c.Close(); err != nil {
@@ -96,7 +98,7 @@ func TestCloseDrainsThenFails(t *testing.T) {
 }
 
 func TestCloseWakesWaiters(t *testing.T) {
-	c := New("chan", 0)
+	c := New(kind.Chan, 0)
 	errs := make(chan error, 2)
 	go func() { _, err := c.Recv(ctxT(t, 5*time.Second)); errs <- err }()
 	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.receivers) == 1 })
@@ -107,8 +109,8 @@ func TestCloseWakesWaiters(t *testing.T) {
 }
 
 func TestScrubAbortsBothSides(t *testing.T) {
-	c := New("chan", 0)
-	d := New("chan", 0)
+	c := New(kind.Chan, 0)
+	d := New(kind.Chan, 0)
 	errs := make(chan error, 2)
 	go func() { errs <- c.Send(ctxT(t, 5*time.Second), []byte("x")) }()
 	go func() { _, err := d.Recv(ctxT(t, 5*time.Second)); errs <- err }()
@@ -133,7 +135,7 @@ func TestScrubAbortsBothSides(t *testing.T) {
 
 func TestLargeMessages(t *testing.T) {
 	big := make([]byte, MaxBuffered+1)
-	c := New("chan", 1)
+	c := New(kind.Chan, 1)
 	if err := c.Send(ctxT(t, time.Second), big); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Send of %d bytes = %v", len(big), err)
 	}
@@ -141,7 +143,7 @@ func TestLargeMessages(t *testing.T) {
 		t.Fatalf("SendStream with no receiver on a buffered channel = %v", err)
 	}
 	// Unbuffered: the sender waits for a receiver, then streams.
-	u := New("chan", 0)
+	u := New(kind.Chan, 0)
 	var wg sync.WaitGroup
 	var got []byte
 	wg.Go(func() {
@@ -174,7 +176,7 @@ func TestLargeMessages(t *testing.T) {
 }
 
 func TestRequeueKeepsTheMessage(t *testing.T) {
-	c := New("chan", 1)
+	c := New(kind.Chan, 1)
 	c.Send(ctxT(t, time.Second), []byte("first"))
 	m, _ := c.Recv(ctxT(t, time.Second))
 	c.Send(ctxT(t, time.Second), []byte("second"))
@@ -190,7 +192,7 @@ func TestManySendersAndReceivers(t *testing.T) {
 	const senders, receivers, each = 8, 8, 500
 	for _, capacity := range []int{0, 1, 16} {
 		t.Run(fmt.Sprintf("cap%d", capacity), func(t *testing.T) {
-			c := New("chan", capacity)
+			c := New(kind.Chan, capacity)
 			var wg sync.WaitGroup
 			for s := range senders {
 				wg.Go(func() {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/circuit-project/circuit/internal/element/proc"
 	"github.com/circuit-project/circuit/internal/element/stdio"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // Config is the container to run.
@@ -532,8 +533,8 @@ func (c *Container) waitExit() (int, string) {
 	}
 }
 
-// Kind is "docker".
-func (c *Container) Kind() string { return "docker" }
+// Kind is kind.Docker.
+func (c *Container) Kind() kind.Kind { return kind.Docker }
 
 // ID is the Docker container ID.
 func (c *Container) ID() string { return c.id }

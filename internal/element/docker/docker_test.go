@@ -20,6 +20,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 
 	"github.com/circuit-project/circuit/internal/element/proc"
+	"github.com/circuit-project/circuit/internal/kind"
 	"github.com/circuit-project/circuit/internal/testimage"
 )
 
@@ -196,7 +197,7 @@ func TestEcho(t *testing.T) {
 	if err := c.ClaimOutput("stdout"); !errors.Is(err, proc.ErrClosed) {
 		t.Errorf("ClaimOutput after the end = %v, want %v", err, proc.ErrClosed)
 	}
-	if c.Kind() != "docker" {
+	if c.Kind() != kind.Docker {
 		t.Errorf("Kind = %q", c.Kind())
 	}
 }

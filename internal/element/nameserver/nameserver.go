@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // Nameserver is a running DNS element.
@@ -84,8 +86,8 @@ func Start(addr string) (*Nameserver, error) {
 	return ns, nil
 }
 
-// Kind is "dns".
-func (ns *Nameserver) Kind() string { return "dns" }
+// Kind is kind.DNS.
+func (ns *Nameserver) Kind() kind.Kind { return kind.DNS }
 
 // Addr is the address the nameserver listens on, UDP and TCP.
 func (ns *Nameserver) Addr() string { return ns.addr }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/internal/element/stdio"
+	"github.com/circuit-project/circuit/internal/kind"
 )
 
 // Cmd is what to run.
@@ -219,8 +220,8 @@ func (p *Proc) wait() {
 	close(p.done)
 }
 
-// Kind is "proc".
-func (p *Proc) Kind() string { return "proc" }
+// Kind is kind.Proc.
+func (p *Proc) Kind() kind.Kind { return kind.Proc }
 
 // Cmd is the command the process runs.
 func (p *Proc) Cmd() Cmd { return p.cmd }
