@@ -4,7 +4,7 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 func TestMain(m *testing.M) { testcluster.Main(m) }

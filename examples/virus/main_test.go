@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 func TestMain(m *testing.M) { testcluster.Main(m) }

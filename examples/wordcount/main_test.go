@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 func TestMain(m *testing.M) { testcluster.Main(m) }

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
-	"github.com/circuit-project/circuit/internal/testnet"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testnet"
 )
 
 var quietFor = flag.Duration("quiet", 20*time.Second, "how long TestTwoDatacenters watches for false failure detections across the slow link")

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // TestAnchorFileSystemFromTheCLI lists processes made with mkproc in

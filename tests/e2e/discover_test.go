@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
-	"github.com/circuit-project/circuit/internal/testnet"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testnet"
 )
 
 const group = "228.8.8.8:7711"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // tmux drives a real terminal: a tmux server of the test's own (-L), one

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 var urlRE = regexp.MustCompile(`^circuit://127\.0\.0\.1:([0-9]+)/([0-9]+)/(X[0-9a-f]{16})$`)

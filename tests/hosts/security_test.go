@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/hostcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/hostcluster"
 )
 
 // secretTraffic sends a message holding secret over a channel on host 3,

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 var churnFor = flag.Duration("churn", 20*time.Second, "how long the churn test runs (issue 9 asks 2m; CI runs 20s)")

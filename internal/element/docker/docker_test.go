@@ -20,7 +20,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 
 	"github.com/circuit-project/circuit/internal/element/proc"
-	"github.com/circuit-project/circuit/internal/testimage"
+	"github.com/circuit-project/circuit/internal/testsupport/testimage"
 )
 
 // The tests run against the Docker engine of this host, on a tiny image they

@@ -35,7 +35,7 @@ import (
 
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/security"
-	"github.com/circuit-project/circuit/internal/testimage"
+	"github.com/circuit-project/circuit/internal/testsupport/testimage"
 )
 
 // Port is the port every server listens on, inside its own container.
