@@ -15,13 +15,14 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // The test binary is the spawning program: its workers are copies of it.
 func TestMain(m *testing.M) {
 	Main()
-	testcluster.Main(m)
+	build.Main(m)
 }
 
 func add(a, b int) int { return a + b }

@@ -13,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 // requirePython skips the test when the hosts' /bin/sh, with the empty
 // environment the circuit gives processes, finds no python3; on CI (CI=true)
@@ -119,7 +120,7 @@ func tutorialAnchors(t *testing.T, cl *testcluster.Cluster) map[string][]string 
 
 func TestTutorial(t *testing.T) {
 	requirePython(t)
-	bin := testcluster.Build(t, ".")
+	bin := build.Program(t, ".")
 	cl := testcluster.Start(t, 2, testcluster.Options{})
 	addr := cl.Servers[0].URL
 

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 var fileLine = regexp.MustCompile(`^worker +/virus/(nucleus|payload)/(R[0-9a-f]{16}) -> /(X[0-9a-f]{16})/R[0-9a-f]{16}$`)
 
@@ -33,7 +34,7 @@ func cells(cl *testcluster.Cluster, via *testcluster.Proc) map[string][2]string 
 // server its nucleus runs on, then the one its payload runs on, and checks
 // that each time the pair is whole again on the living servers.
 func TestVirusSurvivesItsHost(t *testing.T) {
-	bin := testcluster.Build(t, ".")
+	bin := build.Program(t, ".")
 	cl := testcluster.Start(t, 4, testcluster.Options{Local: true})
 	byID := map[string]*testcluster.Proc{}
 	for _, s := range cl.Servers {

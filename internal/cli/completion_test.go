@@ -21,6 +21,7 @@ import (
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/security"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
@@ -246,7 +247,7 @@ func TestBashCompletion(t *testing.T) {
 	if err != nil {
 		t.Skip("no bash")
 	}
-	bin := testcluster.Build(t, "github.com/circuit-project/circuit/cmd/circuit") // named circuit, alone in its directory
+	bin := build.Program(t, "github.com/circuit-project/circuit/cmd/circuit") // named circuit, alone in its directory
 	binDir := filepath.Dir(bin)
 	url, id := startServer(t, bin)
 

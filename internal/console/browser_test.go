@@ -14,10 +14,11 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 // chromium finds a Chromium to drive. Without one the browser tests skip,
 // except under CI=true, where they fail.

@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 	"github.com/circuit-project/circuit/internal/testsupport/testnet"
 )
 
 var quietFor = flag.Duration("quiet", 20*time.Second, "how long TestTwoDatacenters watches for false failure detections across the slow link")
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 // dc is one datacenter: its namespace's cluster handle and its servers.
 type dc struct {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
@@ -37,7 +38,7 @@ func freePort(t *testing.T) int {
 }
 
 func TestStartPrintsExactlyOneURL(t *testing.T) {
-	bin := testcluster.Binary(t)
+	bin := build.Circuit(t, build.Race)
 	cmd := exec.Command(bin, "start", "-a", "127.0.0.1:0")
 	var stderr bytes.Buffer
 	pr, pw, err := os.Pipe()

@@ -18,13 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 	"github.com/circuit-project/circuit/internal/testsupport/testnet"
 )
 
 var soakFor = flag.Duration("soak", 20*time.Second, "how long each scenario runs")
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 // stress starts a fault and returns the function that ends it.
 type stress func(t *testing.T, cl *testcluster.Cluster, ns string) (stop func())
