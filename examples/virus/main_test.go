@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/circuit-project/circuit/internal/testsupport"
 	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
@@ -46,11 +48,14 @@ func TestVirusSurvivesItsHost(t *testing.T) {
 	}
 	whole := func(via *testcluster.Proc, dead map[string]bool) map[string][2]string {
 		var got map[string][2]string
-		testcluster.Eventually(t, 20*time.Second, func() bool {
+		testsupport.Eventually(t, 20*time.Second, func() error {
 			got = cells(cl, via)
 			n, p := got["nucleus"], got["payload"]
-			return len(got) == 2 && n[0] != "" && p[0] != "" && n[1] != p[1] && !dead[n[1]] && !dead[p[1]]
-		}, "the virus is not whole on living servers: %v", got)
+			if len(got) == 2 && n[0] != "" && p[0] != "" && n[1] != p[1] && !dead[n[1]] && !dead[p[1]] {
+				return nil
+			}
+			return fmt.Errorf("the virus is not whole on living servers: %v (dead %v)", got, dead)
+		})
 		return got
 	}
 	dead := map[string]bool{}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/circuit-project/circuit/internal/testsupport"
 	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
@@ -42,13 +43,15 @@ var consoleLine = regexp.MustCompile(`console: (http://\S+)`)
 func consoleURL(t *testing.T, p *testcluster.Proc) string {
 	t.Helper()
 	var u string
-	testcluster.Eventually(t, 20*time.Second, func() bool {
-		m := consoleLine.FindStringSubmatch(p.Stderr())
-		if m != nil {
-			u = m[1]
+	testsupport.Eventually(t, 20*time.Second, func() error {
+		log := p.Stderr()
+		m := consoleLine.FindStringSubmatch(log)
+		if m == nil {
+			return fmt.Errorf("server %s printed no console URL:\n%s", p.ID, log)
 		}
-		return m != nil
-	}, "server %s printed no console URL:\n%s", p.ID, p.Stderr())
+		u = m[1]
+		return nil
+	})
 	return u
 }
 

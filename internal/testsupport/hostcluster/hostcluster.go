@@ -34,6 +34,7 @@ import (
 
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/security"
+	"github.com/circuit-project/circuit/internal/testsupport"
 	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testimage"
 )
@@ -488,16 +489,13 @@ func (c *Cluster) WaitMembers(on []*Host, n int, timeout time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for _, h := range on {
-		for {
+		testsupport.Eventually(c.t, time.Until(deadline), func() error {
 			ids, err := c.Members(h)
-			if err == nil && len(ids) == n {
-				break
+			if err == nil && len(ids) != n {
+				err = fmt.Errorf("%s lists %v, want %d members", h.Name, ids, n)
 			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("after %v, %s lists %v (err %v), want %d members", timeout, h.Name, ids, err, n)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return err
+		})
 	}
 }
 

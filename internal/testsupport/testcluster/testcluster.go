@@ -1,8 +1,7 @@
 // Package testcluster starts real circuit servers for tests: as processes of
 // the circuit binary (Start; package build makes the binary), or inside the
 // test process (StartInProcess). All servers listen on loopback with free
-// ports and are stopped, by their own PIDs, when the test ends. Eventually
-// polls a condition with a deadline, so tests never sleep to synchronise.
+// ports and are stopped, by their own PIDs, when the test ends.
 package testcluster
 
 import (
@@ -27,22 +26,10 @@ import (
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/server"
+	"github.com/circuit-project/circuit/internal/testsupport"
 	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testnet"
 )
-
-// Eventually polls cond every 20 ms until it holds or timeout passes, and
-// fails the test with msg if it never does.
-func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: "+msg, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // Options configure a cluster of processes.
 type Options struct {
@@ -317,7 +304,7 @@ func Lines(s string) []string {
 // servers.
 func (c *Cluster) WaitMembers(n int) {
 	c.t.Helper()
-	Eventually(c.t, 20*time.Second, func() bool {
+	testsupport.Eventually(c.t, 20*time.Second, func() error {
 		c.mu.Lock()
 		servers := append([]*Proc(nil), c.Servers...)
 		c.mu.Unlock()
@@ -326,12 +313,15 @@ func (c *Cluster) WaitMembers(n int) {
 				continue
 			}
 			r := c.RunVia(p, "", "ls", "/")
-			if r.Code != 0 || len(Lines(r.Stdout)) != n {
-				return false
+			if r.Code != 0 {
+				return fmt.Errorf("ls / at %s: exit %d: %s", p.ID, r.Code, strings.TrimSpace(r.Stderr))
+			}
+			if got := Lines(r.Stdout); len(got) != n {
+				return fmt.Errorf("%s lists %d members %v, want %d", p.ID, len(got), got, n)
 			}
 		}
-		return true
-	}, "the servers never all saw %d members", n)
+		return nil
+	})
 }
 
 // SyncBuffer is a bytes.Buffer that several goroutines may write and read.
@@ -369,14 +359,14 @@ func StartInProcess(t testing.TB, n int, key *security.Key) []*server.Server {
 		t.Cleanup(s.Stop)
 		out = append(out, s)
 	}
-	Eventually(t, 20*time.Second, func() bool {
+	testsupport.Eventually(t, 20*time.Second, func() error {
 		for _, s := range out {
-			if len(s.Members()) != n {
-				return false
+			if got := len(s.Members()); got != n {
+				return fmt.Errorf("in-process server %s sees %d members, want %d", s.ID(), got, n)
 			}
 		}
-		return true
-	}, "in-process servers never all saw %d members", n)
+		return nil
+	})
 	return out
 }
 
