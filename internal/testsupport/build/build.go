@@ -1,6 +1,7 @@
 // Package build builds the programs that tests run: the circuit binary, once
 // per test process in each of its two forms, and any other program of the
-// module. It is the only place tests run `go build`.
+// module. Only the tests of building itself (tests/packaging, the version's
+// -ldflags in internal/cli) run `go build` their own way, as a user would.
 //
 // The two forms of the circuit binary are Race, built with the race
 // detector when the test itself has it, and Static, built without cgo (and
