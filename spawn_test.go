@@ -15,13 +15,15 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // The test binary is the spawning program: its workers are copies of it.
 func TestMain(m *testing.M) {
 	Main()
-	testcluster.Main(m)
+	build.Main(m)
 }
 
 func add(a, b int) int { return a + b }
@@ -117,18 +119,18 @@ func noOrphans(t *testing.T, cl *testcluster.Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testcluster.Eventually(t, 10*time.Second, func() bool {
+	testsupport.Eventually(t, 10*time.Second, func() error {
 		entries, err := c.List(context.Background(), "/...")
 		if err != nil {
-			return false
+			return err
 		}
 		for _, e := range entries {
 			if e.Kind != "server" {
-				return false
+				return fmt.Errorf("left behind: %s (%s)", e.Path, e.Kind)
 			}
 		}
-		return true
-	}, "workers or anchor files left behind")
+		return nil
+	})
 }
 
 func TestSpawnResultsAndUploadOnce(t *testing.T) {
@@ -444,10 +446,13 @@ func TestFilesVanishWithTheirHost(t *testing.T) {
 	start := time.Now()
 	victim.Kill()
 	c, _ := Client()
-	testcluster.Eventually(t, 15*time.Second, func() bool {
-		_, err := c.List(context.Background(), "/doomed")
-		return errors.Is(err, client.ErrNotFound)
-	}, "the files of a dead host's worker are still listed")
+	testsupport.Eventually(t, 15*time.Second, func() error {
+		entries, err := c.List(context.Background(), "/doomed")
+		if errors.Is(err, client.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("the files of a dead host's worker are still listed: %v (%v)", entries, err)
+	})
 	t.Logf("FIGURE files of a kill -9'd host gone after %v", time.Since(start).Round(time.Millisecond))
 	var lost *client.HostLostError
 	if _, err := wait(t, w); !errors.As(err, &lost) {

@@ -16,7 +16,7 @@ import (
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/server"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 func dialEach(t *testing.T, servers []*server.Server, key []byte) []*client.Client {

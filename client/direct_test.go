@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // TestStreamsDirect checks that stream connections go straight to their

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // TestPeekAt: one call gives every kind's state, the same as the kind's own

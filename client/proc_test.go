@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
@@ -16,7 +17,8 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // runShellStdin is seed 002's subroutine, verbatim but for t.
@@ -60,7 +62,12 @@ func TestSeedRunShell(t *testing.T) {
 		t.Fatalf("failing shell = %q, %v; want the output and exit code 7 even with Scrub", out, err)
 	}
 	// Scrub: true removed both anchors.
-	testcluster.Eventually(t, 5*time.Second, func() bool { return len(host.View()) == 0 }, "shell jobs left behind: %v", host.View())
+	testsupport.Eventually(t, 5*time.Second, func() error {
+		if v := host.View(); len(v) != 0 {
+			return fmt.Errorf("shell jobs left behind: %v", v)
+		}
+		return nil
+	})
 	_ = c
 }
 
@@ -156,9 +163,12 @@ func TestSignalsReachTheGroup(t *testing.T) {
 	if st.Signal != "TERM" || st.ExitCode != 128+15 {
 		t.Fatalf("stat after TERM: %+v", st)
 	}
-	testcluster.Eventually(t, 5*time.Second, func() bool {
-		return syscall.Kill(child, 0) == syscall.ESRCH
-	}, "the shell's child %d survived a signal to the group", child)
+	testsupport.Eventually(t, 5*time.Second, func() error {
+		if err := syscall.Kill(child, 0); err != syscall.ESRCH {
+			return fmt.Errorf("the shell's child %d survived a signal to the group: kill -0: %v", child, err)
+		}
+		return nil
+	})
 	if err := p.Signal("NOPE"); err == nil || !strings.Contains(err.Error(), "KILL") {
 		t.Fatalf("unknown signal: %v", err)
 	}
@@ -173,10 +183,7 @@ func TestNoZombiesAndScrub(t *testing.T) {
 	}
 	st, _ := p.Wait()
 	// The server reaped it: the PID is gone, not a zombie.
-	testcluster.Eventually(t, 5*time.Second, func() bool {
-		_, err := os.Stat("/proc/" + strconv.Itoa(st.PID))
-		return os.IsNotExist(err)
-	}, "process %d was not reaped", st.PID)
+	testsupport.Eventually(t, 5*time.Second, func() error { return gone(st.PID, "exited") })
 	if kind, _ := c.KindAt(context.Background(), a.Path()); kind != "proc" {
 		t.Fatalf("without Scrub the element stays; kind %q", kind)
 	}
@@ -193,10 +200,7 @@ func TestNoZombiesAndScrub(t *testing.T) {
 	}
 	pid := q.Peek().PID
 	b.Scrub()
-	testcluster.Eventually(t, 5*time.Second, func() bool {
-		_, err := os.Stat("/proc/" + strconv.Itoa(pid))
-		return os.IsNotExist(err)
-	}, "scrubbed process %d still exists", pid)
+	testsupport.Eventually(t, 5*time.Second, func() error { return gone(pid, "was scrubbed") })
 }
 
 func TestMakeProcErrors(t *testing.T) {
@@ -224,4 +228,13 @@ func TestSeed002Compiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("seed 002's program does not compile: %v\n%s", err, out)
 	}
+}
+
+// gone returns nil once process pid has no /proc entry, and otherwise an
+// error saying that the process, which what, still exists.
+func gone(pid int, what string) error {
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); !os.IsNotExist(err) {
+		return fmt.Errorf("process %d %s: it still exists (stat: %v)", pid, what, err)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -11,7 +12,8 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // TestRunStreams runs copies on two servers (one reached directly, one the
@@ -95,16 +97,24 @@ func TestRunStreams(t *testing.T) {
 	}
 	// Every copy is gone: those that exited, and those killed, with the
 	// descendants that outlived them.
-	testcluster.Eventually(t, 10*time.Second, func() bool { return !running("sleep\x00601") }, "a copy's descendant outlived the timeout")
-	testcluster.Eventually(t, 10*time.Second, func() bool {
+	testsupport.Eventually(t, 10*time.Second, func() error {
+		if running("sleep\x00601") {
+			return errors.New("a copy's descendant outlived the timeout")
+		}
+		return nil
+	})
+	testsupport.Eventually(t, 10*time.Second, func() error {
 		for _, s := range servers {
 			entries, err := c.List(ctx, "/"+s.ID().String()+"/"+client.RunAnchor+"/...")
-			if err != nil || len(entries) > 0 {
-				return false
+			if err != nil {
+				return err
+			}
+			if len(entries) > 0 {
+				return fmt.Errorf("run left elements behind on %s: %v", s.ID(), entries)
 			}
 		}
-		return true
-	}, "run left elements behind")
+		return nil
+	})
 }
 
 func sh(script string, args ...string) client.Cmd {

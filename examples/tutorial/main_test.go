@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,10 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 // requirePython skips the test when the hosts' /bin/sh, with the empty
 // environment the circuit gives processes, finds no python3; on CI (CI=true)
@@ -67,17 +71,13 @@ func get(url string) (int, string, error) {
 // satisfies ok, or fails the test after 20 s.
 func waitGet(t *testing.T, url string, want int, ok func(body string) bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testsupport.Eventually(t, 20*time.Second, func() error {
 		code, body, err := get(url)
 		if err == nil && code == want && ok(body) {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s never gave %s; last answer: %d %q %v", url, what, code, body, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("GET %s has not given %s; last answer: %d %q %v", url, what, code, body, err)
+	})
 }
 
 // rows parses nameValue into a map of name to value.
@@ -119,7 +119,7 @@ func tutorialAnchors(t *testing.T, cl *testcluster.Cluster) map[string][]string 
 
 func TestTutorial(t *testing.T) {
 	requirePython(t)
-	bin := testcluster.Build(t, ".")
+	bin := build.Program(t, ".")
 	cl := testcluster.Start(t, 2, testcluster.Options{})
 	addr := cl.Servers[0].URL
 
@@ -219,10 +219,12 @@ func TestTutorial(t *testing.T) {
 	if strings.TrimSpace(out) != "Stopped "+webAnchor {
 		t.Errorf("tutorial -stop printed %q, want %q", out, "Stopped "+webAnchor)
 	}
-	testcluster.Eventually(t, 20*time.Second, func() bool {
-		_, _, err := get(webURL + "/greeting")
-		return err != nil
-	}, "the front end still answers after -stop")
+	testsupport.Eventually(t, 20*time.Second, func() error {
+		if _, _, err := get(webURL + "/greeting"); err == nil {
+			return errors.New("the front end still answers after -stop")
+		}
+		return nil
+	})
 	if _, err := os.Stat(webDir); !os.IsNotExist(err) {
 		t.Errorf("the front end's directory %s is still there after -stop: %v", webDir, err)
 	}

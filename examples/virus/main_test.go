@@ -1,15 +1,18 @@
 package main
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 var fileLine = regexp.MustCompile(`^worker +/virus/(nucleus|payload)/(R[0-9a-f]{16}) -> /(X[0-9a-f]{16})/R[0-9a-f]{16}$`)
 
@@ -33,7 +36,7 @@ func cells(cl *testcluster.Cluster, via *testcluster.Proc) map[string][2]string 
 // server its nucleus runs on, then the one its payload runs on, and checks
 // that each time the pair is whole again on the living servers.
 func TestVirusSurvivesItsHost(t *testing.T) {
-	bin := testcluster.Build(t, ".")
+	bin := build.Program(t, ".")
 	cl := testcluster.Start(t, 4, testcluster.Options{Local: true})
 	byID := map[string]*testcluster.Proc{}
 	for _, s := range cl.Servers {
@@ -45,11 +48,14 @@ func TestVirusSurvivesItsHost(t *testing.T) {
 	}
 	whole := func(via *testcluster.Proc, dead map[string]bool) map[string][2]string {
 		var got map[string][2]string
-		testcluster.Eventually(t, 20*time.Second, func() bool {
+		testsupport.Eventually(t, 20*time.Second, func() error {
 			got = cells(cl, via)
 			n, p := got["nucleus"], got["payload"]
-			return len(got) == 2 && n[0] != "" && p[0] != "" && n[1] != p[1] && !dead[n[1]] && !dead[p[1]]
-		}, "the virus is not whole on living servers: %v", got)
+			if len(got) == 2 && n[0] != "" && p[0] != "" && n[1] != p[1] && !dead[n[1]] && !dead[p[1]] {
+				return nil
+			}
+			return fmt.Errorf("the virus is not whole on living servers: %v (dead %v)", got, dead)
+		})
 		return got
 	}
 	dead := map[string]bool{}

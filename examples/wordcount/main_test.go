@@ -8,10 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 // TestWordCount counts the words of this repository's documentation on a
 // cluster of four servers and checks every printed count against a count
@@ -31,7 +32,7 @@ func TestWordCount(t *testing.T) {
 			total++
 		}
 	}
-	bin := testcluster.Build(t, ".")
+	bin := build.Program(t, ".")
 	cl := testcluster.Start(t, 4, testcluster.Options{Local: true})
 	r := cl.RunProgram(bin, append([]string{"-d", cl.Servers[0].URL, "-mappers", "5", "-reducers", "3", "-top", "25"}, files...)...)
 	if r.Code != 0 {

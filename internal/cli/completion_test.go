@@ -21,7 +21,9 @@ import (
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/security"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // runComplete runs the completion backend in this process, as the shell
@@ -246,7 +248,7 @@ func TestBashCompletion(t *testing.T) {
 	if err != nil {
 		t.Skip("no bash")
 	}
-	bin := testcluster.Build(t, "github.com/circuit-project/circuit/cmd/circuit") // named circuit, alone in its directory
+	bin := build.Program(t, "github.com/circuit-project/circuit/cmd/circuit") // named circuit, alone in its directory
 	binDir := filepath.Dir(bin)
 	url, id := startServer(t, bin)
 
@@ -476,13 +478,15 @@ func typeAndTab(t *testing.T, sh *shell, id, url string) {
 		sh.send(tc.typed + "\x01echo " + mark + "\n")
 		re := regexp.MustCompile(`(?m)^` + mark + `(.*?)\r?$`)
 		var got string
-		testcluster.Eventually(t, 30*time.Second, func() bool {
-			m := re.FindStringSubmatch(sh.out.String())
-			if m != nil {
-				got = m[1]
+		testsupport.Eventually(t, 30*time.Second, func() error {
+			screen := sh.out.String()
+			m := re.FindStringSubmatch(screen)
+			if m == nil {
+				return fmt.Errorf("%s has not echoed the line typed as %q; the terminal shows:\n%q", sh.name, tc.typed, screen)
 			}
-			return m != nil
-		}, "%s never echoed the line typed as %q; the terminal shows:\n%q", sh.name, tc.typed, sh.out.String())
+			got = m[1]
+			return nil
+		})
 		if got != tc.want {
 			t.Errorf("%s: typed %q, the line became %q, want %q", sh.name, tc.typed, got, tc.want)
 		}

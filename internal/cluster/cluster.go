@@ -317,21 +317,32 @@ func (c *Cluster) forget(id ident.ID) {
 func (c *Cluster) reconnectTargets(now time.Time) []Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var hidden, others []Member
-	for id, f := range c.failed.m { // map order is random enough
-		if now.Sub(f.since) > reconnectFor {
-			delete(c.failed.m, id)
-			delete(c.hidden, id)
+	targets, expired := pickReconnect(c.failed.m, c.hidden, now, reconnectFor, reconnectChecks)
+	for _, id := range expired {
+		delete(c.failed.m, id)
+		delete(c.hidden, id)
+	}
+	return targets
+}
+
+// pickReconnect is reconnectTargets' decision, at now: the failed members
+// to forget, failed for longer than keep, and up to n of the others to try,
+// in map order (random enough), those in hidden first.
+func pickReconnect(failed map[ident.ID]failedMember, hidden map[ident.ID]Member, now time.Time, keep time.Duration, n int) (targets []Member, expired []ident.ID) {
+	var others []Member
+	for id, f := range failed {
+		if now.Sub(f.since) > keep {
+			expired = append(expired, id)
 			continue
 		}
-		if _, ok := c.hidden[id]; ok {
-			hidden = append(hidden, Member{ID: id, Addr: f.addr})
+		if _, ok := hidden[id]; ok {
+			targets = append(targets, Member{ID: id, Addr: f.addr})
 		} else {
 			others = append(others, Member{ID: id, Addr: f.addr})
 		}
 	}
-	out := append(hidden, others...)
-	return out[:min(len(out), reconnectChecks)]
+	targets = append(targets, others...)
+	return targets[:min(len(targets), n)], expired
 }
 
 // ErrLabelsTooLarge is New's error for labels that do not fit in a
@@ -616,10 +627,11 @@ func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 	c.mu.Lock()
 	_, had := c.members[id]
 	_, hidden := c.hidden[id]
-	switch {
-	case t == Join && hidden && !rejoined:
-		c.hidden[id] = m // an update of a member still unreachable
-	case t == Join:
+	rule := eventRule(t, rejoined, had, hidden, id == c.cfg.ID, c.stopped)
+	switch rule.change {
+	case updateHidden:
+		c.hidden[id] = m
+	case enter:
 		delete(c.hidden, id)
 		c.members[id] = m
 		delete(c.failed.m, id)
@@ -641,32 +653,23 @@ func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 				}()
 			}
 		}
-	default:
+	case exit:
 		delete(c.members, id)
 		delete(c.hidden, id)
-		// memberlist does not say here whether the member failed or left
-		// (it never sets the Node's State), so a member still in view is
-		// tried again: the reconnect loop forgets it once its port
-		// refuses. One that said goodbye, or was hidden, is out of view
-		// already and was dealt with then.
-		if had && id != c.cfg.ID {
+		if rule.failed {
 			c.failed.add(id, m.Addr)
 		}
 	}
-	cur := c.members[id]
-	// Gossip can bring news of a server that has already crashed (a new
-	// member learns the others from a peer that has not noticed yet): a
-	// server joining the view has its port checked once. (Added to joiners
-	// under mu, so that Leave, which sets stopped under mu, waits for it.)
-	check := t == Join && !had && cur.same(m) && id != c.cfg.ID && !c.stopped
-	if check {
+	// (Added to joiners under mu, so that Leave, which sets stopped under
+	// mu, waits for the check.)
+	if rule.check {
 		c.joiners.Add(1)
 	}
 	c.mu.Unlock()
-	if (t == Join) == had || (t == Join && !cur.same(m)) {
-		return // an update, a leave of a member not in view, or a join of one still hidden
+	if !rule.report {
+		return
 	}
-	if check {
+	if rule.check {
 		go func() {
 			defer c.joiners.Done()
 			if c.confirmUnreachable(m) && c.hide(m, !c.portRefused(m.Addr)) {
@@ -678,6 +681,55 @@ func (c *Cluster) event(t EventType, n *memberlist.Node, rejoined bool) {
 		c.log.Info("member "+t.String(), "id", id.String(), "addr", m.Addr)
 	}
 	c.emit(Event{Type: t, Member: m})
+}
+
+// viewChange is what memberlist's news of a member does to the view.
+type viewChange int
+
+const (
+	// updateHidden replaces the record of a member still hidden (an
+	// update of one still unreachable), which stays out of view.
+	updateHidden viewChange = iota + 1
+	// enter puts the member in view (new, back, or updated), no longer
+	// hidden or failed.
+	enter
+	// exit takes the member out of view, and out of the hidden.
+	exit
+)
+
+// eventOutcome is eventRule's decision.
+type eventOutcome struct {
+	change viewChange
+	report bool // subscribers get an Event of the news's type
+	failed bool // the member is tried again by the reconnect loop
+	check  bool // the member's port is checked once
+}
+
+// eventRule is the join/leave rule: what memberlist's news of type t about a
+// member does, given whether memberlist saw it come back alive (rejoined,
+// as against an update of its metadata), whether it was in view here (had)
+// or hidden, whether it is this server (self), and whether membership is
+// stopping.
+//
+// A join of a hidden member is only an update of its record unless it came
+// back alive. Subscribers hear of a member entering the view that was not in
+// it, and of one leaving that was; never of an update. memberlist does not
+// say whether a member failed or left (it never sets the Node's State), so
+// another member leaving the view is tried again: the reconnect loop forgets
+// it once its port refuses. One that said goodbye, or was hidden, is out of
+// view already and was dealt with then. Gossip can bring news of a server
+// that has already crashed (a new member learns the others from a peer that
+// has not noticed yet), so another server entering the view has its port
+// checked once, unless membership is stopping.
+func eventRule(t EventType, rejoined, had, hidden, self, stopped bool) eventOutcome {
+	switch {
+	case t == Join && hidden && !rejoined:
+		return eventOutcome{change: updateHidden}
+	case t == Join:
+		return eventOutcome{change: enter, report: !had, check: !had && !self && !stopped}
+	default:
+		return eventOutcome{change: exit, report: had, failed: had && !self}
+	}
 }
 
 // emit hands an event to OnEvent; the caller holds evMu.

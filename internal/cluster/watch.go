@@ -134,7 +134,8 @@ func (w *watches) nudge() {
 	}
 }
 
-// successors returns the watchSuccessors members after self in ID order.
+// successors returns the k members after self in ID order, wrapping round
+// (all the others, in ID order, when there are no more than k).
 func successors(self ident.ID, members []Member, k int) []Member {
 	ring := slices.DeleteFunc(slices.Clone(members), func(m Member) bool { return m.ID == self })
 	slices.SortFunc(ring, func(a, b Member) int { return strings.Compare(a.ID.String(), b.ID.String()) })

@@ -14,10 +14,12 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 // chromium finds a Chromium to drive. Without one the browser tests skip,
 // except under CI=true, where they fail.
@@ -41,13 +43,15 @@ var consoleLine = regexp.MustCompile(`console: (http://\S+)`)
 func consoleURL(t *testing.T, p *testcluster.Proc) string {
 	t.Helper()
 	var u string
-	testcluster.Eventually(t, 20*time.Second, func() bool {
-		m := consoleLine.FindStringSubmatch(p.Stderr())
-		if m != nil {
-			u = m[1]
+	testsupport.Eventually(t, 20*time.Second, func() error {
+		log := p.Stderr()
+		m := consoleLine.FindStringSubmatch(log)
+		if m == nil {
+			return fmt.Errorf("server %s printed no console URL:\n%s", p.ID, log)
 		}
-		return m != nil
-	}, "server %s printed no console URL:\n%s", p.ID, p.Stderr())
+		u = m[1]
+		return nil
+	})
 	return u
 }
 

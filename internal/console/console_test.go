@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,7 +20,8 @@ import (
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/server"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 func TestListenAddr(t *testing.T) {
@@ -351,8 +354,12 @@ func TestReadOnlyAndWrites(t *testing.T) {
 		}
 		return true
 	})
-	testcluster.Eventually(t, 10*time.Second, func() bool { return rw.following.Load() == 0 },
-		"the console still follows the ticker's stdout after the page left")
+	testsupport.Eventually(t, 10*time.Second, func() error {
+		if n := rw.following.Load(); n != 0 {
+			return fmt.Errorf("the console still follows %d streams after the page left", n)
+		}
+		return nil
+	})
 	if a := do(t, "POST", rw.URL()+"api/scrub", `{"Path": "`+ticker+`"}`, true); a.code != 200 {
 		t.Fatalf("scrub %s: %d %s", ticker, a.code, a.body)
 	}
@@ -367,10 +374,13 @@ func TestReadOnlyAndWrites(t *testing.T) {
 	if a.code != 200 {
 		t.Fatalf("signal: %d %s", a.code, a.body)
 	}
-	testcluster.Eventually(t, 10*time.Second, func() bool {
+	testsupport.Eventually(t, 10*time.Second, func() error {
 		a := do(t, "GET", rw.URL()+"api/peek?path="+url.QueryEscape(path), "", false)
-		return strings.Contains(a.body, `"Signal":"TERM"`) && strings.Contains(a.body, `"Phase":"exited"`)
-	}, "the process never showed it died of TERM")
+		if !strings.Contains(a.body, `"Signal":"TERM"`) || !strings.Contains(a.body, `"Phase":"exited"`) {
+			return fmt.Errorf("the process has not shown it died of TERM: peek: %d %s", a.code, a.body)
+		}
+		return nil
+	})
 
 	// A channel's counters are its peek.
 	ch := servers[1].ID().String()
@@ -531,7 +541,12 @@ func TestPollerOnlyWithPages(t *testing.T) {
 		if m := evs[len(evs)-1].data; !strings.Contains(m, servers[0].ID().String()) || !strings.Contains(m, `"Health":"alive"`) {
 			t.Fatalf("members event: %s", m)
 		}
-		testcluster.Eventually(t, 10*time.Second, func() bool { return !running() }, "the poller still runs after the page left")
+		testsupport.Eventually(t, 10*time.Second, func() error {
+			if running() {
+				return errors.New("the poller still runs after the page left")
+			}
+			return nil
+		})
 		done := make(chan struct{})
 		go func() { c.hub.wait(); close(done) }()
 		select {

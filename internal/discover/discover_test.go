@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testnet"
+	"github.com/circuit-project/circuit/internal/testsupport/testnet"
 )
 
 var (

@@ -16,7 +16,7 @@ import (
 	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/label"
 	"github.com/circuit-project/circuit/internal/server"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
 )
 
 // pair is two servers in this process, a (the dial-in server) and b, whose
@@ -51,7 +51,12 @@ func startPair(t *testing.T) *pair {
 	p.a = start(server.Config{})
 	p.b = start(server.Config{Join: []string{p.a.URL().String()}, Labels: label.Set{"side": "b"}})
 	for _, s := range []*server.Server{p.a, p.b} {
-		testcluster.Eventually(t, 20*time.Second, func() bool { return len(s.Members()) == 2 }, "%s does not see both servers", s.ID())
+		testsupport.Eventually(t, 20*time.Second, func() error {
+			if n := len(s.Members()); n != 2 {
+				return fmt.Errorf("%s sees %d servers, want 2", s.ID(), n)
+			}
+			return nil
+		})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -232,7 +237,12 @@ func TestLostTransport(t *testing.T) {
 
 	// b leaves: a relays to it no more, and says b is not a member.
 	p.b.Stop()
-	testcluster.Eventually(t, 20*time.Second, func() bool { return len(p.a.Members()) == 1 }, "a still lists b")
+	testsupport.Eventually(t, 20*time.Second, func() error {
+		if n := len(p.a.Members()); n != 1 {
+			return fmt.Errorf("a still lists %d servers, want itself alone", n)
+		}
+		return nil
+	})
 	for _, pt := range paths[1:3] { // the relayed RPC and the stream, to b
 		err := pt.client(ctx, c, p)
 		var lost *client.HostLostError

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/server"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
 )
 
 // TestStoppedServersLeaveNoGoroutines starts three servers in this process,
@@ -43,8 +44,12 @@ func TestStoppedServersLeaveNoGoroutines(t *testing.T) {
 		servers = append(servers, s)
 	}
 	for _, s := range servers {
-		testcluster.Eventually(t, 20*time.Second, func() bool { return len(s.Members()) == len(servers) },
-			"%s does not see all %d members", s.ID(), len(servers))
+		testsupport.Eventually(t, 20*time.Second, func() error {
+			if got := len(s.Members()); got != len(servers) {
+				return fmt.Errorf("%s sees %d members, want %d", s.ID(), got, len(servers))
+			}
+			return nil
+		})
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -342,6 +342,15 @@ func (s *Server) goFunc(f func()) bool {
 	return true
 }
 
+// refuseWork cancels the server's context under s.mu: from here goFunc and
+// track refuse (see goFunc). It is Stop's first step after leaving the
+// cluster.
+func (s *Server) refuseWork() {
+	s.mu.Lock()
+	s.cancel()
+	s.mu.Unlock()
+}
+
 // Stop leaves the cluster, closes everything and waits for every goroutine.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
@@ -349,11 +358,8 @@ func (s *Server) Stop() {
 		if s.cluster != nil {
 			s.cluster.Leave(2 * time.Second)
 		}
-		// Under s.mu: from here goFunc and track refuse (see goFunc).
 		// Processes stop through their reapers, with a grace period.
-		s.mu.Lock()
-		s.cancel()
-		s.mu.Unlock()
+		s.refuseWork()
 		s.scrubElements()
 		if s.disc != nil {
 			s.disc.Close()

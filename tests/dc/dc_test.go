@@ -11,13 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
-	"github.com/circuit-project/circuit/internal/testnet"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testnet"
 )
 
 var quietFor = flag.Duration("quiet", 20*time.Second, "how long TestTwoDatacenters watches for false failure detections across the slow link")
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 // dc is one datacenter: its namespace's cluster handle and its servers.
 type dc struct {
@@ -161,16 +163,15 @@ func waitView(t *testing.T, d *dc, want []string, limit time.Duration, what stri
 	t.Helper()
 	start := time.Now()
 	for _, p := range d.servers {
-		for {
+		err := testsupport.Wait(limit-time.Since(start), func() error {
 			r := d.c.RunVia(p, "", "ls", "/")
-			got := testcluster.Lines(r.Stdout)
-			if r.Code == 0 && slices.Equal(got, want) {
-				break
+			if got := testcluster.Lines(r.Stdout); r.Code != 0 || !slices.Equal(got, want) {
+				return fmt.Errorf("%s in %s lists %v (%s), want %v", p.ID, d.name, got, strings.TrimSpace(r.Stderr), want)
 			}
-			if time.Since(start) > limit {
-				t.Fatalf("%s: after %v, %s in %s lists %v (%s), want %v", what, limit, p.ID, d.name, got, strings.TrimSpace(r.Stderr), want)
-			}
-			time.Sleep(100 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: within %v: %v", what, limit, err)
 		}
 	}
 	return time.Since(start)

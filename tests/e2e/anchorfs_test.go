@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // TestAnchorFileSystemFromTheCLI lists processes made with mkproc in
@@ -48,7 +50,10 @@ func TestAnchorFileSystemFromTheCLI(t *testing.T) {
 	if r := cl.Run("signal", "TERM", "/"+cl.Servers[0].ID+"/"+a); r.Code != 0 {
 		t.Fatalf("signal: %+v", r)
 	}
-	testcluster.Eventually(t, 5*time.Second, func() bool {
-		return cl.Run("ls", "/jobs").Code == 3
-	}, "the files of an exited process are still listed")
+	testsupport.Eventually(t, 5*time.Second, func() error {
+		if r := cl.Run("ls", "/jobs"); r.Code != 3 {
+			return fmt.Errorf("the files of an exited process are still listed: ls /jobs: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		return nil
+	})
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // TestSeedChannelWalkthrough runs seed 000's channel commands.

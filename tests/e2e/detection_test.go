@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
@@ -11,7 +12,8 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // nextLeave returns the next @leave event of a subscription, or "" when
@@ -42,7 +44,7 @@ func goneFrom(t *testing.T, cl *testcluster.Cluster, via []*testcluster.Proc, id
 	}
 	out := map[string]time.Duration{}
 	var mu sync.Mutex
-	testcluster.Eventually(t, limit, func() bool {
+	testsupport.Eventually(t, limit, func() error {
 		// All at once, so that each is timed within one call of its change.
 		var wg sync.WaitGroup
 		for sid, c := range clients {
@@ -62,8 +64,13 @@ func goneFrom(t *testing.T, cl *testcluster.Cluster, via []*testcluster.Proc, id
 			})
 		}
 		wg.Wait()
-		return len(out) == len(clients)
-	}, "%s still listed by some of %d servers after a kill -9", id, len(via))
+		mu.Lock()
+		defer mu.Unlock()
+		if len(out) != len(clients) {
+			return fmt.Errorf("%s still listed by %d of %d servers after a kill -9", id, len(clients)-len(out), len(clients))
+		}
+		return nil
+	})
 	return out
 }
 

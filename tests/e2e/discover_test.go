@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"os/exec"
 	"slices"
@@ -10,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
-	"github.com/circuit-project/circuit/internal/testnet"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testnet"
 )
 
 const group = "228.8.8.8:7711"
@@ -27,10 +29,13 @@ func TestDiscovery(t *testing.T) {
 	want := []string{"/" + a.ID, "/" + b.ID}
 	slices.Sort(want)
 
-	testcluster.Eventually(t, 15*time.Second, func() bool {
+	testsupport.Eventually(t, 15*time.Second, func() error {
 		r := cl.RunEnv(nil, "", "ls", "-discover", group, "/")
-		return slices.Equal(testcluster.Lines(r.Stdout), want)
-	}, "ls -discover never listed exactly the two discovering servers %v", want)
+		if got := testcluster.Lines(r.Stdout); !slices.Equal(got, want) {
+			return fmt.Errorf("ls -discover listed %v (exit %d: %s), want exactly the two discovering servers %v", got, r.Code, strings.TrimSpace(r.Stderr), want)
+		}
+		return nil
+	})
 	r := cl.RunEnv([]string{"CIRCUIT_DISCOVER=" + group}, "", "ls", "/...")
 	if !slices.Equal(testcluster.Lines(r.Stdout), want) {
 		t.Fatalf("CIRCUIT_DISCOVER ls /...: %+v", r)

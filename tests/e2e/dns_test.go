@@ -10,7 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // TestSeedDNSWalkthrough runs seed 000's DNS commands and asks the element

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
-	"github.com/circuit-project/circuit/internal/testimage"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testimage"
 )
 
 var (

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // tmux drives a real terminal: a tmux server of the test's own (-L), one
@@ -49,17 +51,13 @@ func (tm *tmux) screen() string { return tm.run("capture-pane", "-p", "-t", "t")
 // waitFor waits until the screen shows s.
 func (tm *tmux) waitFor(s string) {
 	tm.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testsupport.Eventually(tm.t, 15*time.Second, func() error {
 		out, err := exec.Command("tmux", "-L", tm.socket, "capture-pane", "-p", "-t", "t").CombinedOutput()
-		if err == nil && strings.Contains(string(out), s) {
-			return
+		if err == nil && !strings.Contains(string(out), s) {
+			err = fmt.Errorf("the terminal has not shown %q; it shows:\n%s", s, out)
 		}
-		if time.Now().After(deadline) {
-			tm.t.Fatalf("the terminal never showed %q; it shows:\n%s", s, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // TestExecTerminal types into `circuit exec -t` in a real terminal: a
@@ -88,10 +86,12 @@ func TestExecTerminal(t *testing.T) {
 	tm.run("send-keys", "-t", "t", "echo after-$?", "Enter")
 	tm.waitFor("after-130") // 128 + SIGINT: the remote sleep got the Ctrl-C
 	tm.run("send-keys", "-t", "t", "exit 3", "Enter")
-	testcluster.Eventually(t, 15*time.Second, func() bool {
-		b, err := os.ReadFile(after)
-		return err == nil && len(b) > 0
-	}, "exec never ended:\n%s", tm.screen())
+	testsupport.Eventually(t, 15*time.Second, func() error {
+		if b, err := os.ReadFile(after); err != nil || len(b) == 0 {
+			return fmt.Errorf("exec has not ended (%s: %q, %v); the screen:\n%s", after, b, err, tm.screen())
+		}
+		return nil
+	})
 	if b, _ := os.ReadFile(rc); strings.TrimSpace(string(b)) != "3" {
 		t.Fatalf("exec exited with %q, want 3", b)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -20,7 +21,9 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 var urlRE = regexp.MustCompile(`^circuit://127\.0\.0\.1:([0-9]+)/([0-9]+)/(X[0-9a-f]{16})$`)
@@ -37,7 +40,7 @@ func freePort(t *testing.T) int {
 }
 
 func TestStartPrintsExactlyOneURL(t *testing.T) {
-	bin := testcluster.Binary(t)
+	bin := build.Circuit(t, build.Race)
 	cmd := exec.Command(bin, "start", "-a", "127.0.0.1:0")
 	var stderr bytes.Buffer
 	pr, pw, err := os.Pipe()
@@ -114,10 +117,10 @@ func TestVarDirLockAndOperationLog(t *testing.T) {
 
 	// The operation log, in -var DIR/circuit.log: numbered in order.
 	var seqs []int
-	testcluster.Eventually(t, 5*time.Second, func() bool {
+	testsupport.Eventually(t, 5*time.Second, func() error {
 		b, err := os.ReadFile(filepath.Join(dir, "circuit.log"))
 		if err != nil {
-			return false
+			return err
 		}
 		seqs = seqs[:0]
 		for _, line := range bytes.Split(b, []byte("\n")) {
@@ -130,8 +133,11 @@ func TestVarDirLockAndOperationLog(t *testing.T) {
 				seqs = append(seqs, rec.Seq)
 			}
 		}
-		return len(seqs) >= 6
-	}, "the operation log in -var has no numbered operations")
+		if len(seqs) < 6 {
+			return fmt.Errorf("the operation log in -var has %d numbered operations, want 6 or more", len(seqs))
+		}
+		return nil
+	})
 	for i, s := range seqs {
 		if s != i+1 {
 			t.Fatalf("operation numbers %v are not 1, 2, 3, ... in order", seqs)
@@ -146,13 +152,16 @@ func TestJoinInAnyOrder(t *testing.T) {
 	// The joiner starts first, with the other's plain host:port; it must
 	// keep retrying until that server comes up.
 	b := cl.Spawn("start", "-a", "127.0.0.1:0", "-j", addr)
-	time.Sleep(300 * time.Millisecond) // let it fail at least once; not synchronisation
+	// Only once it has failed to join does the other server start.
+	testsupport.Eventually(t, 10*time.Second, func() error {
+		if log := b.Stderr(); !strings.Contains(log, "will retry") {
+			return fmt.Errorf("the early joiner has not failed to join yet:\n%s", log)
+		}
+		return nil
+	})
 	a := cl.Spawn("start", "-a", addr)
 	cl.Servers = append(cl.Servers, a, b)
 	cl.WaitMembers(2)
-	if !strings.Contains(b.Stderr(), "will retry") {
-		t.Fatalf("the early joiner never retried:\n%s", b.Stderr())
-	}
 }
 
 func TestJoinMergesClusters(t *testing.T) {
@@ -324,10 +333,9 @@ func TestMembershipFaults(t *testing.T) {
 	seen := func(id string, limit time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()
-		testcluster.Eventually(t, limit, func() bool {
-			ms, err := watcher.Members(context.Background())
-			return err == nil && !slices.ContainsFunc(ms, func(m client.Member) bool { return m.ID == id })
-		}, "%s still listed", id)
+		testsupport.Eventually(t, limit, func() error {
+			return listed(watcher, id, false)
+		})
 		return time.Since(start)
 	}
 
@@ -346,16 +354,14 @@ func TestMembershipFaults(t *testing.T) {
 	}
 	watcher2 := cl.Client(cl.Servers[2])
 	start := time.Now()
-	testcluster.Eventually(t, 15*time.Second, func() bool {
-		ms, err := watcher2.Members(context.Background())
-		return err == nil && !slices.ContainsFunc(ms, func(m client.Member) bool { return m.ID == paused.ID })
-	}, "SIGSTOP of %s not seen", paused.ID)
+	testsupport.Eventually(t, 15*time.Second, func() error {
+		return listed(watcher2, paused.ID, false)
+	})
 	t.Logf("SIGSTOP seen after %v", time.Since(start))
 	paused.Signal(syscall.SIGCONT)
-	testcluster.Eventually(t, 15*time.Second, func() bool {
-		ms, err := watcher2.Members(context.Background())
-		return err == nil && slices.ContainsFunc(ms, func(m client.Member) bool { return m.ID == paused.ID })
-	}, "%s did not come back after SIGCONT", paused.ID)
+	testsupport.Eventually(t, 15*time.Second, func() error {
+		return listed(watcher2, paused.ID, true)
+	})
 
 	// kill -9: seen within 15 s.
 	victim := cl.Servers[2]
@@ -412,7 +418,12 @@ func TestKeys(t *testing.T) {
 	}
 	// A server with another key cannot join; the cluster keeps serving.
 	intruder := cl.Spawn("start", "-a", "127.0.0.1:0", "-hmac", wrong, "-j", cl.Servers[0].URL)
-	testcluster.Eventually(t, 10*time.Second, func() bool { return strings.Contains(intruder.Stderr(), "will retry") }, "the intruder never tried")
+	testsupport.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(intruder.Stderr(), "will retry") {
+			return fmt.Errorf("the intruder never tried; its log:\n%s", intruder.Stderr())
+		}
+		return nil
+	})
 	if got := testcluster.Lines(cl.Run("ls", "/").Stdout); len(got) != 2 {
 		t.Fatalf("after a foreign server tried to join: %q", got)
 	}
@@ -510,3 +521,16 @@ func TestFloodOfSilentConnections(t *testing.T) {
 // refusalsPerSecondAllowance mirrors the server's per-second allowance of
 // refusals logged one by one (internal/server refusalLogs).
 const refusalsPerSecondAllowance = 10
+
+// listed returns nil once watcher lists id among its members (want) or no
+// longer does (!want), and otherwise an error saying which.
+func listed(watcher *client.Client, id string, want bool) error {
+	ms, err := watcher.Members(context.Background())
+	if err != nil {
+		return err
+	}
+	if got := slices.ContainsFunc(ms, func(m client.Member) bool { return m.ID == id }); got != want {
+		return fmt.Errorf("%s listed: %v, want %v (members %v)", id, got, want, ms)
+	}
+	return nil
+}

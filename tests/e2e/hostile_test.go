@@ -13,7 +13,7 @@ import (
 
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/ident"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 	"github.com/circuit-project/circuit/internal/wire"
 )
 

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // TestJSONOutput runs every command that prints data with -json on a real

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -17,7 +18,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // metricsAddrRE finds the metrics endpoint's address in a server's log.
@@ -198,20 +200,19 @@ func TestMetrics(t *testing.T) {
 // whether a scrape on the way showed a suspect.
 func pollMembers(t *testing.T, addr string, timeout time.Duration, after string, alive, failed float64) (suspected bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for i := 0; ; i++ {
+	scrapes := 0
+	testsupport.Eventually(t, timeout, func() error {
+		scrapes++
 		_, fams := scrape(t, addr)
 		a, s, f := value(fams, "circuit_members", "state", "alive"), value(fams, "circuit_members", "state", "suspect"), value(fams, "circuit_members", "state", "failed")
 		suspected = suspected || s > 0
 		if a == alive && (failed < 0 || f == failed) {
-			t.Logf("after %s: alive %v, failed %v at scrape %d", after, a, f, i+1)
-			return suspected
+			t.Logf("after %s: alive %v, failed %v at scrape %d", after, a, f, scrapes)
+			return nil
 		}
-		if time.Now().After(deadline) || i == 1000 {
-			t.Fatalf("after %s, circuit_members at %s: alive %v, suspect %v, failed %v for %v; want alive %v, failed %v", after, addr, a, s, f, timeout, alive, failed)
-		}
-		time.Sleep(50 * time.Millisecond) // a poll's interval
-	}
+		return fmt.Errorf("after %s, circuit_members at %s: alive %v, suspect %v, failed %v; want alive %v, failed %v", after, addr, a, s, f, alive, failed)
+	})
+	return suspected
 }
 
 // TestMetricsFlag checks -metrics's refusals: a malformed address is a

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,7 +16,8 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 // labelled starts three servers: db in zone a, web in zone b, and one
@@ -153,10 +155,13 @@ func TestRun(t *testing.T) {
 	}
 
 	// Nothing is left behind: the servers remove copies that exited.
-	testcluster.Eventually(t, 10*time.Second, func() bool {
+	testsupport.Eventually(t, 10*time.Second, func() error {
 		r := cl.Run("ls", "/...")
-		return r.Code == 0 && !strings.Contains(r.Stdout, client.RunAnchor+"/")
-	}, "run left elements behind")
+		if r.Code != 0 || strings.Contains(r.Stdout, client.RunAnchor+"/") {
+			return fmt.Errorf("run left elements behind: ls /...: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		return nil
+	})
 }
 
 // TestRunServerVanishes: a server killed during a run is named, and
@@ -167,10 +172,13 @@ func TestRunServerVanishes(t *testing.T) {
 	go func() { done <- cl.RunVia(db, "", "run", "--", "sh", "-c", "echo started; sleep 2; echo finished") }()
 	c := cl.Client(db)
 	// Wait until the copy on web runs, then kill web.
-	testcluster.Eventually(t, 10*time.Second, func() bool {
+	testsupport.Eventually(t, 10*time.Second, func() error {
 		entries, err := c.List(context.Background(), "/"+web.ID+"/"+client.RunAnchor+"/...")
-		return err == nil && len(entries) > 0
-	}, "the copy on %s never started", web.ID)
+		if err == nil && len(entries) == 0 {
+			err = fmt.Errorf("the copy on %s has not started", web.ID)
+		}
+		return err
+	})
 	web.Kill()
 	r := <-done
 	if r.Code != 255 || !strings.Contains(r.Stderr, web.ID+":") {
@@ -271,10 +279,13 @@ func TestCp(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("a copy cut short succeeded")
 	}
-	testcluster.Eventually(t, 5*time.Second, func() bool {
-		entries, _ := os.ReadDir(dest)
-		return len(entries) == 0
-	}, "files left after a copy cut short")
+	testsupport.Eventually(t, 5*time.Second, func() error {
+		entries, err := os.ReadDir(dest)
+		if err == nil && len(entries) != 0 {
+			err = fmt.Errorf("%d files left after a copy cut short, first %s", len(entries), entries[0].Name())
+		}
+		return err
+	})
 }
 
 func mustOK(t *testing.T, err error) {
@@ -300,10 +311,13 @@ func TestScrubbedOutputEnds(t *testing.T) {
 	if st, err := h.Wait(ctx); err != nil || st.ExitCode != 0 {
 		t.Fatalf("wait: %+v %v", st, err)
 	}
-	testcluster.Eventually(t, 10*time.Second, func() bool {
+	testsupport.Eventually(t, 10*time.Second, func() error {
 		kind, err := c.KindAt(ctx, path)
-		return err == nil && kind == ""
-	}, "the scrubbed process stayed at %s", path)
+		if err == nil && kind != "" {
+			err = fmt.Errorf("the scrubbed process stayed at %s: kind %q", path, kind)
+		}
+		return err
+	})
 	for _, name := range []string{"stdout", "stderr"} {
 		conn, err := h.OpenStream(ctx, name)
 		if err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -12,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 type procPeek struct {
@@ -74,7 +76,7 @@ func TestMkprocInputAndErrors(t *testing.T) {
 	if r := run(`{"Path": "/bin/sh", "Args": ["-c", "exit 0",], "Env": ["A=1",],}`, "mkproc", "-scrub", x+"/ok"); r.Code != 0 {
 		t.Fatalf("trailing commas: %+v", r)
 	}
-	testcluster.Eventually(t, 5*time.Second, func() bool { return cl.Run("ls", x+"/...").Stdout == "" }, "-scrub left the element")
+	testsupport.Eventually(t, 5*time.Second, func() error { return listsNothing(cl, x+"/...", "-scrub left the element") })
 
 	cases := []struct {
 		name, stdin string
@@ -264,6 +266,16 @@ func TestScrubAfterOutputRead(t *testing.T) {
 		t.Fatalf("stdout of an exited -scrub process: %+v", r)
 	}
 	cl.Run("stderr", path)
-	testcluster.Eventually(t, 5*time.Second, func() bool { return cl.Run("ls", "/"+cl.Servers[0].ID+"/...").Stdout == "" },
-		"the -scrub element stayed after its output was read")
+	testsupport.Eventually(t, 5*time.Second, func() error {
+		return listsNothing(cl, "/"+cl.Servers[0].ID+"/...", "the -scrub element stayed after its output was read")
+	})
+}
+
+// listsNothing returns nil once `ls path` prints nothing, and otherwise an
+// error saying what it printed.
+func listsNothing(cl *testcluster.Cluster, path, what string) error {
+	if r := cl.Run("ls", path); r.Stdout != "" {
+		return fmt.Errorf("%s: ls %s: exit %d\n%s%s", what, path, r.Code, r.Stdout, r.Stderr)
+	}
+	return nil
 }

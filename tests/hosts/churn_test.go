@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/hostcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/hostcluster"
 )
 
 var churnFor = flag.Duration("churn", 20*time.Second, "how long TestChurn kills and starts hosts")

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/hostcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/hostcluster"
 )
 
 // detectLimit is the bound for a partition to be seen on both sides;

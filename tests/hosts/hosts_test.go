@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/hostcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/hostcluster"
 )
 
 // TestJoinByURL starts five hosts that join the first by its URL, and checks

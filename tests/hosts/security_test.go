@@ -6,13 +6,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/hostcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/hostcluster"
 )
 
 // secretTraffic sends a message holding secret over a channel on host 3,
@@ -103,13 +105,12 @@ func TestKeyedCluster(t *testing.T) {
 	// A server without the key, on one of the hosts, tries to join.
 	h4 := c.Hosts[4]
 	c.Shell(h4, "/bin/circuit start -if eth0 -a :11023 -j "+c.Hosts[0].URL()+" </dev/null >/tmp/intruder.out 2>/tmp/intruder.log &")
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(c.Shell(h4, "cat /tmp/intruder.log").Stdout, "will retry") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the intruder never tried to join: %s", c.Shell(h4, "cat /tmp/intruder.log").Stdout)
+	testsupport.Eventually(t, 20*time.Second, func() error {
+		if log := c.Shell(h4, "cat /tmp/intruder.log").Stdout; !strings.Contains(log, "will retry") {
+			return fmt.Errorf("the intruder has not tried to join: %s", log)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	for _, h := range c.Hosts {
 		if ids, err := c.Members(h); err != nil || len(ids) != 5 {
 			t.Fatalf("%s lists %v (%v) after an intruder tried to join", h.Name, ids, err)

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/circuit-project/circuit/internal/testsupport"
 )
 
 const versionPkg = "github.com/circuit-project/circuit/internal/version"
@@ -99,20 +101,12 @@ func randomHex(t *testing.T, n int) string {
 	return hex.EncodeToString(b)
 }
 
-// poll calls f every interval until it returns nil, and fails the test with
-// f's last error after limit.
-func poll(t *testing.T, limit, interval time.Duration, what string, f func() error) {
+// poll waits until f returns nil, and fails the test with what and f's last
+// error after limit.
+func poll(t *testing.T, limit time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, limit, err)
-		}
-		time.Sleep(interval)
+	if err := testsupport.Wait(limit, f); err != nil {
+		t.Fatalf("%s: not within %v", what, err)
 	}
 }
 
@@ -208,7 +202,7 @@ func buildContext(t *testing.T, ctx context.Context, root, ver, commit string) s
 func serverURL(t *testing.T, ctx context.Context, name string) string {
 	t.Helper()
 	var url string
-	poll(t, 30*time.Second, 100*time.Millisecond, name+" prints its URL", func() error {
+	poll(t, 30*time.Second, name+" prints its URL", func() error {
 		cmd := exec.CommandContext(ctx, "docker", "logs", name)
 		out, err := cmd.Output() // the server's log is on stderr
 		if err != nil {
@@ -318,8 +312,8 @@ func TestDockerImage(t *testing.T) {
 	}
 	// The tool inside each container finds a server by discovery too, as
 	// CIRCUIT_DISCOVER and CIRCUIT_HMAC are in the containers' environment.
-	poll(t, 30*time.Second, 200*time.Millisecond, "the two servers find each other", members(a))
-	poll(t, 10*time.Second, 200*time.Millisecond, "the cluster as seen from b, dialling a", members(b, "-d", urls[0]))
+	poll(t, 30*time.Second, "the two servers find each other", members(a))
+	poll(t, 10*time.Second, "the cluster as seen from b, dialling a", members(b, "-d", urls[0]))
 
 	// The key is in force: without it, a is refused (exit 4).
 	out, err := run(ctx, "", nil, "", "docker", "exec", "-e", "CIRCUIT_HMAC=", a, "/circuit", "ls", "-d", urls[0], "/")
@@ -345,5 +339,5 @@ func TestDockerImage(t *testing.T) {
 		t.Errorf("b exited with %s after docker stop, want 0", code)
 	}
 	wantMembers = ids[:1]
-	poll(t, 5*time.Second, 100*time.Millisecond, "a drops b", members(a))
+	poll(t, 5*time.Second, "a drops b", members(a))
 }

@@ -3,6 +3,7 @@ package packaging
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/circuit-project/circuit/internal/testsupport"
 )
 
 // unitFile reads contrib/systemd/circuit.service.
@@ -334,20 +337,19 @@ func TestSystemdBoot(t *testing.T) {
 	// capabilities), not on circuit; only the unit's own behaviour fails
 	// the test, unless CIRCUIT_REQUIRE_SYSTEMD=1.
 	for _, h := range hosts {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
+		err := testsupport.Wait(60*time.Second, func() error {
 			out, err := run(ctx, "", nil, "", "docker", "exec", h, "systemctl", "show", "-p", "Version", "--value")
-			if err == nil && strings.TrimSpace(out) != "" {
-				break // the manager answers: it is PID 1 and booting
+			if err == nil && strings.TrimSpace(out) == "" {
+				err = errors.New("systemctl show -p Version printed nothing")
 			}
-			if time.Now().After(deadline) {
-				logs, _ := run(ctx, "", nil, "", "docker", "logs", "--tail", "20", h)
-				if os.Getenv("CIRCUIT_REQUIRE_SYSTEMD") == "1" {
-					t.Fatalf("systemd did not boot in container %s: %v\n%s", h, err, logs)
-				}
-				t.Skipf("systemd does not boot in a container here (CIRCUIT_REQUIRE_SYSTEMD=1 fails instead): %v\n%s", err, logs)
+			return err // nil: the manager answers: it is PID 1 and booting
+		})
+		if err != nil {
+			logs, _ := run(ctx, "", nil, "", "docker", "logs", "--tail", "20", h)
+			if os.Getenv("CIRCUIT_REQUIRE_SYSTEMD") == "1" {
+				t.Fatalf("systemd did not boot in container %s: %v\n%s", h, err, logs)
 			}
-			time.Sleep(200 * time.Millisecond)
+			t.Skipf("systemd does not boot in a container here (CIRCUIT_REQUIRE_SYSTEMD=1 fails instead): %v\n%s", err, logs)
 		}
 	}
 	show := func(h string) map[string]string {
@@ -380,7 +382,7 @@ func TestSystemdBoot(t *testing.T) {
 		return ids, nil
 	}
 	var ids []string
-	poll(t, 30*time.Second, 200*time.Millisecond, "both servers up and in one cluster", func() error {
+	poll(t, 30*time.Second, "both servers up and in one cluster", func() error {
 		var err error
 		if ids, err = servers(); err == nil && len(ids) != 2 {
 			err = fmt.Errorf("servers %q", ids)
@@ -403,14 +405,14 @@ func TestSystemdBoot(t *testing.T) {
 	b := hosts[1]
 	before := show(b)
 	must(t, ctx, "", nil, "", "docker", "exec", b, "systemctl", "kill", "-s", "KILL", "circuit")
-	poll(t, 30*time.Second, 200*time.Millisecond, "the killed server restarted", func() error {
+	poll(t, 30*time.Second, "the killed server restarted", func() error {
 		if p := show(b); p["NRestarts"] != "1" || p["ActiveState"] != "active" || p["MainPID"] == before["MainPID"] {
 			return fmt.Errorf("circuit.service %v", p)
 		}
 		return nil
 	})
 	var restarted string
-	poll(t, 30*time.Second, 200*time.Millisecond, "the restarted server back in the cluster", func() error {
+	poll(t, 30*time.Second, "the restarted server back in the cluster", func() error {
 		now, err := servers()
 		if err != nil {
 			return err
@@ -425,7 +427,7 @@ func TestSystemdBoot(t *testing.T) {
 
 	// circuit suicide is a clean exit: not restarted.
 	must(t, ctx, "", nil, "", "docker", append(slices.Clone(ls[:len(ls)-3]), "suicide", restarted)...)
-	poll(t, 15*time.Second, 200*time.Millisecond, "the server stopped by suicide", func() error {
+	poll(t, 15*time.Second, "the server stopped by suicide", func() error {
 		if p := show(b); p["ActiveState"] != "inactive" {
 			return fmt.Errorf("circuit.service %v", p)
 		}

@@ -3,6 +3,7 @@ package soak
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -12,7 +13,8 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
-	"github.com/circuit-project/circuit/internal/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
 var churnFor = flag.Duration("churn", 20*time.Second, "how long the churn test runs (issue 9 asks 2m; CI runs 20s)")
@@ -143,24 +145,29 @@ func TestChurn(t *testing.T) {
 		}
 		return agree
 	}
-	for !agreed() {
-		if time.Since(start) > 30*time.Second {
-			explain(t, cl, views, alive)
-			t.Fatalf("after 30 s the survivors disagree: %s", diff(views, alive))
+	err := testsupport.Wait(30*time.Second, func() error {
+		if !agreed() {
+			return fmt.Errorf("the survivors disagree: %s", diff(views, alive))
 		}
-		time.Sleep(100 * time.Millisecond) // polling; the deadline above bounds it
+		return nil
+	})
+	if err != nil {
+		explain(t, cl, views, alive)
+		t.Fatal(err)
 	}
 	settled := time.Since(start)
 
 	// Each stable server's events, applied to its start, give the end,
 	// and alternate for every server.
 	for _, sub := range subs {
-		var got []string
-		testcluster.Eventually(t, 20*time.Second, func() bool {
-			var ok bool
-			got, ok = replay(sub.initial, sub.ev.snapshot())
-			return ok && slices.Equal(got, alive)
-		}, "the events at %s do not add up: %v, want %v (events %v)", sub.srv.ID, got, alive, sub.ev.snapshot())
+		testsupport.Eventually(t, 20*time.Second, func() error {
+			events := sub.ev.snapshot()
+			got, ok := replay(sub.initial, events)
+			if ok && slices.Equal(got, alive) {
+				return nil
+			}
+			return fmt.Errorf("the events at %s do not add up (consistent: %v): %v, want %v (events %v)", sub.srv.ID, ok, got, alive, events)
+		})
 	}
 	total := len(subs[0].ev.snapshot())
 	t.Logf("FIGURE churn for %v at 5 events/s: %d kills, %d starts; %d servers at the end, all agreeing %v after the last event; %d events at each stable server, all consistent",

@@ -10,6 +10,7 @@ package soak
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -18,13 +19,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuit-project/circuit/internal/testcluster"
-	"github.com/circuit-project/circuit/internal/testnet"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
+	"github.com/circuit-project/circuit/internal/testsupport/testnet"
 )
 
 var soakFor = flag.Duration("soak", 20*time.Second, "how long each scenario runs")
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) { build.Main(m) }
 
 // stress starts a fault and returns the function that ends it.
 type stress func(t *testing.T, cl *testcluster.Cluster, ns string) (stop func())
@@ -146,19 +149,17 @@ func TestNoFalseAlarms(t *testing.T) {
 			observer := cl.Servers[0]
 			killed := time.Now()
 			victim.Kill()
-			testcluster.Eventually(t, 10*time.Second, func() bool {
-				r := cl.RunVia(observer, "", "ls", "/")
-				return r.Code == 0 && !strings.Contains(r.Stdout, victim.ID)
-			}, "a kill -9 under stress was not seen within 10 s")
+			testsupport.Eventually(t, 10*time.Second, func() error {
+				return notListed(cl, observer, victim.ID, "a kill -9 under stress")
+			})
 			seen := time.Since(killed)
 			// So is a lost host (stopped for good), within 10 s.
 			lost := cl.Servers[1]
 			stopped := time.Now()
 			lost.Signal(syscall.SIGSTOP)
-			testcluster.Eventually(t, 10*time.Second, func() bool {
-				r := cl.RunVia(observer, "", "ls", "/")
-				return r.Code == 0 && !strings.Contains(r.Stdout, lost.ID)
-			}, "a stopped server under stress was not seen within 10 s")
+			testsupport.Eventually(t, 10*time.Second, func() error {
+				return notListed(cl, observer, lost.ID, "a stopped server under stress")
+			})
 			lostSeen := time.Since(stopped)
 			lost.Signal(syscall.SIGCONT)
 			stop()
@@ -166,4 +167,17 @@ func TestNoFalseAlarms(t *testing.T) {
 				sc.name, time.Since(start).Round(time.Second), alarms, seen.Round(time.Millisecond), lostSeen.Round(time.Millisecond))
 		})
 	}
+}
+
+// notListed returns nil once observer's `ls /` no longer lists id, and
+// otherwise an error naming what (a kill or a stop) is not seen yet.
+func notListed(cl *testcluster.Cluster, observer *testcluster.Proc, id, what string) error {
+	r := cl.RunVia(observer, "", "ls", "/")
+	if r.Code != 0 {
+		return fmt.Errorf("ls / at %s: exit %d: %s", observer.ID, r.Code, strings.TrimSpace(r.Stderr))
+	}
+	if strings.Contains(r.Stdout, id) {
+		return fmt.Errorf("%s (%s) not seen: still listed", what, id)
+	}
+	return nil
 }

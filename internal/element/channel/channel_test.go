@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/internal/kind"
+	"github.com/circuit-project/circuit/internal/testsupport"
 )
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -101,7 +102,14 @@ func TestCloseWakesWaiters(t *testing.T) {
 	c := New(kind.Chan, 0)
 	errs := make(chan error, 2)
 	go func() { _, err := c.Recv(ctxT(t, 5*time.Second)); errs <- err }()
-	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.receivers) == 1 })
+	testsupport.Eventually(t, 5*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if n := len(c.receivers); n != 1 {
+			return fmt.Errorf("%d receivers waiting, want 1", n)
+		}
+		return nil
+	})
 	c.Close()
 	if err := <-errs; !errors.Is(err, ErrClosed) {
 		t.Fatalf("waiting receiver got %v", err)
@@ -114,12 +122,15 @@ func TestScrubAbortsBothSides(t *testing.T) {
 	errs := make(chan error, 2)
 	go func() { errs <- c.Send(ctxT(t, 5*time.Second), []byte("x")) }()
 	go func() { _, err := d.Recv(ctxT(t, 5*time.Second)); errs <- err }()
-	waitFor(t, func() bool {
+	testsupport.Eventually(t, 5*time.Second, func() error {
 		c.mu.Lock()
 		d.mu.Lock()
 		defer c.mu.Unlock()
 		defer d.mu.Unlock()
-		return len(c.senders) == 1 && len(d.receivers) == 1
+		if len(c.senders) != 1 || len(d.receivers) != 1 {
+			return fmt.Errorf("%d senders and %d receivers waiting, want 1 each", len(c.senders), len(d.receivers))
+		}
+		return nil
 	})
 	c.Scrub()
 	d.Scrub()
@@ -251,16 +262,5 @@ func checkExactlyOnce(t *testing.T, got [][]string, senders, each int) {
 	}
 	if len(seen) != senders*each {
 		t.Fatalf("%d messages delivered, want %d", len(seen), senders*each)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition never held")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

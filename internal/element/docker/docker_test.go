@@ -21,7 +21,7 @@ import (
 
 	"github.com/circuit-project/circuit/internal/element/proc"
 	"github.com/circuit-project/circuit/internal/kind"
-	"github.com/circuit-project/circuit/internal/testimage"
+	"github.com/circuit-project/circuit/internal/testsupport/testimage"
 )
 
 // The tests run against the Docker engine of this host, on a tiny image they

@@ -1,8 +1,7 @@
 // Package testcluster starts real circuit servers for tests: as processes of
-// the built binary (Start), or inside the test process (StartInProcess). All
-// servers listen on loopback with free ports and are stopped, by their own
-// PIDs, when the test ends. Eventually polls a condition with a deadline, so
-// tests never sleep to synchronise.
+// the circuit binary (Start; package build makes the binary), or inside the
+// test process (StartInProcess). All servers listen on loopback with free
+// ports and are stopped, by their own PIDs, when the test ends.
 package testcluster
 
 import (
@@ -27,93 +26,10 @@ import (
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/server"
-	"github.com/circuit-project/circuit/internal/testnet"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testnet"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-	binDir    string
-
-	plainOnce sync.Once
-	plainPath string
-	plainErr  error
-)
-
-// Main runs a test binary's tests and removes the circuit binary built for
-// them. Call it from TestMain.
-func Main(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-// Binary builds the circuit binary once per test process (with the race
-// detector when the test has it) and returns its path.
-func Binary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() { binPath, buildErr = buildCircuit("circuit", raceEnabled) })
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// PlainBinary builds the circuit binary without the race detector, once
-// per test process, for tests that measure timing: a race-instrumented
-// server is several times slower.
-func PlainBinary(t testing.TB) string {
-	t.Helper()
-	plainOnce.Do(func() { plainPath, plainErr = buildCircuit("circuit-plain", false) })
-	if plainErr != nil {
-		t.Fatal(plainErr)
-	}
-	return plainPath
-}
-
-var (
-	dirOnce sync.Once
-	dirErr  error
-)
-
-// buildCircuit builds cmd/circuit as name in the directory that Main
-// removes, and returns its path.
-func buildCircuit(name string, race bool) (string, error) {
-	dirOnce.Do(func() { binDir, dirErr = os.MkdirTemp("", "circuit-testbin-") })
-	if dirErr != nil {
-		return "", dirErr
-	}
-	path := filepath.Join(binDir, name)
-	return path, goBuild(context.Background(), path, "github.com/circuit-project/circuit/cmd/circuit", race)
-}
-
-// goBuild builds the package pkg into bin, with -race if race.
-func goBuild(ctx context.Context, bin, pkg string, race bool) error {
-	args := []string{"build", "-o", bin}
-	if race {
-		args = append(args, "-race")
-	}
-	if out, err := exec.CommandContext(ctx, "go", append(args, pkg)...).CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-	}
-	return nil
-}
-
-// Eventually polls cond every 20 ms until it holds or timeout passes, and
-// fails the test with msg if it never does.
-func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: "+msg, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // Options configure a cluster of processes.
 type Options struct {
@@ -121,8 +37,8 @@ type Options struct {
 	Netns string   // run every server and CLI call inside this network namespace
 	Args  []string // extra arguments for every server
 	Local bool     // fast failure-detection timers (-timing local)
-	// Plain runs servers (and CLI calls) built without the race detector,
-	// for tests that measure timing.
+	// Plain runs servers (and CLI calls) of the binary built without the
+	// race detector (build.Static), for tests that measure timing.
 	Plain bool
 }
 
@@ -150,9 +66,9 @@ type Proc struct {
 // Start starts n server processes; each after the first joins the first.
 func Start(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, Bin: Binary(t), opts: opts}
+	c := &Cluster{t: t, Bin: build.Circuit(t, build.Race), opts: opts}
 	if opts.Plain {
-		c.Bin = PlainBinary(t)
+		c.Bin = build.Circuit(t, build.Static)
 	}
 	if opts.Key {
 		c.KeyFile = filepath.Join(t.TempDir(), "key")
@@ -261,24 +177,6 @@ func (c *Cluster) commandOf(ctx context.Context, bin string, args ...string) *ex
 		return testnet.Command(ctx, c.opts.Netns, bin, args...)
 	}
 	return exec.CommandContext(ctx, bin, args...)
-}
-
-// Build builds the program pkg (an import path, or a directory relative to
-// the test's) into the test's temporary directory, with the race detector
-// when the test has it, and returns its path.
-func Build(t testing.TB, pkg string) string {
-	t.Helper()
-	name := filepath.Base(pkg)
-	if abs, err := filepath.Abs(pkg); err == nil && strings.HasPrefix(pkg, ".") {
-		name = filepath.Base(abs)
-	}
-	bin := filepath.Join(t.TempDir(), name)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := goBuild(ctx, bin, pkg, raceEnabled); err != nil {
-		t.Fatal(err)
-	}
-	return bin
 }
 
 // Running reports whether the process has not exited.
@@ -406,7 +304,7 @@ func Lines(s string) []string {
 // servers.
 func (c *Cluster) WaitMembers(n int) {
 	c.t.Helper()
-	Eventually(c.t, 20*time.Second, func() bool {
+	testsupport.Eventually(c.t, 20*time.Second, func() error {
 		c.mu.Lock()
 		servers := append([]*Proc(nil), c.Servers...)
 		c.mu.Unlock()
@@ -415,12 +313,15 @@ func (c *Cluster) WaitMembers(n int) {
 				continue
 			}
 			r := c.RunVia(p, "", "ls", "/")
-			if r.Code != 0 || len(Lines(r.Stdout)) != n {
-				return false
+			if r.Code != 0 {
+				return fmt.Errorf("ls / at %s: exit %d: %s", p.ID, r.Code, strings.TrimSpace(r.Stderr))
+			}
+			if got := Lines(r.Stdout); len(got) != n {
+				return fmt.Errorf("%s lists %d members %v, want %d", p.ID, len(got), got, n)
 			}
 		}
-		return true
-	}, "the servers never all saw %d members", n)
+		return nil
+	})
 }
 
 // SyncBuffer is a bytes.Buffer that several goroutines may write and read.
@@ -458,14 +359,14 @@ func StartInProcess(t testing.TB, n int, key *security.Key) []*server.Server {
 		t.Cleanup(s.Stop)
 		out = append(out, s)
 	}
-	Eventually(t, 20*time.Second, func() bool {
+	testsupport.Eventually(t, 20*time.Second, func() error {
 		for _, s := range out {
-			if len(s.Members()) != n {
-				return false
+			if got := len(s.Members()); got != n {
+				return fmt.Errorf("in-process server %s sees %d members, want %d", s.ID(), got, n)
 			}
 		}
-		return true
-	}, "in-process servers never all saw %d members", n)
+		return nil
+	})
 	return out
 }
 

@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -35,7 +34,9 @@ import (
 
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/security"
-	"github.com/circuit-project/circuit/internal/testimage"
+	"github.com/circuit-project/circuit/internal/testsupport"
+	"github.com/circuit-project/circuit/internal/testsupport/build"
+	"github.com/circuit-project/circuit/internal/testsupport/testimage"
 )
 
 // Port is the port every server listens on, inside its own container.
@@ -80,31 +81,6 @@ type Host struct {
 	starts int // how many times the server was started: its stdout has one URL line per start
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds a static circuit binary (no cgo, so no race detector: it runs
-// on a busybox root file system) once per test process.
-func binary() (string, error) {
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "circuit-hostbin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "circuit")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "github.com/circuit-project/circuit/cmd/circuit")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build (static): %v\n%s", err, out)
-		}
-	})
-	return binPath, buildErr
-}
-
 // Start creates a network and n hosts, starts their servers, and waits
 // until every server lists all n. Everything is removed when the test ends.
 func Start(t testing.TB, n int, opts Options) *Cluster {
@@ -122,11 +98,8 @@ func New(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	cli := testimage.Engine(t)
 	t.Cleanup(func() { cli.Close() })
-	bin, err := binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(bin)
+	// Static: no cgo, so it runs on a busybox root file system.
+	data, err := os.ReadFile(build.Circuit(t, build.Static))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,16 +489,13 @@ func (c *Cluster) WaitMembers(on []*Host, n int, timeout time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for _, h := range on {
-		for {
+		testsupport.Eventually(c.t, time.Until(deadline), func() error {
 			ids, err := c.Members(h)
-			if err == nil && len(ids) == n {
-				break
+			if err == nil && len(ids) != n {
+				err = fmt.Errorf("%s lists %v, want %d members", h.Name, ids, n)
 			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("after %v, %s lists %v (err %v), want %d members", timeout, h.Name, ids, err, n)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return err
+		})
 	}
 }
 
