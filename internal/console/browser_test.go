@@ -247,12 +247,18 @@ func TestBrowserKeyed(t *testing.T) {
 
 	path := "/" + p.ID + "/web"
 	const line = "started from the page"
-	step(t, ctx, 30*time.Second, "log in",
+	// The refused page has #refused, which the first one has not: waiting
+	// for it waits for the navigation, so that nothing below touches a
+	// field of the page being replaced.
+	step(t, ctx, 30*time.Second, "a wrong token is refused",
 		chromedp.Navigate(u),
 		chromedp.WaitVisible(chromedp.CSS(`#token`)),
 		chromedp.SendKeys(chromedp.CSS(`#token`), "wrong"),
 		chromedp.Submit(chromedp.CSS(`#token`)),
-		chromedp.WaitVisible(chromedp.CSS(`#token`)), // refused: the login page again
+		chromedp.WaitVisible(chromedp.CSS(`#refused`)),
+	)
+	step(t, ctx, 30*time.Second, "log in",
+		chromedp.WaitVisible(chromedp.CSS(`#token`)),
 		chromedp.SetValue(chromedp.CSS(`#token`), token),
 		chromedp.Submit(chromedp.CSS(`#token`)),
 		chromedp.WaitVisible(chromedp.CSS(row(p.ID)+` .health[data-health="alive"]`)),

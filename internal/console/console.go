@@ -239,7 +239,7 @@ func (c *Console) guard(next http.Handler) http.Handler {
 		if r.Method == http.MethodGet && r.URL.Path == "/" {
 			h.Set("Content-Type", "text/html; charset=utf-8")
 			w.WriteHeader(http.StatusUnauthorized)
-			w.Write([]byte(loginPage))
+			w.Write([]byte(loginPage(false)))
 			return
 		}
 		http.Error(w, "unauthorized: this cluster has a key; give the console token (circuit console-token)", http.StatusUnauthorized)
@@ -267,7 +267,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if !c.validToken(r.PostFormValue("token")) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusUnauthorized)
-		w.Write([]byte(loginPage))
+		w.Write([]byte(loginPage(true)))
 		return
 	}
 	c.setCookie(w, r)
@@ -275,18 +275,27 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 }
 
 // loginPage is all a browser without the token sees. It is inline (the
-// stylesheet would need the token too).
-const loginPage = `<!doctype html>
+// stylesheet would need the token too). After a wrong token it says so,
+// so that the person typing (and a test) can tell the refusal from the
+// first visit.
+func loginPage(refused bool) string {
+	msg := ""
+	if refused {
+		msg = `<p id="refused" role="alert">That token was refused. Check it against <code>circuit console-token</code> on a host of this cluster.</p>
+`
+	}
+	return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>circuit console: token</title></head>
 <body>
 <h1>circuit console</h1>
 <p>This cluster has a key. Enter the console token (<code>circuit console-token</code> prints it).</p>
-<form method="post" action="/login">
+` + msg + `<form method="post" action="/login">
 <input type="password" name="token" id="token" size="70" autofocus>
 <button type="submit">Open</button>
 </form>
 </body></html>
 `
+}
 
 // Loopback tells whether the console listens on a loopback address only.
 func (c *Console) Loopback() bool {

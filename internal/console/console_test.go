@@ -469,8 +469,11 @@ func TestKeyed(t *testing.T) {
 		t.Fatalf("list with the cookie: %d %s", a.code, a.body)
 	}
 	// The login form.
-	if a := do(t, "POST", c.URL()+"login", "token=wrong", false); a.code != http.StatusUnauthorized {
-		t.Fatalf("login with a wrong token: %d", a.code)
+	if a := do(t, "POST", c.URL()+"login", "token=wrong", false); a.code != http.StatusUnauthorized || !strings.Contains(a.body, `id="refused"`) {
+		t.Fatalf("login with a wrong token: %d %s", a.code, a.body)
+	}
+	if a := do(t, "GET", c.URL(), "", false); a.code != http.StatusUnauthorized || !strings.Contains(a.body, `id="token"`) || strings.Contains(a.body, `id="refused"`) {
+		t.Fatalf("the login page on a first visit: %d %s", a.code, a.body)
 	}
 	req := "token=" + token
 	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
