@@ -21,6 +21,10 @@ type Nameserver struct {
 	addr string
 	udp  *dns.Server
 	tcp  *dns.Server
+	// served is closed when both serving goroutines have returned: only
+	// then are the sockets closed (the library closes its UDP socket on
+	// the way out, and a second Close does not wait for the first).
+	served chan struct{}
 
 	mu      sync.RWMutex
 	records map[string][]dns.RR // by lower-case FQDN
@@ -62,15 +66,18 @@ func Start(addr string) (*Nameserver, error) {
 	ns := &Nameserver{addr: pc.LocalAddr().String(), records: map[string][]dns.RR{}}
 	ns.udp = &dns.Server{PacketConn: pc, Handler: ns}
 	ns.tcp = &dns.Server{Listener: ln, Handler: ns}
+	ns.served = make(chan struct{})
 	started := make(chan error, 2)
+	var serving sync.WaitGroup
 	for _, srv := range []*dns.Server{ns.udp, ns.tcp} {
 		srv.NotifyStartedFunc = func() { started <- nil }
-		go func() {
+		serving.Go(func() {
 			if err := srv.ActivateAndServe(); err != nil {
 				started <- err
 			}
-		}()
+		})
 	}
+	go func() { serving.Wait(); close(ns.served) }()
 	for range 2 {
 		select {
 		case err := <-started:
@@ -187,9 +194,16 @@ func (ns *Nameserver) lookup(name string, qtype uint16, depth int) (answer []dns
 	return answer, true
 }
 
-// Scrub stops the nameserver and frees its port.
+// Scrub stops the nameserver and frees its port: when it returns, the
+// port can be bound again.
 func (ns *Nameserver) Scrub() {
 	ns.once.Do(func() {
+		defer func() {
+			select {
+			case <-ns.served:
+			case <-time.After(5 * time.Second):
+			}
+		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		for _, srv := range []*dns.Server{ns.udp, ns.tcp} {
