@@ -3,6 +3,7 @@ package filecopy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -196,4 +197,137 @@ func FuzzReader(f *testing.F) {
 			t.Fatalf("read %d bytes after %v", n, err)
 		}
 	})
+}
+
+// linkStream packs one symbolic link, named l, pointing at target.
+func linkStream(t *testing.T, target string) []byte {
+	t.Helper()
+	src := t.TempDir()
+	must(t, os.Symlink(target, filepath.Join(src, "l")))
+	return framed(t, src, "l")
+}
+
+// files lists what is not a directory under dir (files, links), as paths
+// relative to dir.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var got []string
+	must(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			got = append(got, rel)
+		}
+		return nil
+	}))
+	return got
+}
+
+// TestLinkTargets: under a root that is not "/", a symbolic link is
+// written only if its target, joined lexically to the link's directory,
+// stays inside the root. An absolute target is refused, and so is one
+// that climbs out of the root even to come back in through the root's own
+// name ("ROOT" in a target below): both depend on where the root is.
+func TestLinkTargets(t *testing.T) {
+	for _, tc := range []struct {
+		target string
+		dest   string // the directory the link lands in, inside the root
+		ok     bool
+	}{
+		{"a.txt", ".", true},
+		{"sub/../a.txt", ".", true},
+		{"./x", ".", true},
+		{"nowhere/at/all", ".", true}, // dangling, but inside
+		{".", ".", true},
+		{"../x", "d/e", true},
+		{"../../x", "d/e", true},
+		{"../..", "d/e", true}, // the root's top itself
+		{"/etc/passwd", ".", false},
+		{"/", ".", false},
+		{"../x", ".", false},
+		{"..", ".", false},
+		{"sub/../../x", ".", false},
+		{"../ROOT/x", ".", false}, // out and back in
+		{"../../ROOT/x", "d", false},
+		{"../ROOT/x", "d", true}, // ROOT/x: a directory named like the root, inside
+		{"../../../x", "d/e", false},
+		{"x/../../../../x", "d/e", false},
+	} {
+		t.Run(tc.target+" in "+tc.dest, func(t *testing.T) {
+			out := t.TempDir()
+			must(t, os.MkdirAll(filepath.Join(out, tc.dest), 0o755))
+			target := strings.ReplaceAll(tc.target, "ROOT", filepath.Base(out))
+			fr := NewReader(bytes.NewReader(linkStream(t, target)))
+			err := Unpack(fr, openRoot(t, out), tc.dest, false, fr.Drain)
+			l := filepath.Join(out, tc.dest, "l")
+			if tc.ok {
+				must(t, err)
+				if got, err := os.Readlink(l); err != nil || got != target {
+					t.Errorf("link: %q %v, want %q", got, err, target)
+				}
+			} else {
+				if !errors.Is(err, errLinkLeavesRoot) {
+					t.Fatalf("got %v, want the link refused", err)
+				}
+				if want := fmt.Sprintf("link %q -> %q", "l", target); !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %s", err, want)
+				}
+				if got := files(t, out); len(got) != 0 {
+					t.Errorf("left after the refusal: %v", got)
+				}
+			}
+			leftovers(t, out)
+		})
+	}
+}
+
+// TestLinkTargetsWholeFS: with the host's "/" as root (no -fs-root, and
+// the client's side) every target is inside, and is written as it is.
+func TestLinkTargetsWholeFS(t *testing.T) {
+	for _, top := range []string{"/", "/."} {
+		for _, target := range []string{"/etc/passwd", "../../../../../x", "a.txt"} {
+			t.Run(top+" "+target, func(t *testing.T) {
+				out := t.TempDir()
+				dest, err := Rel(filepath.ToSlash(out))
+				must(t, err)
+				fr := NewReader(bytes.NewReader(linkStream(t, target)))
+				must(t, Unpack(fr, openRoot(t, top), dest, false, fr.Drain))
+				if got, err := os.Readlink(filepath.Join(out, "l")); err != nil || got != target {
+					t.Errorf("link: %q %v, want %q", got, err, target)
+				}
+			})
+		}
+	}
+}
+
+// TestBadLinkFailsWholeCopy: a link leaving the root among good files
+// (at copy/sub/escape or existing/src/sub/escape, climbing four levels),
+// met after some of them were written (to temporary names), fails the
+// whole copy: the error names it, and no file, link or temporary file of
+// the copy is left (directories made on the way stay, as in any failed
+// copy).
+func TestBadLinkFailsWholeCopy(t *testing.T) {
+	src := tree(t) // a.txt, link, sub/b: written before sub/escape
+	must(t, os.Symlink("../../../../etc", filepath.Join(src, "sub", "escape")))
+	must(t, os.WriteFile(filepath.Join(src, "z.txt"), []byte("after\n"), 0o644))
+	data := framed(t, filepath.Dir(src), "src")
+	for _, dest := range []string{"copy", "existing"} { // to a new name, into a directory
+		t.Run(dest, func(t *testing.T) {
+			out := t.TempDir()
+			must(t, os.Mkdir(filepath.Join(out, "existing"), 0o755))
+			err := unpackFramed(data, openRoot(t, out), dest)
+			if !errors.Is(err, errLinkLeavesRoot) {
+				t.Fatalf("got %v, want the link refused", err)
+			}
+			if want := `link "src/sub/escape" -> "../../../../etc"`; !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not name %s", err, want)
+			}
+			if got := files(t, out); len(got) != 0 {
+				t.Errorf("left after the failed copy: %v", got)
+			}
+			leftovers(t, out)
+		})
+	}
 }

@@ -122,7 +122,7 @@ func Unpack(r io.Reader, root *os.Root, dest string, rename bool, done func() er
 		}
 		into = false
 	}
-	u := &unpacker{root: root}
+	u := &unpacker{root: root, whole: wholeFS(root)}
 	defer func() {
 		if err != nil {
 			u.discard()
@@ -177,6 +177,56 @@ func entryName(n string) (string, error) {
 	return c, nil
 }
 
+// errLinkLeavesRoot is the cause of a refused symbolic link.
+var errLinkLeavesRoot = errors.New("its target leaves the root")
+
+// wholeFS reports whether root is the host's own "/" (a server without
+// -fs-root, or the client's side of a copy). It compares the directories
+// themselves, not root.Name(): a name like "/srv/../" may be cleaned to "/"
+// while it is not "/" (when /srv is a link), and the error of either Stat
+// counts as "not the whole file system", the side that refuses more.
+func wholeFS(root *os.Root) bool {
+	in, err := root.Stat(".")
+	if err != nil {
+		return false
+	}
+	top, err := os.Stat("/")
+	if err != nil {
+		return false
+	}
+	return os.SameFile(in, top)
+}
+
+// leavesRoot reports whether a symbolic link in dir (a name in a root that
+// is not the host's "/") pointing at linkname would lead out of the root,
+// for whatever software on the host follows it: os.Root never follows
+// such a link out, but other programs do. The rule:
+//
+//   - an absolute target is refused: it names the host's own file system,
+//     outside the root, even when it happens to spell a path under the
+//     root's directory (that depends on where the root is mounted);
+//   - a relative target is joined to dir and cleaned, lexically, and is
+//     refused if it climbs above the root's top, even to come back in
+//     ("../<root's own name>/x"): that too depends on the root's name.
+//
+// The judgement is lexical: it reads "name/.." as dir itself, where the
+// kernel, when name is a symbolic link, goes to the parent of where name
+// leads. Writing is safe whatever links are there, as every name this
+// package writes resolves in os.Root, which follows no link out of the
+// root, and within one copy no entry is written through a link of the same
+// copy (links wait under temporary names until the commit). But a target
+// that climbs through another link, even one of the same copy (a/b/c ->
+// .. and a/b/l -> c/../../../x: lexically a/b/l leads to x, the kernel
+// takes it two levels above the root), is judged inside here while the
+// host resolves it outside.
+func leavesRoot(dir, linkname string) bool {
+	if path.IsAbs(linkname) {
+		return true
+	}
+	c := path.Join(dir, linkname)
+	return c == ".." || strings.HasPrefix(c, "../")
+}
+
 type pending struct {
 	tmp, final string
 	hdr        *tar.Header
@@ -184,6 +234,7 @@ type pending struct {
 
 type unpacker struct {
 	root  *os.Root
+	whole bool      // root is the host's "/": every link target is inside
 	files []pending // written, to be renamed
 	dirs  []pending // made, whose mode and times are set at the end
 }
@@ -201,6 +252,9 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader, target string) error {
 		return fmt.Errorf("tar entry %q: cannot copy type %q", hdr.Name, hdr.Typeflag)
 	}
 	dir := path.Dir(target)
+	if hdr.Typeflag == tar.TypeSymlink && !u.whole && leavesRoot(dir, hdr.Linkname) {
+		return fmt.Errorf("link %q -> %q: %w", hdr.Name, hdr.Linkname, errLinkLeavesRoot)
+	}
 	if err := u.root.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
