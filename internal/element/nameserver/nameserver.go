@@ -33,8 +33,14 @@ type Nameserver struct {
 }
 
 // Start binds addr (host:port; port 0 picks one free on both UDP and TCP)
-// and serves.
+// and serves, UDP answers limited to 100 a second per source address (200
+// at once).
 func Start(addr string) (*Nameserver, error) {
+	return startWith(addr, defaultLimits())
+}
+
+// startWith is Start with the UDP rate limit lim.
+func startWith(addr string, lim limits) (*Nameserver, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("address %q: %w", addr, err)
@@ -64,7 +70,7 @@ func Start(addr string) (*Nameserver, error) {
 		}
 	}
 	ns := &Nameserver{addr: pc.LocalAddr().String(), records: map[string][]dns.RR{}}
-	ns.udp = &dns.Server{PacketConn: pc, Handler: ns}
+	ns.udp = &dns.Server{PacketConn: newSourceConn(pc.(*net.UDPConn), newLimiter(lim)), Handler: ns}
 	ns.tcp = &dns.Server{Listener: ln, Handler: ns}
 	ns.served = make(chan struct{})
 	started := make(chan error, 2)
@@ -153,33 +159,45 @@ func (ns *Nameserver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
-	if len(req.Question) != 1 || req.Opcode != dns.OpcodeQuery {
+	opt := req.IsEdns0()
+	if opt != nil {
+		// RFC 6891: an answer to a query with an OPT record has one.
+		m.SetEdns0(maxUDPSize, opt.Do())
+	}
+	switch {
+	case opt != nil && opt.Version() != 0:
+		m.Rcode = dns.RcodeBadVers
+	case len(req.Question) != 1 || req.Opcode != dns.OpcodeQuery:
 		m.Rcode = dns.RcodeNotImplemented
-		w.WriteMsg(m)
-		return
+	default:
+		q := req.Question[0]
+		ns.mu.RLock()
+		answer, known := ns.lookup(strings.ToLower(q.Name), q.Qtype, 8)
+		ns.mu.RUnlock()
+		m.Answer = answer
+		if !known {
+			m.Rcode = dns.RcodeNameError
+		}
 	}
-	q := req.Question[0]
-	ns.mu.RLock()
-	answer, known := ns.lookup(strings.ToLower(q.Name), q.Qtype, 8)
-	ns.mu.RUnlock()
-	m.Answer = answer
-	if !known {
-		m.Rcode = dns.RcodeNameError
-	}
+	fit(m, req, w.RemoteAddr())
 	w.WriteMsg(m)
 }
 
 // lookup finds the answer for name and type, following CNAMEs within the
-// records here, at most depth deep. Called with the read lock held.
+// records here, at most depth deep. ANY gets one RRset, that of the type
+// of the name's first record (RFC 8482). Called with the read lock held.
 func (ns *Nameserver) lookup(name string, qtype uint16, depth int) (answer []dns.RR, known bool) {
 	rrs, known := ns.records[name]
 	if !known {
 		return nil, false
 	}
+	if qtype == dns.TypeANY && len(rrs) > 0 {
+		qtype = rrs[0].Header().Rrtype
+	}
 	var cname dns.RR
 	for _, rr := range rrs {
 		t := rr.Header().Rrtype
-		if t == qtype || qtype == dns.TypeANY {
+		if t == qtype {
 			answer = append(answer, dns.Copy(rr))
 		}
 		if t == dns.TypeCNAME {
