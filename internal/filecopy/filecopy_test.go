@@ -331,3 +331,49 @@ func TestBadLinkFailsWholeCopy(t *testing.T) {
 		})
 	}
 }
+
+// TestLinkThroughLinks: a target is judged lexically only where nothing on
+// the way is a link, so a link is refused when its directory, or a name
+// its target passes through, is a link: one already in the root, or one
+// written earlier in the same copy. Each of these would lead out of the
+// root as the kernel resolves it, though it reads as inside.
+func TestLinkThroughLinks(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		existing map[string]string // links already in the root
+		sent     [][2]string       // links of the copy, in order: name, target
+		ok       bool
+	}{
+		{"through a link of the same copy", nil, [][2]string{{"a/b/c", ".."}, {"a/b/l", "c/../../../x"}}, false},
+		{"through a link in the root", map[string]string{"top/up": ".."}, [][2]string{{"l", "up/../x"}}, false},
+		{"in a directory that is a link", map[string]string{"d": "."}, [][2]string{{"l", "../../x"}}, false},
+		{"to a link, as its last name", nil, [][2]string{{"a/c", "x"}, {"a/l", "c"}}, true},
+		{"through a plain directory", nil, [][2]string{{"a/b/l", "../../a/b/x"}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			for name, target := range tc.existing {
+				must(t, os.MkdirAll(filepath.Dir(filepath.Join(out, name)), 0o755))
+				must(t, os.Symlink(target, filepath.Join(out, name)))
+			}
+			src := t.TempDir()
+			for _, l := range tc.sent {
+				p := filepath.Join(src, "top", l[0])
+				must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+				must(t, os.Symlink(l[1], p))
+			}
+			fr := NewReader(bytes.NewReader(framed(t, src, "top")))
+			dest := "."
+			if tc.existing["d"] != "" {
+				dest = "d" // the copy lands in the linked directory
+			}
+			err := Unpack(fr, openRoot(t, out), dest, false, fr.Drain)
+			if tc.ok {
+				must(t, err)
+			} else if !errors.Is(err, errLinkLeavesRoot) {
+				t.Fatalf("got %v, want a link refused", err)
+			}
+			leftovers(t, out)
+		})
+	}
+}

@@ -122,7 +122,7 @@ func Unpack(r io.Reader, root *os.Root, dest string, rename bool, done func() er
 		}
 		into = false
 	}
-	u := &unpacker{root: root, whole: wholeFS(root)}
+	u := &unpacker{root: root, whole: wholeFS(root), links: map[string]bool{}}
 	defer func() {
 		if err != nil {
 			u.discard()
@@ -198,7 +198,7 @@ func wholeFS(root *os.Root) bool {
 }
 
 // leavesRoot reports whether a symbolic link in dir (a name in a root that
-// is not the host's "/") pointing at linkname would lead out of the root,
+// is not the host's "/") pointing at linkname could lead out of the root,
 // for whatever software on the host follows it: os.Root never follows
 // such a link out, but other programs do. The rule:
 //
@@ -207,24 +207,59 @@ func wholeFS(root *os.Root) bool {
 //     root's directory (that depends on where the root is mounted);
 //   - a relative target is joined to dir and cleaned, lexically, and is
 //     refused if it climbs above the root's top, even to come back in
-//     ("../<root's own name>/x"): that too depends on the root's name.
+//     ("../<root's own name>/x"): that too depends on the root's name;
+//   - the lexical reading holds only if nothing on the way is itself a
+//     link (the kernel reads "name/.." as the parent of where name leads):
+//     so the link is refused when a directory of dir, or a name its target
+//     passes through before its last, is a symbolic link, already in the
+//     root or written earlier in this copy (isLink). A last name that is a
+//     link is fine: that link's own target was judged when it was written.
 //
-// The judgement is lexical: it reads "name/.." as dir itself, where the
-// kernel, when name is a symbolic link, goes to the parent of where name
-// leads. Writing is safe whatever links are there, as every name this
-// package writes resolves in os.Root, which follows no link out of the
-// root, and within one copy no entry is written through a link of the same
-// copy (links wait under temporary names until the commit). But a target
-// that climbs through another link, even one of the same copy (a/b/c ->
-// .. and a/b/l -> c/../../../x: lexically a/b/l leads to x, the kernel
-// takes it two levels above the root), is judged inside here while the
-// host resolves it outside.
-func leavesRoot(dir, linkname string) bool {
+// Writing is safe whatever links are there, as every name this package
+// writes resolves in os.Root, which follows no link out of the root, and
+// within one copy no entry is written through a link of the same copy
+// (links wait under temporary names until the commit).
+func leavesRoot(dir, linkname string, isLink func(name string) bool) bool {
 	if path.IsAbs(linkname) {
 		return true
 	}
 	c := path.Join(dir, linkname)
-	return c == ".." || strings.HasPrefix(c, "../")
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return true
+	}
+	cur := "."
+	if dir != "." {
+		for _, name := range strings.Split(dir, "/") {
+			if cur = path.Join(cur, name); isLink(cur) {
+				return true
+			}
+		}
+	}
+	parts := strings.Split(linkname, "/")
+	for i, name := range parts {
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			cur = path.Dir(cur) // never above the top: checked lexically
+			continue
+		}
+		cur = path.Join(cur, name)
+		if i < len(parts)-1 && isLink(cur) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLink tells whether name is a symbolic link in the root, or one this
+// copy has written (under a temporary name until the commit).
+func (u *unpacker) isLink(name string) bool {
+	if u.links[name] {
+		return true
+	}
+	fi, err := u.root.Lstat(name)
+	return err == nil && fi.Mode()&fs.ModeSymlink != 0
 }
 
 type pending struct {
@@ -234,9 +269,10 @@ type pending struct {
 
 type unpacker struct {
 	root  *os.Root
-	whole bool      // root is the host's "/": every link target is inside
-	files []pending // written, to be renamed
-	dirs  []pending // made, whose mode and times are set at the end
+	whole bool            // root is the host's "/": every link target is inside
+	links map[string]bool // the final names of the links written so far
+	files []pending       // written, to be renamed
+	dirs  []pending       // made, whose mode and times are set at the end
 }
 
 func (u *unpacker) entry(hdr *tar.Header, r io.Reader, target string) error {
@@ -252,7 +288,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader, target string) error {
 		return fmt.Errorf("tar entry %q: cannot copy type %q", hdr.Name, hdr.Typeflag)
 	}
 	dir := path.Dir(target)
-	if hdr.Typeflag == tar.TypeSymlink && !u.whole && leavesRoot(dir, hdr.Linkname) {
+	if hdr.Typeflag == tar.TypeSymlink && !u.whole && leavesRoot(dir, hdr.Linkname, u.isLink) {
 		return fmt.Errorf("link %q -> %q: %w", hdr.Name, hdr.Linkname, errLinkLeavesRoot)
 	}
 	if err := u.root.MkdirAll(dir, 0o755); err != nil {
@@ -265,6 +301,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader, target string) error {
 		if err := u.root.Symlink(hdr.Linkname, tmp); err != nil {
 			return err
 		}
+		u.links[target] = true
 		u.files = append(u.files, pending{tmp: tmp, final: target, hdr: hdr})
 		return nil
 	}
