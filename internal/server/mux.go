@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -32,11 +33,19 @@ func (s *Server) acceptLoop() {
 			}
 			continue
 		}
+		release, ok := s.unauth.admit(c.RemoteAddr())
+		if !ok {
+			s.refused(c, fmt.Sprintf("more than %d connections from one address are not yet authenticated", unauthPerPeer))
+			c.Close()
+			continue
+		}
 		if !s.track(c) {
+			release()
 			c.Close()
 			return
 		}
-		if !s.goFunc(func() { s.serveConn(c) }) { // stopping
+		if !s.goFunc(func() { s.serveConn(c, release) }) { // stopping
+			release()
 			c.Close()
 			s.untrack(c)
 			return
@@ -61,18 +70,65 @@ func (s *Server) untrack(c net.Conn) {
 	s.mu.Unlock()
 }
 
-// serveConn reads the preamble and hands the connection on. Connections that
-// go to gRPC or to membership stay tracked until closed by their new owner or
-// by Stop.
-func (s *Server) serveConn(c net.Conn) {
+// unauthPerPeer bounds the connections from one address that are not yet
+// authenticated: a flood of them from one peer cannot use up this server's
+// descriptors, and they each last at most wire.AuthTimeout.
+const unauthPerPeer = 64
+
+// unauthLimit counts, per remote IP address, the connections accepted and
+// not yet authenticated.
+type unauthLimit struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// admit counts a new connection from addr, or refuses it when its address
+// already has unauthPerPeer. release, called once the connection is
+// authenticated or over (more calls do nothing), uncounts it.
+func (l *unauthLimit) admit(addr net.Addr) (release func(), ok bool) {
+	ip := addr.String()
+	if a, isTCP := addr.(*net.TCPAddr); isTCP {
+		ip = a.IP.String()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n == nil {
+		l.n = map[string]int{}
+	}
+	if l.n[ip] >= unauthPerPeer {
+		return nil, false
+	}
+	l.n[ip]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.n[ip]--; l.n[ip] <= 0 {
+				delete(l.n, ip)
+			}
+		})
+	}, true
+}
+
+// serveConn greets, reads the preamble and hands the connection on.
+// Connections that go to gRPC or to membership stay tracked until closed by
+// their new owner or by Stop. release uncounts the connection as not yet
+// authenticated: it is called once the preamble is checked and TLS done.
+func (s *Server) serveConn(c net.Conn, release func()) {
 	handedOff := false
+	defer release()
 	defer func() {
 		if !handedOff {
 			c.Close()
 			s.untrack(c)
 		}
 	}()
-	c.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
+	c.SetDeadline(time.Now().Add(wire.AuthTimeout))
+	g := wire.NewGreeting(s.id, s.cfg.Key != nil)
+	if _, err := c.Write(g.Bytes()); err != nil {
+		return
+	}
 	p, err := wire.ReadPreamble(c)
 	if err != nil {
 		if errors.Is(err, wire.ErrBadPreamble) {
@@ -81,7 +137,7 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		return
 	}
-	if r := p.Check(s.cfg.Key); r != nil {
+	if r := p.Check(g, s.cfg.Key); r != nil {
 		s.refused(c, r.Msg)
 		wire.WriteStatus(c, r)
 		return
@@ -92,7 +148,7 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		footprint.Wake() // forwarding is work
-		s.relay(c, p)
+		s.relay(c, p, release)
 		return
 	}
 	if p.Kind == wire.KindGossipWAN && !s.cluster.InDC() {
@@ -103,6 +159,9 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 	if err := wire.WriteStatus(c, nil); err != nil {
 		return
+	}
+	if s.cfg.Key == nil || p.Kind != wire.KindRPC && p.Kind != wire.KindStream {
+		release() // authenticated by the preamble (or never: no key)
 	}
 	switch p.Kind {
 	case wire.KindGossip:
@@ -128,6 +187,7 @@ func (s *Server) serveConn(c net.Conn) {
 				return
 			}
 			conn = tc
+			release()
 		}
 		if p.Kind == wire.KindStream {
 			s.serveStream(conn)
@@ -266,7 +326,7 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // relay connects a client to the member it named and splices the two
 // connections. Only members' advertised addresses are ever dialled.
-func (s *Server) relay(c net.Conn, p wire.Preamble) {
+func (s *Server) relay(c net.Conn, p wire.Preamble, release func()) {
 	kind, reached := metrics.ForwardRPC, false
 	if p.Kind == wire.KindStream {
 		kind = metrics.ForwardStream
@@ -292,9 +352,20 @@ func (s *Server) relay(c net.Conn, p wire.Preamble) {
 		return
 	}
 	defer func() { up.Close(); s.untrack(up) }()
-	p.Hop++
-	up.SetDeadline(time.Now().Add(wire.HandshakeTimeout))
-	if _, err := up.Write(p.Bytes()); err != nil {
+	// The server that answers must be the one named: an address may have
+	// passed to another server, or to a service that is no circuit server
+	// at all, which is sent nothing.
+	up.SetDeadline(time.Now().Add(wire.AuthTimeout))
+	g, err := wire.ReadGreeting(up)
+	if err != nil {
+		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnreachable, Msg: "server " + p.Target.String() + " at " + m.Addr + ": " + err.Error()})
+		return
+	}
+	if g.ID != p.Target {
+		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnknownServer, Msg: "server " + p.Target.String() + " is not at " + m.Addr + " (" + g.ID.String() + " answers there)"})
+		return
+	}
+	if _, err := up.Write(wire.NewPreamble(p.Kind, p.Target, p.Hop+1, g, s.cfg.Key).Bytes()); err != nil {
 		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnreachable, Msg: "relaying to " + p.Target.String() + ": " + err.Error()})
 		return
 	}
@@ -310,6 +381,8 @@ func (s *Server) relay(c net.Conn, p wire.Preamble) {
 	if err := wire.WriteStatus(c, nil); err != nil {
 		return
 	}
+	// TLS, if any, is the target's to check: the relay's part is done.
+	release()
 	c.SetDeadline(time.Time{})
 	up.SetDeadline(time.Time{})
 	reached = true

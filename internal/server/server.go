@@ -93,6 +93,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
 	refusals refusalLog
+	unauth   unauthLimit
 
 	stopOnce sync.Once
 	done     chan struct{} // closed when Stop has finished

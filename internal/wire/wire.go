@@ -1,17 +1,24 @@
 // Package wire owns how a connection to a circuit server begins.
 //
-// Every TCP connection to a server's one port opens with a fixed-size
-// preamble that says what the connection is for (gossip, RPC, or a byte
-// stream), which server it is meant for, and, when the cluster has a key, a
-// MAC proving that the dialler holds the key. The receiving server answers
-// with a status: OK, or a refusal with a reason. After OK, an RPC or stream
-// connection is wrapped in mutually verified TLS 1.3 when a key is in use;
-// gossip connections are encrypted by the membership library itself.
+// The server speaks first. On every TCP connection to its one port it sends
+// a greeting: a fixed magic value, its ID, whether it has a key, and a
+// fresh random challenge. The dialler checks the magic (a peer that does not
+// greet as a circuit server is dropped without a byte of what it sent being
+// shown), then answers with a fixed-size preamble that says what the
+// connection is for (gossip, RPC, a byte stream or a watch), which server it
+// is meant for, and, when the cluster has a key, a MAC under the key over
+// the preamble and the greeting. Because the greeting's challenge is new on
+// every connection, a preamble captured from the wire is worth nothing on
+// another: it is refused. The server answers with a status: OK, or a
+// refusal with a reason. After OK, an RPC or stream connection is wrapped in
+// mutually verified TLS 1.3 when a key is in use; gossip connections are
+// encrypted by the membership library itself.
 //
 // A preamble naming another server is relayed: the receiving server dials
-// that member's advertised address, forwards the preamble unchanged but for
-// its hop count, and splices the two connections. TLS then runs end to end
-// between the client and the hosting server, so a relay never decrypts.
+// that member's advertised address, checks that the server greeting there is
+// the one named, signs a new preamble (its hop count raised) against that
+// server's challenge, and splices the two connections. TLS then runs end to
+// end between the client and the hosting server, so a relay never decrypts.
 package wire
 
 import (
@@ -49,14 +56,76 @@ func (k Kind) valid() bool {
 }
 
 const (
-	magic       = "CIR1"
-	flagKeyed   = 1
-	PreambleLen = 4 + 1 + 1 + 1 + 8 + 16 + 32
+	// magic opens greetings and preambles: "CIR" and the protocol
+	// version. Version 1 had no greeting.
+	magic     = "CIR2"
+	oldMagic  = "CIR1"
+	flagKeyed = 1
+
+	// GreetingLen is the size of a greeting: magic, flags, server ID,
+	// challenge.
+	GreetingLen = 4 + 1 + 8 + 16
+	// PreambleLen is the size of a preamble: magic, kind, flags, hop,
+	// target ID, MAC.
+	PreambleLen = 4 + 1 + 1 + 1 + 8 + 32
 	macOffset   = PreambleLen - 32
 	hopOffset   = 6
 )
 
-// Preamble is the first thing on every connection.
+// Greeting is what a server sends first on every connection.
+type Greeting struct {
+	ID    ident.ID // the greeting server
+	Keyed bool     // it requires the cluster key
+	raw   [GreetingLen]byte
+}
+
+// NewGreeting makes a greeting of server id with a fresh challenge.
+func NewGreeting(id ident.ID, keyed bool) Greeting {
+	g := Greeting{ID: id, Keyed: keyed}
+	b := g.raw[:]
+	copy(b, magic)
+	if keyed {
+		b[4] = flagKeyed
+	}
+	binary.BigEndian.PutUint64(b[5:13], uint64(id))
+	if _, err := rand.Read(b[13:]); err != nil {
+		panic(fmt.Sprintf("wire: reading random bytes: %v", err))
+	}
+	return g
+}
+
+// Bytes is the greeting as sent.
+func (g Greeting) Bytes() []byte { return g.raw[:] }
+
+// ErrNotCircuit is wrapped by errors about peers that did not greet as a
+// circuit server does. Such errors never quote what the peer sent.
+var ErrNotCircuit = errors.New("not a circuit server")
+
+// ReadGreeting reads a server's greeting. What the peer sent is never
+// shown: the peer may be any service, and its first bytes may be its
+// secrets.
+func ReadGreeting(r io.Reader) (Greeting, error) {
+	var g Greeting
+	if _, err := io.ReadFull(r, g.raw[:]); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return g, fmt.Errorf("%w: it sent no circuit greeting in time (a server of circuit before protocol 2 does not greet)", ErrNotCircuit)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return g, fmt.Errorf("%w: it closed before a whole greeting", ErrNotCircuit)
+		}
+		return g, fmt.Errorf("reading greeting: %w", err)
+	}
+	b := g.raw[:]
+	if string(b[:4]) != magic || b[4]&^flagKeyed != 0 {
+		return g, fmt.Errorf("%w: it did not greet as one (what it sent is not shown)", ErrNotCircuit)
+	}
+	g.Keyed = b[4]&flagKeyed != 0
+	g.ID = ident.ID(binary.BigEndian.Uint64(b[5:13]))
+	return g, nil
+}
+
+// Preamble is the dialler's answer to the greeting.
 type Preamble struct {
 	Kind   Kind
 	Keyed  bool     // a MAC under the cluster key follows
@@ -65,31 +134,30 @@ type Preamble struct {
 	raw    [PreambleLen]byte
 }
 
-// NewPreamble builds a preamble, signed when key is not nil.
-func NewPreamble(kind Kind, target ident.ID, key *security.Key) Preamble {
-	p := Preamble{Kind: kind, Target: target, Keyed: key != nil}
+// NewPreamble builds a preamble in answer to greeting g, signed when key is
+// not nil.
+func NewPreamble(kind Kind, target ident.ID, hop uint8, g Greeting, key *security.Key) Preamble {
+	p := Preamble{Kind: kind, Target: target, Hop: hop, Keyed: key != nil}
 	b := p.raw[:]
 	copy(b, magic)
 	b[4] = byte(kind)
 	if key != nil {
 		b[5] = flagKeyed
 	}
+	b[hopOffset] = hop
 	binary.BigEndian.PutUint64(b[7:15], uint64(target))
-	if _, err := rand.Read(b[15:31]); err != nil {
-		panic(fmt.Sprintf("wire: reading random bytes: %v", err))
-	}
 	if key != nil {
-		copy(b[macOffset:], key.MAC(signed(b)))
+		copy(b[macOffset:], key.MAC(signed(g, b)))
 	}
 	return p
 }
 
-// signed is the part of the preamble covered by the MAC: all but the hop
-// count, which relays change.
-func signed(b []byte) []byte {
-	s := make([]byte, 0, macOffset-1)
-	s = append(s, b[:hopOffset]...)
-	return append(s, b[hopOffset+1:macOffset]...)
+// signed is what the MAC covers: the greeting answered (the server's ID and
+// challenge) and the whole preamble before the MAC.
+func signed(g Greeting, b []byte) []byte {
+	s := make([]byte, 0, GreetingLen+macOffset)
+	s = append(s, g.raw[:]...)
+	return append(s, b[:macOffset]...)
 }
 
 // ErrBadPreamble is wrapped by errors about malformed preambles.
@@ -102,6 +170,9 @@ func ReadPreamble(r io.Reader) (Preamble, error) {
 		return p, fmt.Errorf("reading preamble: %w", err)
 	}
 	b := p.raw[:]
+	if string(b[:4]) == oldMagic {
+		return p, fmt.Errorf("%w: protocol 1, from a circuit older than this server (protocol 2): upgrade it", ErrBadPreamble)
+	}
 	if string(b[:4]) != magic {
 		return p, fmt.Errorf("%w: bad magic %q", ErrBadPreamble, b[:4])
 	}
@@ -118,23 +189,21 @@ func ReadPreamble(r io.Reader) (Preamble, error) {
 	return p, nil
 }
 
-// Bytes is the preamble as sent, with its current hop count.
-func (p Preamble) Bytes() []byte {
-	b := p.raw
-	b[hopOffset] = p.Hop
-	return b[:]
-}
+// Bytes is the preamble as sent.
+func (p Preamble) Bytes() []byte { return p.raw[:] }
 
-// Check verifies the preamble against the receiver's key (nil: none). The
-// refusal says which side lacks or differs in key.
-func (p Preamble) Check(key *security.Key) *Refusal {
+// Check verifies the preamble, an answer to greeting g, against the
+// receiver's key (nil: none). The refusal says which side lacks or differs
+// in key. A preamble signed for another connection (replayed) fails as a
+// wrong key does.
+func (p Preamble) Check(g Greeting, key *security.Key) *Refusal {
 	switch {
 	case key == nil && p.Keyed:
 		return &Refusal{Code: CodeNoKeyHere, Msg: "this server runs without a key, but the dialler uses one"}
 	case key != nil && !p.Keyed:
 		return &Refusal{Code: CodeKeyRequired, Msg: "this server requires the cluster key (-hmac FILE or CIRCUIT_HMAC)"}
-	case key != nil && !key.VerifyMAC(signed(p.raw[:]), p.raw[macOffset:]):
-		return &Refusal{Code: CodeBadKey, Msg: "authentication failed: the dialler's key differs from this server's"}
+	case key != nil && !key.VerifyMAC(signed(g, p.raw[:]), p.raw[macOffset:]):
+		return &Refusal{Code: CodeBadKey, Msg: "authentication failed: the dialler's key differs from this server's (or its preamble was made for another connection)"}
 	}
 	return nil
 }
@@ -212,19 +281,27 @@ func ReadStatus(r io.Reader) error {
 	return &Refusal{Code: Code(b[0]), Msg: string(msg)}
 }
 
-// HandshakeTimeout bounds the preamble exchange and the TLS handshake.
+// HandshakeTimeout bounds the dialler's greeting, preamble exchange and TLS
+// handshake.
 const HandshakeTimeout = 5 * time.Second
+
+// AuthTimeout bounds, on the accepting side, how long a connection may take
+// from its accept to being authenticated (preamble checked and, where due,
+// TLS done). It is shorter than HandshakeTimeout so that a relay's answer
+// still reaches its client in time.
+const AuthTimeout = 3 * time.Second
 
 // Dial connects to the server at addr for a connection of the given kind
 // meant for target (0: that server itself), and returns it ready for use:
-// preamble answered and, for RPC and streams under a key, TLS established.
+// greeting read, preamble answered and, for RPC and streams under a key, TLS
+// established.
 func Dial(ctx context.Context, addr string, kind Kind, target ident.ID, key *security.Key) (net.Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := Open(ctx, c, NewPreamble(kind, target, key), key)
+	conn, err := Open(ctx, c, kind, target, key)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -232,21 +309,26 @@ func Dial(ctx context.Context, addr string, kind Kind, target ident.ID, key *sec
 	return conn, nil
 }
 
-// Open sends the preamble on an established connection, reads the answer and
-// wraps the connection in TLS when that is due.
-func Open(ctx context.Context, c net.Conn, p Preamble, key *security.Key) (net.Conn, error) {
+// Open begins a connection of the given kind on an established TCP
+// connection: it reads the server's greeting, sends the preamble answering
+// it, reads the answer and wraps the connection in TLS when that is due.
+func Open(ctx context.Context, c net.Conn, kind Kind, target ident.ID, key *security.Key) (net.Conn, error) {
 	deadline := time.Now().Add(HandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	c.SetDeadline(deadline)
-	if _, err := c.Write(p.Bytes()); err != nil {
+	g, err := ReadGreeting(c)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Write(NewPreamble(kind, target, 0, g, key).Bytes()); err != nil {
 		return nil, fmt.Errorf("sending preamble: %w", err)
 	}
 	if err := ReadStatus(c); err != nil {
 		return nil, err
 	}
-	if key == nil || p.Kind == KindGossip || p.Kind == KindGossipWAN || p.Kind == KindWatch {
+	if key == nil || kind == KindGossip || kind == KindGossipWAN || kind == KindWatch {
 		c.SetDeadline(time.Time{})
 		return c, nil
 	}

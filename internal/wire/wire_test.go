@@ -9,9 +9,10 @@ import (
 	"github.com/circuit-project/circuit/internal/security"
 )
 
+// key makes a new random key; s only names it in the test.
 func key(t testing.TB, s string) *security.Key {
 	t.Helper()
-	k, err := security.New([]byte(s))
+	k, err := security.New([]byte(security.Generate()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +36,8 @@ func TestPreambleRoundTripAndCheck(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := NewPreamble(KindRPC, target, tc.signer)
-			p.Hop = 1 // relays change the hop count; the MAC must still hold
+			g := NewGreeting(target, tc.server != nil)
+			p := NewPreamble(KindRPC, target, 1, g, tc.signer)
 			got, err := ReadPreamble(bytes.NewReader(p.Bytes()))
 			if err != nil {
 				t.Fatal(err)
@@ -44,7 +45,7 @@ func TestPreambleRoundTripAndCheck(t *testing.T) {
 			if got.Kind != KindRPC || got.Target != target || got.Hop != 1 || got.Keyed != (tc.signer != nil) {
 				t.Fatalf("read back %+v", got)
 			}
-			r := got.Check(tc.server)
+			r := got.Check(g, tc.server)
 			if code := CodeOK; r != nil {
 				code = r.Code
 				if code != tc.want {
@@ -57,28 +58,90 @@ func TestPreambleRoundTripAndCheck(t *testing.T) {
 	}
 }
 
+// TestTamperedPreambleRefused changes each byte the MAC covers, in the
+// preamble and in the greeting it answers: every change is refused, the hop
+// count included.
 func TestTamperedPreambleRefused(t *testing.T) {
 	k := key(t, "first secret of the cluster")
-	p := NewPreamble(KindRPC, 42, k)
-	b := p.Bytes()
-	b[10] ^= 1 // the target
-	got, err := ReadPreamble(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
+	g := NewGreeting(42, true)
+	p := NewPreamble(KindRPC, 42, 0, g, k)
+	if r := p.Check(g, k); r != nil {
+		t.Fatalf("the untouched preamble: %v", r)
 	}
-	if r := got.Check(k); r == nil || r.Code != CodeBadKey {
-		t.Fatalf("a preamble with a changed target passed: %v", r)
+	for i := 0; i < PreambleLen; i++ {
+		b := append([]byte{}, p.Bytes()...)
+		b[i] ^= 1
+		got, err := ReadPreamble(bytes.NewReader(b))
+		if err != nil {
+			continue // malformed: refused before the MAC
+		}
+		if r := got.Check(g, k); r == nil {
+			t.Errorf("a preamble with byte %d changed passed", i)
+		}
+	}
+	for i := 0; i < GreetingLen; i++ {
+		h := g
+		h.raw[i] ^= 1
+		if r := p.Check(h, k); r == nil || r.Code != CodeBadKey {
+			t.Errorf("a preamble checked against a greeting with byte %d changed passed: %v", i, r)
+		}
+	}
+}
+
+// TestReplayRefused: a preamble captured on one connection, sent on
+// another (a new greeting, so a new challenge), is refused, for every kind;
+// also on another server.
+func TestReplayRefused(t *testing.T) {
+	k := key(t, "the cluster")
+	for _, kind := range []Kind{KindRPC, KindGossip, KindGossipWAN, KindStream, KindWatch} {
+		first := NewGreeting(7, true)
+		captured := NewPreamble(kind, 7, 0, first, k).Bytes()
+		for _, again := range []Greeting{NewGreeting(7, true), NewGreeting(8, true)} {
+			p, err := ReadPreamble(bytes.NewReader(captured))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := p.Check(again, k); r == nil || r.Code != CodeBadKey {
+				t.Errorf("kind %c replayed to server %s: %v", kind, again.ID, r)
+			}
+		}
+	}
+}
+
+func TestGreeting(t *testing.T) {
+	g := NewGreeting(0x0123456789abcdef, true)
+	got, err := ReadGreeting(bytes.NewReader(g.Bytes()))
+	if err != nil || got.ID != g.ID || !got.Keyed || got.raw != g.raw {
+		t.Fatalf("read back %+v, %v", got, err)
+	}
+	if h := NewGreeting(g.ID, true); h.raw == g.raw {
+		t.Fatal("two greetings with the same challenge")
+	}
+	// Whatever a service that is not circuit sends first, the error says
+	// so and shows none of it.
+	const secret = "SECRET-TOKEN-0123456789"
+	for name, b := range map[string][]byte{
+		"banner":    []byte("220 mail.example ESMTP " + secret + "\r\n"),
+		"old magic": append([]byte("CIR1"), []byte(secret)...),
+		"short":     []byte("CIR2" + "x"),
+		"bad flags": append(append([]byte("CIR2"), 0x80), []byte(secret)...),
+	} {
+		_, err := ReadGreeting(bytes.NewReader(b))
+		if !errors.Is(err, ErrNotCircuit) || bytes.Contains([]byte(err.Error()), []byte("SECRET")) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
 
 func TestBadPreambles(t *testing.T) {
-	good := NewPreamble(KindGossip, 0, nil).Bytes()
+	good := NewPreamble(KindGossip, 0, 0, NewGreeting(1, false), nil).Bytes()
 	for name, b := range map[string][]byte{
-		"short":     good[:10],
-		"bad magic": append([]byte("HTTP"), good[4:]...),
-		"bad kind":  append(append([]byte{}, good[:4]...), append([]byte{'Z'}, good[5:]...)...),
-		"bad flags": append(append([]byte{}, good[:5]...), append([]byte{0x80}, good[6:]...)...),
-		"empty":     nil,
+		"short":      good[:10],
+		"bad magic":  append([]byte("HTTP"), good[4:]...),
+		"bad kind":   append(append([]byte{}, good[:4]...), append([]byte{'Z'}, good[5:]...)...),
+		"bad flags":  append(append([]byte{}, good[:5]...), append([]byte{0x80}, good[6:]...)...),
+		"protocol 1": append([]byte("CIR1"), good[4:]...),
+		"empty":      nil,
 	} {
 		if _, err := ReadPreamble(bytes.NewReader(b)); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -109,10 +172,11 @@ func TestStatus(t *testing.T) {
 // FuzzReadPreamble: whatever arrives, reading a preamble never panics, reads
 // at most PreambleLen bytes, and what it accepts survives a round trip.
 func FuzzReadPreamble(f *testing.F) {
-	f.Add(NewPreamble(KindRPC, 7, nil).Bytes())
-	f.Add(NewPreamble(KindStream, 0, key(f, "first secret of the cluster")).Bytes())
-	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
 	k := key(f, "first secret of the cluster")
+	g := NewGreeting(7, true)
+	f.Add(NewPreamble(KindRPC, 7, 0, g, nil).Bytes())
+	f.Add(NewPreamble(KindStream, 0, 0, g, k).Bytes())
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
 		p, err := ReadPreamble(r)
@@ -125,7 +189,7 @@ func FuzzReadPreamble(f *testing.F) {
 		if !bytes.Equal(p.Bytes(), b[:PreambleLen]) {
 			t.Fatal("round trip changed the preamble")
 		}
-		p.Check(k)
-		p.Check(nil)
+		p.Check(g, k)
+		p.Check(g, nil)
 	})
 }

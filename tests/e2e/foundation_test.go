@@ -24,6 +24,7 @@ import (
 	"github.com/circuit-project/circuit/internal/testsupport"
 	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
+	"github.com/circuit-project/circuit/internal/wire"
 )
 
 var urlRE = regexp.MustCompile(`^circuit://127\.0\.0\.1:([0-9]+)/([0-9]+)/(X[0-9a-f]{16})$`)
@@ -471,9 +472,11 @@ func TestHostileBytes(t *testing.T) {
 	}
 }
 
-// TestFloodOfSilentConnections holds hundreds of connections that never
-// send a preamble while a client works, then sends garbage on hundreds
-// more: the server keeps answering, and its log stays short.
+// TestFloodOfSilentConnections holds hundreds of connections from one
+// address (127.0.0.2) that never send a preamble, while a client on another
+// (127.0.0.1) works: the server holds at most its bound of unauthenticated
+// connections per address, each for at most wire.AuthTimeout, and keeps
+// answering. Then it sends garbage on hundreds more: the log stays short.
 func TestFloodOfSilentConnections(t *testing.T) {
 	cl := testcluster.Start(t, 1, testcluster.Options{})
 	srv := cl.Servers[0]
@@ -483,8 +486,9 @@ func TestFloodOfSilentConnections(t *testing.T) {
 			c.Close()
 		}
 	}()
+	flooder := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
 	for range 500 {
-		c, err := net.Dial("tcp", srv.Addr)
+		c, err := flooder.Dial("tcp", srv.Addr)
 		if err != nil {
 			t.Fatalf("dial %d: %v", len(held), err)
 		}
@@ -494,9 +498,28 @@ func TestFloodOfSilentConnections(t *testing.T) {
 	if r := cl.Run("ls", "/"); r.Code != 0 || len(testcluster.Lines(r.Stdout)) != 1 {
 		t.Fatalf("ls during a flood of silent connections: %+v", r)
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("ls took %v during the flood", d)
 	}
+	// Greeted are the connections the server took; the others it closed
+	// at once. Those it took, it closes within its time bound.
+	greeted := 0
+	for _, c := range held {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := wire.ReadGreeting(c); err == nil {
+			greeted++
+		}
+	}
+	if greeted == 0 || greeted > unauthPerPeer {
+		t.Fatalf("the server took %d of 500 silent connections from one address, want 1 to %d", greeted, unauthPerPeer)
+	}
+	for i, c := range held {
+		c.SetReadDeadline(start.Add(wire.AuthTimeout + 3*time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("silent connection %d still open %v after the flood began: %v", i, time.Since(start), err)
+		}
+	}
+	t.Logf("took %d of 500 silent connections; all closed %v after they came", greeted, time.Since(start).Round(time.Millisecond))
 	for range 300 {
 		c, err := net.Dial("tcp", srv.Addr)
 		if err != nil {
@@ -517,6 +540,10 @@ func TestFloodOfSilentConnections(t *testing.T) {
 		t.Fatalf("%d refusals logged one by one: the log is not bounded", n)
 	}
 }
+
+// unauthPerPeer mirrors the server's bound of connections from one address
+// that are not yet authenticated (internal/server unauthPerPeer).
+const unauthPerPeer = 64
 
 // refusalsPerSecondAllowance mirrors the server's per-second allowance of
 // refusals logged one by one (internal/server refusalLogs).

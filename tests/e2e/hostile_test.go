@@ -98,15 +98,24 @@ func TestTruncatedAndOversized(t *testing.T) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		return c
 	}
-	full := wire.NewPreamble(wire.KindStream, u.ID, nil).Bytes()
-	// A preamble cut short, at every length.
-	for n := 1; n < len(full); n += 7 {
+	// greeted dials and reads the server's greeting; full is a whole
+	// preamble answering it.
+	greeted := func(kind wire.Kind) (net.Conn, []byte) {
 		c := dial()
+		g, err := wire.ReadGreeting(c)
+		if err != nil {
+			t.Fatalf("greeting: %v", err)
+		}
+		return c, wire.NewPreamble(kind, u.ID, 0, g, nil).Bytes()
+	}
+	// A preamble cut short, at every length.
+	for n := 1; n < wire.PreambleLen; n += 7 {
+		c, full := greeted(wire.KindStream)
 		c.Write(full[:n])
 		c.Close()
 	}
 	// A whole preamble, then a stream header that claims more than it sends.
-	c := dial()
+	c, full := greeted(wire.KindStream)
 	c.Write(full)
 	wire.ReadStatus(c)
 	var hdr [2]byte
@@ -114,7 +123,7 @@ func TestTruncatedAndOversized(t *testing.T) {
 	c.Write(append(hdr[:], `{"Path":"/`...))
 	c.Close()
 	// A stream header larger than any allowed: refused, saying so.
-	c = dial()
+	c, full = greeted(wire.KindStream)
 	c.Write(full)
 	if err := wire.ReadStatus(c); err != nil {
 		t.Fatalf("preamble refused: %v", err)
@@ -134,7 +143,7 @@ func TestTruncatedAndOversized(t *testing.T) {
 		wire.AppendFrame(nil, wire.FrameSpec, []byte(`{}`)),
 		{wire.FrameSpec, 0x7f, 0xff, 0xff, 0xff},
 	} {
-		c := dial()
+		c, full := greeted(wire.KindStream)
 		c.Write(full)
 		if err := wire.ReadStatus(c); err != nil {
 			t.Fatalf("preamble refused: %v", err)
@@ -149,8 +158,8 @@ func TestTruncatedAndOversized(t *testing.T) {
 		c.Close()
 	}
 	// An RPC connection cut off in the middle of HTTP/2's preface.
-	c = dial()
-	c.Write(wire.NewPreamble(wire.KindRPC, u.ID, nil).Bytes())
+	c, full = greeted(wire.KindRPC)
+	c.Write(full)
 	wire.ReadStatus(c)
 	c.Write([]byte("PRI * HTTP/2.0\r\n"))
 	c.Close()
