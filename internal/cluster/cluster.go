@@ -82,8 +82,12 @@ type Config struct {
 	// other datacenters' on the WAN timers.
 	DC     string
 	Timing Timing
-	// GossipKey, when set, encrypts gossip (AES-256, 32 bytes).
-	GossipKey []byte
+	// GossipKey, when set, encrypts gossip (AES-256, 32 bytes);
+	// WANGossipKey that of the pool spanning datacenters. They differ, and
+	// each pool has its own memberlist label (lanLabel, wanLabel), so
+	// that packets of one pool are refused by the other.
+	GossipKey    []byte
+	WANGossipKey []byte
 	// UDP is the packet socket, bound to the advertised port.
 	UDP *net.UDPConn
 	// DialStream opens a gossip stream to another server's address.
@@ -158,6 +162,7 @@ func New(cfg Config) (*Cluster, error) {
 	mc.AdvertiseAddr = cfg.Advertise.IP.String()
 	mc.AdvertisePort = cfg.Advertise.Port
 	mc.SecretKey = cfg.GossipKey
+	mc.Label = lanLabel
 	mc.Delegate = delegate{meta: meta, c: c}
 	mc.Events = eventDelegate{c}
 	mc.Alive, mc.Merge = dcFilter{cfg.DC}, dcFilter{cfg.DC}
@@ -344,6 +349,14 @@ func pickReconnect(failed map[ident.ID]failedMember, hidden map[ident.ID]Member,
 	targets = append(targets, others...)
 	return targets[:min(len(targets), n)], expired
 }
+
+// The memberlist labels of the two pools: each pool's packets and streams
+// carry its label (authenticated with the key), and a pool refuses the
+// other's.
+const (
+	lanLabel = "circuit lan"
+	wanLabel = "circuit wan"
+)
 
 // ErrLabelsTooLarge is New's error for labels that do not fit in a
 // member's gossip metadata.

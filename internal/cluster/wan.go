@@ -57,7 +57,8 @@ func (w *wanPool) start(meta []byte) error {
 	mc.BindPort = c.cfg.Advertise.Port
 	mc.AdvertiseAddr = c.cfg.Advertise.IP.String()
 	mc.AdvertisePort = c.cfg.Advertise.Port
-	mc.SecretKey = c.cfg.GossipKey
+	mc.SecretKey = c.cfg.WANGossipKey
+	mc.Label = wanLabel
 	mc.Delegate = delegate{meta: meta, c: c, wan: true}
 	mc.Events = wanEvents{w}
 	mc.DNSConfigPath = ""

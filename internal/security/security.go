@@ -10,8 +10,16 @@
 //     against that authority;
 //   - the MAC key of connection preambles, so a relaying server admits only
 //     peers that hold the key;
-//   - the AES-256 key that encrypts gossip packets and streams;
-//   - the MAC key of multicast discovery announcements.
+//   - the AES-256 keys that encrypt gossip packets and streams, one for the
+//     pool of a datacenter (LAN) and another for the pool that spans
+//     datacenters (WAN), so that packets of one cannot be replayed into the
+//     other;
+//   - the MAC key of multicast discovery announcements;
+//   - the console's token key.
+//
+// Only a key like keygen's is accepted: 32 random bytes, in base64. A
+// password or any shorter secret is refused, since a preamble seen on the
+// wire would let its guesses be tested offline.
 package security
 
 import (
@@ -28,13 +36,15 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"strings"
 	"sync"
 	"time"
 )
 
-// MinKeyLen is the shortest secret accepted, in bytes.
-const MinKeyLen = 16
+// KeyLen is the length of a cluster key's secret, in bytes (before its
+// base64 encoding).
+const KeyLen = 32
 
 // ServerName is the name every leaf certificate carries and every client
 // verifies: identity comes from the cluster authority, not from host names.
@@ -49,7 +59,9 @@ const leafLife = 24 * time.Hour
 type Key struct {
 	macKey      []byte
 	gossipKey   []byte
+	wanKey      []byte
 	discoverKey []byte
+	consoleKey  []byte
 	ca          *x509.Certificate
 	caKey       ed25519.PrivateKey
 	pool        *x509.CertPool
@@ -60,7 +72,7 @@ type Key struct {
 
 // Generate returns a new random key in the text form that key files hold.
 func Generate() string {
-	b := make([]byte, 32)
+	b := make([]byte, KeyLen)
 	if _, err := rand.Read(b); err != nil {
 		panic(fmt.Sprintf("security: reading random bytes: %v", err))
 	}
@@ -68,16 +80,24 @@ func Generate() string {
 }
 
 // Parse makes the key from the contents of a key file. Surrounding white
-// space is ignored; the rest of the file, whatever its encoding, is the
-// secret.
+// space is ignored.
 func Parse(contents []byte) (*Key, error) {
 	return New(bytes.TrimSpace(contents))
 }
 
-// New derives everything from secret.
+// ErrNotAKey is wrapped by the errors about secrets that are not keys
+// made by Generate.
+var ErrNotAKey = errors.New("not a circuit key")
+
+// New derives everything from secret, the text of a key made by Generate:
+// 32 random bytes in base64.
 func New(secret []byte) (*Key, error) {
-	if len(secret) < MinKeyLen {
-		return nil, fmt.Errorf("key is %d bytes, want at least %d (make one with: circuit keygen)", len(secret), MinKeyLen)
+	raw, err := base64.StdEncoding.Strict().DecodeString(string(secret))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: the key must be 32 random bytes in base64, as circuit keygen makes (a password or other text is refused); make one with: circuit keygen", ErrNotAKey)
+	case len(raw) != KeyLen:
+		return nil, fmt.Errorf("%w: the key holds %d bytes, want %d random bytes in base64; make one with: circuit keygen", ErrNotAKey, len(raw), KeyLen)
 	}
 	derive := func(info string, n int) []byte {
 		b, err := hkdf.Key(sha256.New, secret, nil, "circuit v1 "+info, n)
@@ -88,8 +108,10 @@ func New(secret []byte) (*Key, error) {
 	}
 	k := &Key{
 		macKey:      derive("preamble mac", 32),
-		gossipKey:   derive("gossip aes-256", 32),
+		gossipKey:   derive("gossip lan aes-256", 32),
+		wanKey:      derive("gossip wan aes-256", 32),
 		discoverKey: derive("discovery mac", 32),
+		consoleKey:  derive("console token", 32),
 		caKey:       ed25519.NewKeyFromSeed(derive("ca ed25519 seed", ed25519.SeedSize)),
 	}
 	pub := k.caKey.Public().(ed25519.PublicKey)
@@ -117,8 +139,30 @@ func New(secret []byte) (*Key, error) {
 	return k, nil
 }
 
-// GossipKey is the AES-256 key of membership traffic.
+// GossipKey is the AES-256 key of the membership traffic of a server's own
+// pool (its datacenter, or the whole cluster without -dc).
 func (k *Key) GossipKey() []byte { return k.gossipKey }
+
+// WANGossipKey is the AES-256 key of the pool that spans datacenters.
+func (k *Key) WANGossipKey() []byte { return k.wanKey }
+
+// ConsoleKey is the key from which the web console derives its token and
+// signs its sessions.
+func (k *Key) ConsoleKey() []byte { return k.consoleKey }
+
+// CheckFileMode tells whether the key file at path is private: a key
+// readable or writable by group or others is refused by the server (as ssh
+// refuses an open private key) and warned about by the CLI.
+func CheckFileMode(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if m := fi.Mode().Perm(); m&0o077 != 0 {
+		return fmt.Errorf("key file %s is open to group or others (mode %04o): anyone who reads it controls the cluster; chmod 600 %s", path, m, path)
+	}
+	return nil
+}
 
 // DiscoveryKey is the MAC key of multicast discovery packets.
 func (k *Key) DiscoveryKey() []byte { return k.discoverKey }

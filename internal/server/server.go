@@ -175,13 +175,13 @@ func Start(cfg Config) (s *Server, err error) {
 		}
 	}
 
-	var gossipKey []byte
+	var gossipKey, wanKey []byte
 	if cfg.Key != nil {
-		gossipKey = cfg.Key.GossipKey()
+		gossipKey, wanKey = cfg.Key.GossipKey(), cfg.Key.WANGossipKey()
 	}
 	s.cluster, err = cluster.New(cluster.Config{
 		ID: s.id, Advertise: adv, PID: os.Getpid(), Timing: cfg.Timing, Labels: cfg.Labels, DC: cfg.DC,
-		GossipKey: gossipKey, UDP: udp, Logger: s.log, OnEvent: s.onMember,
+		GossipKey: gossipKey, WANGossipKey: wanKey, UDP: udp, Logger: s.log, OnEvent: s.onMember,
 		DialStream: func(ctx context.Context, addr string) (net.Conn, error) {
 			return wire.Dial(ctx, addr, wire.KindGossip, 0, cfg.Key)
 		},
