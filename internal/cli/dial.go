@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/fault"
+	"github.com/circuit-project/circuit/internal/security"
 )
 
 // dialFlags are the flags every client command shares.
@@ -41,18 +43,68 @@ func expandHome(p string) string {
 	return p
 }
 
-// readKey reads the key file named by the flag or $CIRCUIT_HMAC.
-func readKey(env *Env, flagValue string) ([]byte, error) {
-	path, from := flagValue, "-hmac"
-	if path == "" {
-		path, from = env.Getenv("CIRCUIT_HMAC"), "$CIRCUIT_HMAC"
+// credentialName is the name of the key among systemd's credentials
+// (LoadCredential=circuit.key:/etc/circuit/key in the unit): the server
+// reads it from $CREDENTIALS_DIRECTORY, so the key's path appears on no
+// command line.
+const credentialName = "circuit.key"
+
+// keyFile is the key file found and where its name came from.
+type keyFile struct {
+	path, from string
+}
+
+// findKey names the key file given by the flag, else $CIRCUIT_HMAC, else
+// (for a server started by systemd) the credential circuit.key; the zero
+// keyFile if none.
+func findKey(env *Env, flagValue string) keyFile {
+	switch {
+	case flagValue != "":
+		return keyFile{expandHome(flagValue), "-hmac"}
+	case env.Getenv("CIRCUIT_HMAC") != "":
+		return keyFile{expandHome(env.Getenv("CIRCUIT_HMAC")), "$CIRCUIT_HMAC"}
+	case env.Getenv("CREDENTIALS_DIRECTORY") != "":
+		p := filepath.Join(env.Getenv("CREDENTIALS_DIRECTORY"), credentialName)
+		if _, err := os.Stat(p); err == nil {
+			return keyFile{p, "the systemd credential " + credentialName}
+		}
 	}
-	if path == "" {
+	return keyFile{}
+}
+
+// readKey reads the key file named by the flag or $CIRCUIT_HMAC. A key file
+// open to group or others is warned about: the server refuses it.
+func readKey(env *Env, flagValue string) ([]byte, error) {
+	kf := findKey(env, flagValue)
+	if kf.path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(expandHome(path))
+	b, err := os.ReadFile(kf.path)
 	if err != nil {
-		return nil, fmt.Errorf("reading the key file (%s): %w", from, err)
+		return nil, fmt.Errorf("reading the key file (%s): %w", kf.from, err)
+	}
+	if err := security.CheckFileMode(kf.path); err != nil {
+		fmt.Fprintf(env.Stderr, "circuit: warning: %v\n", err)
+	}
+	return b, nil
+}
+
+// readServerKey reads the key file for a server, which refuses one open
+// to group or others.
+func readServerKey(env *Env, flagValue string) ([]byte, error) {
+	kf := findKey(env, flagValue)
+	if kf.path == "" {
+		return nil, nil
+	}
+	if err := security.CheckFileMode(kf.path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("reading the key file (%s): %w", kf.from, err)
+		}
+		return nil, fault.Errorf(fault.BadRequest, "the key file (%s): %v", kf.from, err)
+	}
+	b, err := os.ReadFile(kf.path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the key file (%s): %w", kf.from, err)
 	}
 	return b, nil
 }

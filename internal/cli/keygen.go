@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/circuit-project/circuit/internal/security"
 )
@@ -12,9 +13,11 @@ func keygenCmd() *command {
 		short: "print a new random cluster key (save it to a file for -hmac)",
 		long: `The key is 32 random bytes, base64-encoded. Save it to a file, give every
 server and client that file with -hmac FILE (or $CIRCUIT_HMAC), and all
-traffic is authenticated and encrypted:
+traffic is authenticated and encrypted. When standard output is a file, keygen
+makes it private (mode 600), since servers refuse a key file that group or
+others may read:
 
-  circuit keygen > ~/.circuit-key && chmod 600 ~/.circuit-key`,
+  circuit keygen > ~/.circuit-key`,
 		json: "One JSON object: Key, the new key as it would be printed without -json.",
 		run:  runKeygen,
 	}
@@ -25,6 +28,15 @@ func runKeygen(env *Env, inv *invocation) error {
 		return usagef("keygen takes no arguments")
 	}
 	key := security.Generate()
+	// A key file made by "circuit keygen > FILE" has the shell's mode,
+	// most often 644: make it private before the key is in it.
+	if f, ok := env.Stdout.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if err := f.Chmod(0o600); err != nil {
+				return fmt.Errorf("keygen: making the key file private: %w", err)
+			}
+		}
+	}
 	if env.jsonOut {
 		return printJSON(env, struct{ Key string }{key})
 	}

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/internal/cluster"
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/footprint"
 	"github.com/circuit-project/circuit/internal/label"
 	"github.com/circuit-project/circuit/internal/metrics"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/server"
+	"golang.org/x/sys/unix"
 )
 
 // trimEvery is how often an idle server checks whether it grew and went
@@ -28,7 +30,7 @@ const trimEvery = 5 * time.Second
 type startFlags struct {
 	addr, iface, bind, discover, hmac, varDir, timing, logLevel, fsRoot, dc string
 	join, labels                                                            multiFlag
-	docker                                                                  bool
+	docker, requireKey                                                      bool
 
 	// the web console (console.go)
 	httpAddr  string
@@ -69,6 +71,7 @@ URL, ID, Addr (as advertised) and PID.`,
 			fs.Var(&f.join, "j", "join the cluster of the server at this `URL` (retried until it answers; may repeat)")
 			fs.StringVar(&f.discover, "discover", "", "find and be found by other servers by UDP multicast on `GROUP:PORT` (default $CIRCUIT_DISCOVER)")
 			addKeyFlag(fs, &f.hmac)
+			fs.BoolVar(&f.requireKey, "require-key", false, "refuse to start without a cluster key (also $CIRCUIT_REQUIRE_KEY=1, which the packaged unit and image set)")
 			fs.BoolVar(&f.docker, "docker", false, "allow container elements (mkdkr), through the Docker engine of this host")
 			fs.StringVar(&f.fsRoot, "fs-root", "", "confine circuit cp on this server to `DIR` (default: every path)")
 			fs.StringVar(&f.varDir, "var", "", "state `DIR`: a lock against a second server, and circuit.log")
@@ -136,14 +139,24 @@ func runStart(env *Env, inv *invocation) error {
 	if cfg.Discover == "" {
 		cfg.Discover = env.Getenv("CIRCUIT_DISCOVER")
 	}
-	rawKey, err := readKey(env, f.hmac) // -hmac, else $CIRCUIT_HMAC; read once, for the server and its console
+	// -hmac, else $CIRCUIT_HMAC, else systemd's credential; read once, for
+	// the server and its console.
+	rawKey, err := readServerKey(env, f.hmac)
 	if err != nil {
 		return err
 	}
 	if rawKey != nil {
 		if cfg.Key, err = security.Parse(rawKey); err != nil {
-			return fmt.Errorf("the cluster key: %w", err)
+			return fault.Errorf(fault.BadRequest, "the cluster key: %v", err)
 		}
+		// Processes of the same user may no longer read this one's
+		// memory, environment or descriptors (and the key in them)
+		// through /proc or ptrace.
+		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+			fmt.Fprintf(env.Stderr, "circuit start: warning: could not make the server undumpable: %v\n", err)
+		}
+	} else if f.requireKey || env.Getenv("CIRCUIT_REQUIRE_KEY") == "1" {
+		return usagef("no cluster key, and this server requires one (-require-key or CIRCUIT_REQUIRE_KEY=1): make one with\n  circuit keygen > /etc/circuit/key && chmod 600 /etc/circuit/key\nand give it with -hmac FILE, CIRCUIT_HMAC=FILE or the systemd credential %s (the same file on every host)", credentialName)
 	}
 	ctx, stop := signal.NotifyContext(env.Ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

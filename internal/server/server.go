@@ -162,8 +162,8 @@ func Start(cfg Config) (s *Server, err error) {
 		binDir = filepath.Join(cfg.VarDir, "bin")
 	}
 	s.bins = binstore.Open(binDir)
-	if cfg.Key == nil && !adv.IP.IsLoopback() {
-		s.log.Warn("NO KEY: all traffic to this server is plaintext and unauthenticated, and it listens on a non-loopback address; anyone who reaches " + adv.String() + " controls this host. Use -hmac FILE (make one with: circuit keygen)")
+	if w := unkeyedWarning(cfg.Key != nil, ln.Addr().(*net.TCPAddr)); w != "" {
+		s.log.Warn(w)
 	}
 
 	if cfg.Docker {
@@ -439,4 +439,19 @@ func (s *Server) requestStop() {
 		close(s.stopReq)
 		go s.Stop()
 	})
+}
+
+// unkeyedWarning is what a server without a key says once at start when it
+// is bound to more than loopback: the address it is bound to (not the one
+// it advertises, which may be loopback while it binds every address), and
+// what to do. Empty when keyed or bound to loopback only.
+func unkeyedWarning(keyed bool, bound *net.TCPAddr) string {
+	if keyed || bound.IP.IsLoopback() {
+		return ""
+	}
+	where := bound.String()
+	if bound.IP.IsUnspecified() {
+		where += " (every address of this host)"
+	}
+	return "NO KEY: this server is bound to " + where + " with no cluster key: its traffic is plaintext and unauthenticated, and anyone who reaches that address runs commands on this host. Make a key with circuit keygen and give it with -hmac FILE; -require-key refuses to start without one"
 }

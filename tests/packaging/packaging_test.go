@@ -269,7 +269,7 @@ func TestDockerImage(t *testing.T) {
 	// and a discovery group, on a network of their own.
 	keyFile := filepath.Join(t.TempDir(), "hmac")
 	key := must(t, ctx, "", nil, "", filepath.Join(dir, "bin", "image", "circuit"), "keygen")
-	if err := os.WriteFile(keyFile, []byte(key), 0o644); err != nil {
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	network := "circuit-packaging-" + suffix

@@ -115,7 +115,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	c.Network = c.run
 	if opts.Key {
 		c.KeyFile = filepath.Join(t.TempDir(), "key")
-		if err := os.WriteFile(c.KeyFile, []byte(security.Generate()+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(c.KeyFile, []byte(security.Generate()+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

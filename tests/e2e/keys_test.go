@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/circuit-project/circuit/internal/security"
+	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
+)
+
+// TestKeysRefusedAtStart: a server refuses to start with a key that is not
+// keygen's, with a key file open to group or others, and, when it requires
+// a key, with none; each says what to do and exits 2. A client with an open
+// key file is warned and works.
+func TestKeysRefusedAtStart(t *testing.T) {
+	cl := testcluster.Start(t, 1, testcluster.Options{Key: true})
+	dir := t.TempDir()
+	write := func(name, contents string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(contents), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	password := write("password", "correct horse battery staple\n", 0o600)
+	open := write("open", security.Generate()+"\n", 0o644)
+	start := []string{"start", "-a", "127.0.0.1:0", "-timing", "local"}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"a password", []string{"CIRCUIT_HMAC=" + password}, nil, "32 random bytes in base64"},
+		{"an open key file", []string{"CIRCUIT_HMAC=" + open}, nil, "chmod 600 " + open},
+		{"an open key file by -hmac", []string{"CIRCUIT_HMAC="}, []string{"-hmac", open}, "open to group or others (mode 0644)"},
+		{"no key, required by flag", []string{"CIRCUIT_HMAC="}, []string{"-require-key"}, "circuit keygen"},
+		{"no key, required by the environment", []string{"CIRCUIT_HMAC=", "CIRCUIT_REQUIRE_KEY=1"}, nil, "circuit keygen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := cl.RunEnv(tc.env, "", append(start, tc.args...)...)
+			if r.Code != 2 || !strings.Contains(r.Stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 2 and %q", r.Code, r.Stderr, tc.want)
+			}
+		})
+	}
+	// The systemd credential: a key found in $CREDENTIALS_DIRECTORY, with
+	// no path on the command line.
+	creds := t.TempDir()
+	key, err := os.ReadFile(cl.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(creds, "circuit.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := cl.SpawnEnv([]string{"CIRCUIT_HMAC=", "CREDENTIALS_DIRECTORY=" + creds, "CIRCUIT_REQUIRE_KEY=1"},
+		"start", "-a", "127.0.0.1:0", "-timing", "local", "-j", cl.Servers[0].URL)
+	cl.Servers = append(cl.Servers, p)
+	cl.WaitMembers(2)
+	// A client with the key in an open file: warned, and served.
+	openCopy := write("client-open", string(key), 0o644)
+	r := cl.RunEnv([]string{"CIRCUIT_HMAC=" + openCopy}, "", "ls", "-d", cl.Servers[0].URL, "/")
+	if r.Code != 0 || !strings.Contains(r.Stderr, "warning: key file "+openCopy+" is open to group or others") {
+		t.Fatalf("a client with an open key file: %+v", r)
+	}
+}
+
+// TestJoinNonCircuitService: joining a service that is not circuit says so,
+// shows nothing of what it sent (here a banner with a secret), and exits 1.
+func TestJoinNonCircuitService(t *testing.T) {
+	cl := testcluster.Start(t, 1, testcluster.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const secret = "INTERNAL-SECRET-TOKEN-4f2a"
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.Write([]byte("220 internal service ready " + secret + " " + strings.Repeat("x", 300) + "\r\n"))
+			c.Read(make([]byte, 512))
+			c.Close()
+		}
+	}()
+	r := cl.Run("join", ln.Addr().String())
+	if r.Code != 1 || strings.Contains(r.Stderr+r.Stdout, secret) || strings.Contains(r.Stderr, "220") || !strings.Contains(r.Stderr, "not a circuit server") {
+		t.Fatalf("join of a non-circuit service: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
