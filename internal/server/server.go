@@ -106,6 +106,9 @@ func Start(cfg Config) (s *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := closeOnExecInherited(); err != nil {
+		cfg.Logger.Warn("could not mark inherited descriptors close-on-exec: processes may inherit them", "err", err)
+	}
 	if cfg.Timing == "" {
 		cfg.Timing = cluster.LAN
 	}

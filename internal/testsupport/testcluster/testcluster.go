@@ -116,10 +116,18 @@ func (c *Cluster) Spawn(args ...string) *Proc {
 // SpawnEnv is Spawn with extra environment variables.
 func (c *Cluster) SpawnEnv(env []string, args ...string) *Proc {
 	c.t.Helper()
+	return c.SpawnFiles(env, nil, args...)
+}
+
+// SpawnFiles is SpawnEnv with files the process inherits as descriptors
+// 3 and up, without close-on-exec, as from a careless parent.
+func (c *Cluster) SpawnFiles(env []string, files []*os.File, args ...string) *Proc {
+	c.t.Helper()
 	cmd := c.command(context.Background(), args...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
+	cmd.ExtraFiles = files
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		c.t.Fatal(err)
