@@ -94,6 +94,7 @@ type Server struct {
 	conns    map[net.Conn]struct{}
 	refusals refusalLog
 	unauth   unauthLimit
+	joins    joinTable // of servers announced by discovery
 
 	stopOnce sync.Once
 	done     chan struct{} // closed when Stop has finished
@@ -267,11 +268,17 @@ func (s *Server) discovered(raw string) {
 	if _, ok := s.cluster.Lookup(u.ID); ok {
 		return
 	}
-	s.goFunc(func() { // refused once stopping: then there is nothing to join for
+	if !s.joins.admit(u.ID, time.Now()) {
+		return // being joined, joined a moment ago, or too many at once
+	}
+	if !s.goFunc(func() { // refused once stopping: then there is nothing to join for
+		defer s.joins.done(u.ID)
 		if err := s.cluster.Join(u.Addr); err != nil {
 			s.log.Warn("joining a discovered server", "url", raw, "err", err)
 		}
-	})
+	}) {
+		s.joins.done(u.ID)
+	}
 }
 
 // ID returns the server's ID.
