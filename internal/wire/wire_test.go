@@ -193,3 +193,28 @@ func FuzzReadPreamble(f *testing.F) {
 		p.Check(g, nil)
 	})
 }
+
+// FuzzReadGreeting: whatever a peer sends first, reading a greeting never
+// panics, reads at most GreetingLen bytes, never quotes the peer, and what
+// it accepts survives a round trip.
+func FuzzReadGreeting(f *testing.F) {
+	f.Add(NewGreeting(7, true).Bytes())
+	f.Add(NewGreeting(0, false).Bytes())
+	f.Add([]byte("SSH-2.0-OpenSSH_9.2p1 Debian\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		g, err := ReadGreeting(r)
+		if read := len(b) - r.Len(); read > GreetingLen {
+			t.Fatalf("read %d bytes", read)
+		}
+		if err != nil {
+			if len(b) >= 8 && bytes.Contains([]byte(err.Error()), b[:8]) && !bytes.HasPrefix(b, []byte(magic)) {
+				t.Fatalf("the error quotes the peer: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(g.Bytes(), b[:GreetingLen]) {
+			t.Fatal("round trip changed the greeting")
+		}
+	})
+}
