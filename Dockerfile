@@ -2,7 +2,8 @@
 #
 #   make image                      # builds bin/image/circuit, then this image
 #   docker network create circuit
-#   docker run -d --init --network circuit -e CIRCUIT_DISCOVER=228.8.8.8:7711 circuit:TAG
+#   circuit keygen > key
+#   docker run -d --init --network circuit -v $PWD/key:/key:ro -e CIRCUIT_HMAC=/key -e CIRCUIT_DISCOVER=228.8.8.8:7711 circuit:TAG
 #
 # No registry is needed: instead of a multi-stage build from a Go image, the
 # binary is built on the host, static (CGO_ENABLED=0), by `make image`:
@@ -30,5 +31,8 @@ EXPOSE 11022/tcp 11022/udp
 # replace the command: docker run IMAGE start -if eth0 -j URL.
 # Run it with --init when processes it starts may leave orphans: the server
 # is PID 1 and waits only for its own children.
+# A server of this image refuses to start without a key: mount one
+# (circuit keygen > key) and give its path in CIRCUIT_HMAC.
+ENV CIRCUIT_REQUIRE_KEY=1
 ENTRYPOINT ["/circuit"]
 CMD ["start", "-if", "eth0", "-var", "/var/lib/circuit"]

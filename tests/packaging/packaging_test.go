@@ -272,6 +272,11 @@ func TestDockerImage(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Without a key, the image's server refuses to start, saying how to
+	// make one.
+	if out, err := run(ctx, "", nil, "", "docker", "run", "--rm", image); err == nil || !strings.Contains(out+err.Error(), "circuit keygen") {
+		t.Errorf("the image without a key: %v %s", err, out)
+	}
 	network := "circuit-packaging-" + suffix
 	must(t, ctx, "", nil, "", "docker", "network", "create", network)
 	t.Cleanup(func() {

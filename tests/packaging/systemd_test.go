@@ -145,11 +145,29 @@ func TestSystemdExecStart(t *testing.T) {
 
 	bin := filepath.Join(t.TempDir(), "circuit")
 	must(t, ctx, root, nil, "", "go", "build", "-o", bin, "./cmd/circuit")
-	cmd := exec.CommandContext(ctx, bin, args[1:]...)
-	cmd.Env = os.Environ()
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
+	if vars["CIRCUIT_REQUIRE_KEY"] != "1" {
+		t.Fatalf("the unit does not require a key: %q", vars)
 	}
+	env := append(os.Environ(), "CIRCUIT_HMAC=", "CREDENTIALS_DIRECTORY=")
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	// Without the key, the unit's command refuses to start, saying how to
+	// make one.
+	noKey := exec.CommandContext(ctx, bin, args[1:]...)
+	noKey.Env = env
+	if out, err := noKey.CombinedOutput(); err == nil || !strings.Contains(string(out), "circuit keygen") {
+		t.Fatalf("the unit's command without a key: %v %s", err, out)
+	}
+	// With the credential as systemd's LoadCredential= gives it.
+	creds := t.TempDir()
+	key := must(t, ctx, "", nil, "", bin, "keygen")
+	if err := os.WriteFile(filepath.Join(creds, "circuit.key"), []byte(key), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(creds, "circuit.key")
+	cmd := exec.CommandContext(ctx, bin, args[1:]...)
+	cmd.Env = append(env, "CREDENTIALS_DIRECTORY="+creds)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +204,7 @@ func TestSystemdExecStart(t *testing.T) {
 	if !strings.HasPrefix(url, "circuit://127.0.0.1:") {
 		t.Fatalf("the server printed %q", url)
 	}
-	out := must(t, ctx, "", []string{"CIRCUIT_DISCOVER=", "CIRCUIT_HMAC="}, "", bin, "ls", "-l", "-d", url, "/")
+	out := must(t, ctx, "", []string{"CIRCUIT_DISCOVER=", "CIRCUIT_HMAC=" + keyFile}, "", bin, "ls", "-l", "-d", url, "/")
 	id := url[strings.LastIndex(url, "/")+1:]
 	if want := fmt.Sprintf("server  /%s  role=db,zone=a\n", id); out != want {
 		t.Errorf("ls -l / printed %q, want %q", out, want)
@@ -307,7 +325,7 @@ func TestSystemdBoot(t *testing.T) {
 	dockerWorks(t, ctx)
 	root := repoRoot(t)
 	suffix := randomHex(t, 4)
-	fs := systemdRoot(t, ctx, root, systemd, []string{"CIRCUIT_HMAC=/etc/circuit/hmac", "CIRCUIT_FLAGS=-label role=db"})
+	fs := systemdRoot(t, ctx, root, systemd, []string{"CIRCUIT_FLAGS=-label role=db"})
 
 	image := "circuit-packaging-systemd:" + suffix
 	t.Cleanup(func() {
