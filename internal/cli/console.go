@@ -15,9 +15,14 @@ func consoleTokenCmd() *command {
 		name:  "console-token",
 		short: "print the web console's token, derived from the cluster key",
 		long: `A server started with -http ADDR and a cluster key asks every browser for
-this token (the HMAC-SHA256 of a fixed label under the key, in hex) and
-refuses everything without it. Enter it on the console's page, or open the
-console once with ?token=TOKEN; it is then kept in a cookie.
+this token and refuses everything without it. The token is derived from the
+key's console subkey (HKDF, then HMAC-SHA256 of "token", in hex): the same
+for every console of the cluster until the key changes, so keep it as secret
+as the key. Enter it on the console's login page (or open the console once
+with ?token=TOKEN): the console exchanges it for a session of its own, kept
+in an HttpOnly cookie that never holds the token, and takes the token out
+of the address at once. A session ends after 12 hours without a request, or
+when the server restarts.
 
 Example:
   circuit console-token -hmac ~/.circuit-key`,
