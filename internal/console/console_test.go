@@ -824,3 +824,69 @@ func TestHostsAndOrigins(t *testing.T) {
 		t.Error("a host name with a scheme: no error")
 	}
 }
+
+// A read-only console does not show a process's environment, in the API
+// the page calls; a writable one does.
+func TestReadOnlyHidesEnv(t *testing.T) {
+	servers := testcluster.StartInProcess(t, 1, nil)
+	ro := startConsole(t, servers, nil, false)
+	rw := startConsole(t, servers, nil, true)
+	cl, err := client.Connect(context.Background(), client.Options{Addr: servers[0].URL().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	path := "/" + servers[0].ID().String() + "/env"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cl.MakeProcAt(ctx, path, client.Cmd{Path: "/bin/sleep", Args: []string{"60"}, Env: []string{"PASSWORD=hunter2", "TOKEN=s3cr3t"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.ScrubAt(context.Background(), path) })
+
+	a := do(t, "GET", ro.URL()+"api/peek?path="+url.QueryEscape(path), "", false)
+	var peek struct {
+		Kind string
+		Peek struct {
+			Phase string
+			Cmd   struct {
+				Path string
+				Env  any
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(a.body), &peek); err != nil || a.code != 200 || peek.Peek.Phase != "running" || peek.Peek.Cmd.Path != "/bin/sleep" {
+		t.Fatalf("read-only peek: %d %s (%v)", a.code, a.body, err)
+	}
+	if strings.Contains(a.body, "hunter2") || strings.Contains(a.body, "PASSWORD") || strings.Contains(a.body, "s3cr3t") {
+		t.Fatalf("a read-only console shows the environment: %s", a.body)
+	}
+	if env, ok := peek.Peek.Cmd.Env.(string); !ok || !strings.Contains(env, "hidden: 2 variables") {
+		t.Fatalf("read-only peek's Env: %#v, want it hidden with its count", peek.Peek.Cmd.Env)
+	}
+	a = do(t, "GET", rw.URL()+"api/peek?path="+url.QueryEscape(path), "", false)
+	if a.code != 200 || !strings.Contains(a.body, `"Env":["PASSWORD=hunter2","TOKEN=s3cr3t"]`) {
+		t.Fatalf("a writable console's peek: %d %s, want the environment", a.code, a.body)
+	}
+}
+
+func TestHideEnv(t *testing.T) {
+	doc := json.RawMessage(`{"Id":"abc","Config":{"Env":["A=1","B=2","C=3"],"Image":"x"},"Mounts":[{"Env":["D=4"]}],"Size":12345678901234}`)
+	got, err := hideEnv(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, leak := range []string{"A=1", "B=2", "D=4"} {
+		if strings.Contains(s, leak) {
+			t.Errorf("hideEnv left %s: %s", leak, s)
+		}
+	}
+	if !strings.Contains(s, "hidden: 3 variables") || !strings.Contains(s, "hidden: 1 variables") || !strings.Contains(s, `"Size":12345678901234`) || !strings.Contains(s, `"Image":"x"`) {
+		t.Errorf("hideEnv: %s", s)
+	}
+}
