@@ -241,7 +241,14 @@ func hideEnv(state any) (any, error) {
 // "out" with a chunk of text (a JSON string), then "end" at the end of the
 // output, or "error" with a message. Closing the page's event source closes
 // the stream, which discards the rest of the output (package proc).
+//
+// A read-only console never reads output (package doc): reading it would
+// take it from its real reader.
 func (c *Console) stream(w http.ResponseWriter, r *http.Request) {
+	if !c.cfg.Write {
+		fail(w, http.StatusForbidden, "this console is read-only: it never reads a process's output, which would take it from its reader (circuit stdout); it shows what peek gives, and a console started with -http-write reads the output on request")
+		return
+	}
 	q := r.URL.Query()
 	path, err := elementPath(q.Get("path"))
 	if err != nil {

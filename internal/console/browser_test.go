@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -172,19 +173,37 @@ func TestBrowser(t *testing.T) {
 	t.Cleanup(func() { c.Run("scrub", path) }) // before the servers are killed
 	server := `#tree li[data-path="/` + second.ID + `"]`
 	element := `#tree li[data-path="` + path + `"]`
-	step(t, ctx, 30*time.Second, "the process appears with its output",
+	// A read-only console shows the process's peek, not its output, and
+	// leaves the output to its reader.
+	step(t, ctx, 30*time.Second, "the process appears without its output",
 		chromedp.Click(chromedp.CSS(server+` > .toggle`)),
 		chromedp.WaitVisible(chromedp.CSS(element+` > .name`)),
 		chromedp.Click(chromedp.CSS(element+` > .name`)),
 		chromedp.WaitVisible(chromedp.CSS(`#detail-kind`)),
-		poll(has(`#stdout`, line)),
-		poll(has(`#stderr`, "to stderr")),
+		chromedp.WaitVisible(chromedp.CSS(`#output-hidden`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`#stdout`)),
 	)
 	kind, peek := text(t, ctx, `#detail-kind`), text(t, ctx, `#peek`)
 	if kind != "proc" || !strings.Contains(peek, `"Phase": "running"`) || !strings.Contains(peek, `"/bin/sh"`) {
 		t.Errorf("kind %q, peek %s", kind, peek)
 	}
 	shot(t, ctx, "2-process")
+	for name, want := range map[string]string{"stdout": line + "\n", "stderr": "to stderr\n"} {
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		conn, err := c.Client(first).OpenStreamAt(sctx, path, name)
+		if err != nil {
+			cancel()
+			t.Fatalf("%s after the page showed the process: %v", name, err)
+		}
+		conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+		got := make([]byte, len(want))
+		_, err = io.ReadFull(conn, got)
+		conn.Close()
+		cancel()
+		if err != nil || string(got) != want {
+			t.Fatalf("%s after the page showed the process: %q, %v; want %q", name, got, err, want)
+		}
+	}
 
 	// kill -9 the third server: failed, then gone from the page.
 	third.Kill()
@@ -263,11 +282,34 @@ func TestBrowserKeyed(t *testing.T) {
 		chromedp.Submit(chromedp.CSS(`#token`)),
 		chromedp.WaitVisible(chromedp.CSS(row(p.ID)+` .health[data-health="alive"]`)),
 	)
+	// ?token= leaves the address at once; the page works on the session.
+	step(t, ctx, 30*time.Second, "?token= leaves the address",
+		chromedp.Navigate(u+"?token="+token+"&x=1"),
+		chromedp.WaitVisible(chromedp.CSS(row(p.ID)+` .health[data-health="alive"]`)),
+	)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	href, err := chromedp.Run(lctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie, err := chromedp.Run(lctx, chromedp.Evaluate[string](`document.cookie`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(href, token) || strings.Contains(href, "token=") || !strings.HasSuffix(href, "/?x=1") {
+		t.Errorf("the address after ?token=: %s", href)
+	}
+	if cookie != "" {
+		t.Errorf("the page's script sees the cookie %q, want it HttpOnly", cookie)
+	}
 	step(t, ctx, 30*time.Second, "mkproc from the page",
 		chromedp.WaitVisible(chromedp.CSS(`#mkproc-submit`)),
 		chromedp.SetValue(chromedp.CSS(`#mkproc-path`), path),
 		chromedp.SetValue(chromedp.CSS(`#mkproc-command`), `/bin/sh -c "echo '`+line+`'; exec /bin/sleep 120"`),
 		chromedp.Click(chromedp.CSS(`#mkproc-submit`)),
+		chromedp.WaitVisible(chromedp.CSS(`#stdout-take`)),
+		chromedp.Click(chromedp.CSS(`#stdout-take`)),
 		poll(has(`#stdout`, line)),
 	)
 	shot(t, ctx, "keyed-mkproc")

@@ -890,3 +890,55 @@ func TestHideEnv(t *testing.T) {
 		t.Errorf("hideEnv: %s", s)
 	}
 }
+
+// A read-only console's viewer of a process leaves its output to its real
+// reader: a reader that comes after the viewer still gets every byte.
+func TestReadOnlyLeavesOutput(t *testing.T) {
+	servers := testcluster.StartInProcess(t, 1, nil)
+	ro := startConsole(t, servers, nil, false)
+	cl, err := client.Connect(context.Background(), client.Options{Addr: servers[0].URL().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	path := "/" + servers[0].ID().String() + "/out"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := cl.MakeProcAt(ctx, path, client.Cmd{Path: "/bin/sh", Args: []string{"-c", "seq 1 20000; echo err >&2; exec /bin/sleep 60"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.ScrubAt(context.Background(), path) })
+	var want strings.Builder
+	for i := 1; i <= 20000; i++ {
+		fmt.Fprintf(&want, "%d\n", i)
+	}
+
+	// The viewer does all the page does: peek, and ask for both outputs.
+	if a := do(t, "GET", ro.URL()+"api/peek?path="+url.QueryEscape(path), "", false); a.code != 200 || !strings.Contains(a.body, `"running"`) {
+		t.Fatalf("peek: %d %s", a.code, a.body)
+	}
+	for _, name := range []string{"stdout", "stderr"} {
+		a := do(t, "GET", ro.URL()+"api/stream?name="+name+"&path="+url.QueryEscape(path), "", false)
+		if a.code != http.StatusForbidden || !strings.Contains(a.body, "read-only") || strings.Contains(a.body, "1\n2\n") {
+			t.Fatalf("a read-only console's %s: %d %s, want 403", name, a.code, a.body)
+		}
+	}
+	page := do(t, "GET", ro.URL()+"app.js", "", false)
+	if !strings.Contains(page.body, "output-hidden") {
+		t.Fatal("the page does not say that a read-only console shows no output")
+	}
+
+	// The real reader, after the viewer, gets every byte.
+	conn, err := cl.OpenStreamAt(ctx, path, "stdout")
+	if err != nil {
+		t.Fatalf("stdout after a read-only viewer: %v", err)
+	}
+	defer conn.Close()
+	if err := conn.SetReadDeadline(time.Now().Add(15 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, want.Len())
+	if _, err := io.ReadFull(conn, got); err != nil || string(got) != want.String() {
+		t.Fatalf("stdout after a read-only viewer: %d bytes, %v; want all %d", len(got), err, want.Len())
+	}
+}
