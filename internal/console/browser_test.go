@@ -2,6 +2,8 @@ package console
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,7 +40,7 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-var consoleLine = regexp.MustCompile(`console: (http://\S+)`)
+var consoleLine = regexp.MustCompile(`console: (https?://\S+)`)
 
 // consoleURL waits for the console's URL on a server's standard error.
 func consoleURL(t *testing.T, p *testcluster.Proc) string {
@@ -326,4 +328,64 @@ func TestBrowserKeyed(t *testing.T) {
 		t.Fatalf("after the page's signal: %s %s", r.Stdout, r.Stderr)
 	}
 	c.Run("scrub", path)
+}
+
+// TestStartFlags runs circuit start with the console's flags: -http-tls
+// serves it over HTTPS, -http-host adds a name it answers to, and a
+// console beyond loopback over plain HTTP warns on standard error.
+func TestStartFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers")
+	}
+	c := testcluster.Start(t, 0, testcluster.Options{Local: true, Key: true})
+	certFile, keyFile, cert := selfSigned(t)
+	p := c.StartServer("-http", "127.0.0.1:0", "-http-tls", certFile+","+keyFile, "-http-host", "console.example, other.example")
+	u := consoleURL(t, p)
+	if !strings.HasPrefix(u, "https://127.0.0.1:") {
+		t.Fatalf("console URL %s, want https", u)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer hc.CloseIdleConnections()
+	r := c.RunEnv(nil, "", "console-token")
+	if r.Code != 0 {
+		t.Fatalf("console-token: %d %s", r.Code, r.Stderr)
+	}
+	token := strings.TrimSpace(r.Stdout)
+	a := doWith(t, hc, "GET", u+"?token="+token, "", nil)
+	if a.code != http.StatusSeeOther {
+		t.Fatalf("GET ?token= over HTTPS: %d %s", a.code, a.body)
+	}
+	ck := sessionCookie(t, a, token)
+	if !ck.Secure {
+		t.Errorf("cookie over HTTPS not Secure: %+v", ck)
+	}
+	for host, want := range map[string]int{"console.example": 200, "other.example:443": 200, "evil.example": 403} {
+		if a := doWith(t, hc, "GET", u+"api/info", "", http.Header{"Host": {host}}, ck); a.code != want {
+			t.Errorf("Host %s: %d %s, want %d", host, a.code, a.body, want)
+		}
+	}
+	if strings.Contains(p.Stderr(), "in the clear") {
+		t.Errorf("an HTTPS console warned about the clear:\n%s", p.Stderr())
+	}
+
+	plain := c.StartServer("-http", "0.0.0.0:0")
+	consoleURL(t, plain)
+	testsupport.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(plain.Stderr(), "in the clear") {
+			return fmt.Errorf("no warning of a console beyond loopback over plain HTTP:\n%s", plain.Stderr())
+		}
+		return nil
+	})
+
+	for _, args := range [][]string{
+		{"start", "-http-tls", certFile + "," + keyFile},
+		{"start", "-http-host", "x.example"},
+		{"start", "-http", "127.0.0.1:0", "-http-tls", certFile},
+	} {
+		if r := c.RunEnv(nil, "", args...); r.Code != 2 || !strings.Contains(r.Stderr, "-http") {
+			t.Errorf("%q: %d %s, want a usage error", args, r.Code, r.Stderr)
+		}
+	}
 }

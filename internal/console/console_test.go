@@ -3,17 +3,27 @@ package console
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -940,5 +950,131 @@ func TestReadOnlyLeavesOutput(t *testing.T) {
 	got := make([]byte, want.Len())
 	if _, err := io.ReadFull(conn, got); err != nil || string(got) != want.String() {
 		t.Fatalf("stdout after a read-only viewer: %d bytes, %v; want all %d", len(got), err, want.Len())
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and localhost,
+// and its key, as PEM files, and returns their paths and the certificate.
+func selfSigned(t *testing.T) (certFile, keyFile string, cert *x509.Certificate) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "circuit console test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert, err = x509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, cert
+}
+
+// With a certificate, the console is served over HTTPS, its session cookie
+// is Secure, and the token goes nowhere in the clear.
+func TestTLS(t *testing.T) {
+	secret := security.Generate()
+	key, err := security.New([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := testcluster.StartInProcess(t, 1, key)
+	certFile, keyFile, cert := selfSigned(t)
+	c := startConsoleWith(t, servers, Config{Addr: "127.0.0.1:0", Key: []byte(secret), TLSCert: certFile, TLSKey: keyFile})
+	if !strings.HasPrefix(c.URL(), "https://127.0.0.1:") {
+		t.Fatalf("URL %s, want https", c.URL())
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer hc.CloseIdleConnections()
+	token := TokenOf(key)
+
+	a := doWith(t, hc, "GET", c.URL()+"?token="+token, "", nil)
+	if a.code != http.StatusSeeOther || a.resp.TLS == nil || a.resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("GET over HTTPS with ?token=: %d, TLS %v, headers %v", a.code, a.resp.TLS != nil, a.resp.Header)
+	}
+	ck := sessionCookie(t, a, token)
+	if !ck.Secure {
+		t.Fatalf("the session cookie over HTTPS is not Secure: %+v", ck)
+	}
+	a = doWith(t, hc, "GET", c.URL()+"api/list?path=/", "", nil, ck)
+	if a.code != 200 || !strings.Contains(a.body, servers[0].ID().String()) {
+		t.Fatalf("list over HTTPS with the session: %d %s", a.code, a.body)
+	}
+	// A POST's Origin is https.
+	h := http.Header{"Origin": {"https://" + c.ln.Addr().String()}, "Content-Type": {"application/x-www-form-urlencoded"}}
+	if a := doWith(t, hc, "POST", c.URL()+"login", "token="+token, h); a.code != http.StatusSeeOther || !sessionCookie(t, a, token).Secure {
+		t.Fatalf("login over HTTPS: %d %s", a.code, a.body)
+	}
+	h.Set("Origin", "http://"+c.ln.Addr().String())
+	if a := doWith(t, hc, "POST", c.URL()+"login", "token="+token, h); a.code != http.StatusForbidden {
+		t.Fatalf("login over HTTPS with an http Origin: %d %s", a.code, a.body)
+	}
+	// Plain HTTP gets nothing of the console.
+	plain := doWith(t, nil, "GET", strings.Replace(c.URL(), "https://", "http://", 1)+"?token="+token, "", nil)
+	if plain.code == http.StatusSeeOther || len(plain.resp.Cookies()) != 0 {
+		t.Fatalf("plain HTTP to the HTTPS console: %d %s", plain.code, plain.body)
+	}
+
+	if _, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Server: servers[0].URL().String(), Members: servers[0].Members, TLSCert: certFile}); err == nil {
+		t.Error("a certificate without its key: no error")
+	}
+	if _, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Server: servers[0].URL().String(), Members: servers[0].Members, Key: []byte(secret), TLSCert: keyFile, TLSKey: certFile}); err == nil || !strings.Contains(err.Error(), "TLS") {
+		t.Errorf("swapped certificate and key: %v", err)
+	}
+}
+
+// Bound beyond loopback over plain HTTP, the console warns once at start
+// that the token and session travel in the clear.
+func TestCleartextWarning(t *testing.T) {
+	servers := testcluster.StartInProcess(t, 1, nil)
+	certFile, keyFile, _ := selfSigned(t)
+	for _, tc := range []struct {
+		addr string
+		tls  bool
+		warn bool
+	}{
+		{"0.0.0.0:0", false, true},
+		{"127.0.0.1:0", false, false},
+		{"0.0.0.0:0", true, false},
+	} {
+		var log testcluster.SyncBuffer
+		cfg := Config{Addr: tc.addr, Logger: slog.New(slog.NewTextHandler(&log, nil))}
+		if tc.tls {
+			cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+		}
+		c := startConsoleWith(t, servers, cfg)
+		do(t, "GET", strings.Replace(c.URL(), "https:", "http:", 1)+"api/info", "", false) // no more warnings for requests
+		got := strings.Count(log.String(), "in the clear")
+		if (tc.warn && got != 1) || (!tc.warn && got != 0) {
+			t.Errorf("%s tls=%v: %d warnings, want warn=%v:\n%s", tc.addr, tc.tls, got, tc.warn, log.String())
+		}
+		if tc.warn && (!strings.Contains(log.String(), "token") || !strings.Contains(log.String(), "session") || !strings.Contains(log.String(), "level=WARN")) {
+			t.Errorf("the warning does not say what travels in the clear: %s", log.String())
+		}
 	}
 }

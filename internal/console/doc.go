@@ -71,4 +71,10 @@
 // process or container that a read-only console returns (/api/peek) have
 // every Env replaced by how many variables it holds. A writable console,
 // whose user may start processes anyway, shows it.
+//
+// Transport. A console bound beyond loopback over plain HTTP warns once at
+// start, on the server's log: the token, the session cookie and all it
+// shows travel in the clear. With Config.TLSCert and TLSKey (-http-tls
+// CERT,KEY) it is served over HTTPS only, its cookie is Secure, and its
+// answers carry Strict-Transport-Security.
 package console
