@@ -35,6 +35,8 @@ type startFlags struct {
 	// the web console (console.go)
 	httpAddr  string
 	httpWrite bool
+	httpHost  string // -http-host NAME[,NAME...]
+	httpTLS   string // -http-tls CERT,KEY
 
 	metrics string // -metrics: Prometheus endpoint (package metrics)
 }
@@ -80,6 +82,8 @@ URL, ID, Addr (as advertised) and PID.`,
 			fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics, bound exactly as given (:PORT binds every address; port 0 picks one, logged); off by default")
 			fs.StringVar(&f.httpAddr, "http", "", "serve the web console on `HOST:PORT` (:PORT binds 127.0.0.1; with a key it asks for circuit console-token)")
 			fs.BoolVar(&f.httpWrite, "http-write", false, "let the web console start processes, signal them and scrub elements")
+			fs.StringVar(&f.httpHost, "http-host", "", "more host `NAME[,NAME...]` the web console answers to (it refuses other Host and Origin headers; loopback, localhost, its bound address and this machine's host name are always allowed)")
+			fs.StringVar(&f.httpTLS, "http-tls", "", "serve the web console over HTTPS with the PEM certificate and key files `CERT,KEY`")
 			return f
 		},
 		run: runStart,

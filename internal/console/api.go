@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -187,17 +188,67 @@ func (c *Console) peek(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotImplemented, "peek %s: the console cannot show a %s element", path, el.Kind)
 		return
 	}
+	state := el.State
+	if !c.cfg.Write && (el.Kind == "proc" || el.Kind == "docker") {
+		if state, err = hideEnv(state); err != nil {
+			fail(w, http.StatusInternalServerError, "peek %s: %v", path, err)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Path, Kind string
 		Peek       any
-	}{path, el.Kind, el.State})
+	}{path, el.Kind, state})
+}
+
+// hideEnv is a peek document with every environment (a list under the key
+// Env: a process's Cmd.Env, a container's Config.Env) replaced by how many
+// variables it holds, for a read-only console: the environment often holds
+// secrets, and a viewer is not an operator.
+func hideEnv(state any) (any, error) {
+	b, err := json.Marshal(state)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the peek document: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("decoding the peek document: %w", err)
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				if list, ok := e.([]any); ok && k == "Env" {
+					v[k] = fmt.Sprintf("hidden: %d variables (a read-only console does not show the environment)", len(list))
+					continue
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(doc)
+	return doc, nil
 }
 
 // stream follows a process's (or container's) stdout or stderr as events:
 // "out" with a chunk of text (a JSON string), then "end" at the end of the
 // output, or "error" with a message. Closing the page's event source closes
 // the stream, which discards the rest of the output (package proc).
+//
+// A read-only console never reads output (package doc): reading it would
+// take it from its real reader.
 func (c *Console) stream(w http.ResponseWriter, r *http.Request) {
+	if !c.cfg.Write {
+		fail(w, http.StatusForbidden, "this console is read-only: it never reads a process's output, which would take it from its reader (circuit stdout); it shows what peek gives, and a console started with -http-write reads the output on request")
+		return
+	}
 	q := r.URL.Query()
 	path, err := elementPath(q.Get("path"))
 	if err != nil {

@@ -2,7 +2,10 @@ package console
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,7 +40,7 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-var consoleLine = regexp.MustCompile(`console: (http://\S+)`)
+var consoleLine = regexp.MustCompile(`console: (https?://\S+)`)
 
 // consoleURL waits for the console's URL on a server's standard error.
 func consoleURL(t *testing.T, p *testcluster.Proc) string {
@@ -172,19 +175,37 @@ func TestBrowser(t *testing.T) {
 	t.Cleanup(func() { c.Run("scrub", path) }) // before the servers are killed
 	server := `#tree li[data-path="/` + second.ID + `"]`
 	element := `#tree li[data-path="` + path + `"]`
-	step(t, ctx, 30*time.Second, "the process appears with its output",
+	// A read-only console shows the process's peek, not its output, and
+	// leaves the output to its reader.
+	step(t, ctx, 30*time.Second, "the process appears without its output",
 		chromedp.Click(chromedp.CSS(server+` > .toggle`)),
 		chromedp.WaitVisible(chromedp.CSS(element+` > .name`)),
 		chromedp.Click(chromedp.CSS(element+` > .name`)),
 		chromedp.WaitVisible(chromedp.CSS(`#detail-kind`)),
-		poll(has(`#stdout`, line)),
-		poll(has(`#stderr`, "to stderr")),
+		chromedp.WaitVisible(chromedp.CSS(`#output-hidden`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`#stdout`)),
 	)
 	kind, peek := text(t, ctx, `#detail-kind`), text(t, ctx, `#peek`)
 	if kind != "proc" || !strings.Contains(peek, `"Phase": "running"`) || !strings.Contains(peek, `"/bin/sh"`) {
 		t.Errorf("kind %q, peek %s", kind, peek)
 	}
 	shot(t, ctx, "2-process")
+	for name, want := range map[string]string{"stdout": line + "\n", "stderr": "to stderr\n"} {
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		conn, err := c.Client(first).OpenStreamAt(sctx, path, name)
+		if err != nil {
+			cancel()
+			t.Fatalf("%s after the page showed the process: %v", name, err)
+		}
+		conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+		got := make([]byte, len(want))
+		_, err = io.ReadFull(conn, got)
+		conn.Close()
+		cancel()
+		if err != nil || string(got) != want {
+			t.Fatalf("%s after the page showed the process: %q, %v; want %q", name, got, err, want)
+		}
+	}
 
 	// kill -9 the third server: failed, then gone from the page.
 	third.Kill()
@@ -263,11 +284,34 @@ func TestBrowserKeyed(t *testing.T) {
 		chromedp.Submit(chromedp.CSS(`#token`)),
 		chromedp.WaitVisible(chromedp.CSS(row(p.ID)+` .health[data-health="alive"]`)),
 	)
+	// ?token= leaves the address at once; the page works on the session.
+	step(t, ctx, 30*time.Second, "?token= leaves the address",
+		chromedp.Navigate(u+"?token="+token+"&x=1"),
+		chromedp.WaitVisible(chromedp.CSS(row(p.ID)+` .health[data-health="alive"]`)),
+	)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	href, err := chromedp.Run(lctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie, err := chromedp.Run(lctx, chromedp.Evaluate[string](`document.cookie`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(href, token) || strings.Contains(href, "token=") || !strings.HasSuffix(href, "/?x=1") {
+		t.Errorf("the address after ?token=: %s", href)
+	}
+	if cookie != "" {
+		t.Errorf("the page's script sees the cookie %q, want it HttpOnly", cookie)
+	}
 	step(t, ctx, 30*time.Second, "mkproc from the page",
 		chromedp.WaitVisible(chromedp.CSS(`#mkproc-submit`)),
 		chromedp.SetValue(chromedp.CSS(`#mkproc-path`), path),
 		chromedp.SetValue(chromedp.CSS(`#mkproc-command`), `/bin/sh -c "echo '`+line+`'; exec /bin/sleep 120"`),
 		chromedp.Click(chromedp.CSS(`#mkproc-submit`)),
+		chromedp.WaitVisible(chromedp.CSS(`#stdout-take`)),
+		chromedp.Click(chromedp.CSS(`#stdout-take`)),
 		poll(has(`#stdout`, line)),
 	)
 	shot(t, ctx, "keyed-mkproc")
@@ -284,4 +328,64 @@ func TestBrowserKeyed(t *testing.T) {
 		t.Fatalf("after the page's signal: %s %s", r.Stdout, r.Stderr)
 	}
 	c.Run("scrub", path)
+}
+
+// TestStartFlags runs circuit start with the console's flags: -http-tls
+// serves it over HTTPS, -http-host adds a name it answers to, and a
+// console beyond loopback over plain HTTP warns on standard error.
+func TestStartFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers")
+	}
+	c := testcluster.Start(t, 0, testcluster.Options{Local: true, Key: true})
+	certFile, keyFile, cert := selfSigned(t)
+	p := c.StartServer("-http", "127.0.0.1:0", "-http-tls", certFile+","+keyFile, "-http-host", "console.example, other.example")
+	u := consoleURL(t, p)
+	if !strings.HasPrefix(u, "https://127.0.0.1:") {
+		t.Fatalf("console URL %s, want https", u)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer hc.CloseIdleConnections()
+	r := c.RunEnv(nil, "", "console-token")
+	if r.Code != 0 {
+		t.Fatalf("console-token: %d %s", r.Code, r.Stderr)
+	}
+	token := strings.TrimSpace(r.Stdout)
+	a := doWith(t, hc, "GET", u+"?token="+token, "", nil)
+	if a.code != http.StatusSeeOther {
+		t.Fatalf("GET ?token= over HTTPS: %d %s", a.code, a.body)
+	}
+	ck := sessionCookie(t, a, token)
+	if !ck.Secure {
+		t.Errorf("cookie over HTTPS not Secure: %+v", ck)
+	}
+	for host, want := range map[string]int{"console.example": 200, "other.example:443": 200, "evil.example": 403} {
+		if a := doWith(t, hc, "GET", u+"api/info", "", http.Header{"Host": {host}}, ck); a.code != want {
+			t.Errorf("Host %s: %d %s, want %d", host, a.code, a.body, want)
+		}
+	}
+	if strings.Contains(p.Stderr(), "in the clear") {
+		t.Errorf("an HTTPS console warned about the clear:\n%s", p.Stderr())
+	}
+
+	plain := c.StartServer("-http", "0.0.0.0:0")
+	consoleURL(t, plain)
+	testsupport.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(plain.Stderr(), "in the clear") {
+			return fmt.Errorf("no warning of a console beyond loopback over plain HTTP:\n%s", plain.Stderr())
+		}
+		return nil
+	})
+
+	for _, args := range [][]string{
+		{"start", "-http-tls", certFile + "," + keyFile},
+		{"start", "-http-host", "x.example"},
+		{"start", "-http", "127.0.0.1:0", "-http-tls", certFile},
+	} {
+		if r := c.RunEnv(nil, "", args...); r.Code != 2 || !strings.Contains(r.Stderr, "-http") {
+			t.Errorf("%q: %d %s, want a usage error", args, r.Code, r.Stderr)
+		}
+	}
 }

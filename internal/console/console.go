@@ -1,11 +1,11 @@
 package console
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"embed"
 	"encoding/hex"
 	"errors"
@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,8 @@ const DefaultFailedFor = 15 * time.Second
 // page is connected.
 const pollEvery = 500 * time.Millisecond
 
-// cookieName holds the token once the user gave it.
+// cookieName holds the session ID once the user gave the token; never the
+// token itself.
 const cookieName = "circuit_console"
 
 // csrfHeader must be on every POST: a cross-site form cannot set it, and a
@@ -62,7 +64,14 @@ type Config struct {
 	// FailedFor is how long a vanished member is shown as failed;
 	// DefaultFailedFor when zero.
 	FailedFor time.Duration
-	Logger    *slog.Logger
+	// Hosts are more names the console answers to (-http-host), besides
+	// loopback, localhost and, bound beyond loopback, the bound IP and the
+	// machine's host name.
+	Hosts []string
+	// TLSCert and TLSKey are PEM files (-http-tls CERT,KEY): the console is
+	// then served over HTTPS only. Both or neither.
+	TLSCert, TLSKey string
+	Logger          *slog.Logger
 }
 
 // Console is a running web console.
@@ -71,6 +80,9 @@ type Console struct {
 	cl     *client.Client
 	token  string // "" without a key
 	ln     net.Listener
+	tls    bool
+	hosts  *hostPolicy
+	sess   *sessions
 	srv    *http.Server
 	ctx    context.Context // ends when the console closes; every request's base
 	cancel context.CancelFunc
@@ -83,19 +95,26 @@ type Console struct {
 	closeErr  error
 }
 
-// tokenLabel is what the token is the HMAC of.
-const tokenLabel = "circuit web console token v1"
+// tokenLabel is what the token is the HMAC of, under the console's subkey.
+const tokenLabel = "token"
 
 // Token derives the console token from the cluster key (the contents of
-// the key file): the HMAC-SHA256 of a fixed label under the key, in hex.
+// the key file): the HMAC-SHA256 of "token" under the key's console subkey
+// (security.Key.ConsoleKey, itself derived by HKDF), in hex. It is given
+// only to log in, and exchanged then for a session.
 func Token(key []byte) (string, error) {
-	secret := bytes.TrimSpace(key)
-	if _, err := security.New(secret); err != nil {
+	k, err := security.Parse(key)
+	if err != nil {
 		return "", fmt.Errorf("cluster key: %w", err)
 	}
-	m := hmac.New(sha256.New, secret)
+	return TokenOf(k), nil
+}
+
+// TokenOf is Token of a parsed key.
+func TokenOf(k *security.Key) string {
+	m := hmac.New(sha256.New, k.ConsoleKey())
 	m.Write([]byte(tokenLabel))
-	return hex.EncodeToString(m.Sum(nil)), nil
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // ListenAddr is the address the console binds for -http addr: a missing
@@ -130,7 +149,19 @@ func Start(ctx context.Context, cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{cfg: cfg, served: make(chan struct{})}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("console: TLS needs both a certificate and a key file")
+	}
+	c := &Console{cfg: cfg, served: make(chan struct{}), sess: newSessions()}
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("console: loading the TLS certificate %s and key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		c.tls = true
+	}
 	if cfg.Key != nil {
 		if c.token, err = Token(cfg.Key); err != nil {
 			return nil, fmt.Errorf("console: %w", err)
@@ -146,6 +177,20 @@ func Start(ctx context.Context, cfg Config) (*Console, error) {
 	if err != nil {
 		c.cl.Close()
 		return nil, fmt.Errorf("console %s: %w", addr, err)
+	}
+	tcp, _ := c.ln.Addr().(*net.TCPAddr)
+	if tcp == nil {
+		tcp = &net.TCPAddr{}
+	}
+	if c.hosts, err = newHostPolicy(tcp, cfg.Hosts); err != nil {
+		c.ln.Close()
+		c.cl.Close()
+		return nil, fmt.Errorf("console %s: %w", addr, err)
+	}
+	if tlsCfg != nil {
+		c.ln = tls.NewListener(c.ln, tlsCfg)
+	} else if !c.Loopback() {
+		cfg.Logger.Warn("the web console listens beyond loopback over plain HTTP: the token, the session cookie and everything shown travel in the clear; give -http-tls CERT,KEY to serve it over HTTPS", "addr", c.ln.Addr().String())
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.hub = newHub(c)
@@ -165,7 +210,17 @@ func Start(ctx context.Context, cfg Config) (*Console, error) {
 }
 
 // URL is the console's address for a browser.
-func (c *Console) URL() string { return "http://" + c.ln.Addr().String() + "/" }
+// Bound to every address (0.0.0.0 or ::), it names loopback.
+func (c *Console) URL() string {
+	addr := c.ln.Addr().String()
+	if a, ok := c.ln.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		addr = net.JoinHostPort("127.0.0.1", fmt.Sprint(a.Port))
+	}
+	if c.tls {
+		return "https://" + addr + "/"
+	}
+	return "http://" + addr + "/"
+}
 
 // Close stops the console: open event streams end, the listener closes,
 // and Close waits for the serving goroutine and the poller.
@@ -208,8 +263,9 @@ func (c *Console) routes() http.Handler {
 	return c.guard(mux)
 }
 
-// guard refuses every request without the token when there is a key, and
-// sets headers every answer carries.
+// guard checks the Host and Origin of every request, refuses every request
+// without a session when there is a key, and sets headers every answer
+// carries.
 func (c *Console) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -217,22 +273,49 @@ func (c *Console) guard(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
 		h.Set("Cache-Control", "no-store")
-		if c.Loopback() && !loopbackHost(r.Host) {
-			// A page of another site whose name was made to resolve to
-			// 127.0.0.1 (DNS rebinding) would be same-origin otherwise.
-			http.Error(w, fmt.Sprintf("refused: this console listens on loopback and answers only to a loopback address or localhost, not to host %q", r.Host), http.StatusForbidden)
+		h.Set("Referrer-Policy", "same-origin") // no-referrer would make the form's Origin "null"
+		if c.tls {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		if !c.hosts.allowed(r.Host) {
+			http.Error(w, fmt.Sprintf("refused: this console does not answer to host %q (it answers to loopback, localhost, its own address and host name, and the names given with -http-host)", r.Host), http.StatusForbidden)
+			return
+		}
+		if origin := r.Header.Get("Origin"); origin != "" || r.Method == http.MethodPost {
+			if origin == "" {
+				http.Error(w, "refused: a POST to the console needs an Origin header (browsers send it)", http.StatusForbidden)
+				return
+			}
+			if err := sameOrigin(origin, r.Host, c.tls); err != nil {
+				http.Error(w, "refused: "+err.Error(), http.StatusForbidden)
+				return
+			}
+		}
+		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && strings.HasPrefix(r.URL.Path, "/api/") {
+			// An <img> or a link of another site; the page's own
+			// requests are same-origin.
+			http.Error(w, fmt.Sprintf("refused: a %s request to the console's interface", site), http.StatusForbidden)
 			return
 		}
 		if c.token == "" || (r.Method == http.MethodPost && r.URL.Path == "/login") {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if t := r.URL.Query().Get("token"); t != "" && c.validToken(t) {
-			c.setCookie(w, r)
-			next.ServeHTTP(w, r)
+		q := r.URL.Query()
+		if q.Has("token") {
+			if r.Method != http.MethodGet || !c.validToken(q.Get("token")) {
+				http.Error(w, "unauthorized: that token was refused (circuit console-token prints the right one)", http.StatusUnauthorized)
+				return
+			}
+			if err := c.startSession(w, r); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			// The token leaves the address bar (and the history) at once.
+			http.Redirect(w, r, withoutToken(r.URL), http.StatusSeeOther)
 			return
 		}
-		if ck, err := r.Cookie(cookieName); err == nil && c.validToken(ck.Value) {
+		if ck, err := r.Cookie(cookieName); err == nil && c.sess.valid(ck.Value) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -242,19 +325,41 @@ func (c *Console) guard(next http.Handler) http.Handler {
 			w.Write([]byte(loginPage(false)))
 			return
 		}
-		http.Error(w, "unauthorized: this cluster has a key; give the console token (circuit console-token)", http.StatusUnauthorized)
+		http.Error(w, "unauthorized: this cluster has a key; log in with the console token (circuit console-token) on the console's page", http.StatusUnauthorized)
 	})
+}
+
+// withoutToken is u's path and query without its token parameters, the
+// other parameters kept in their order.
+func withoutToken(u *url.URL) string {
+	var kept []string
+	for _, kv := range strings.Split(u.RawQuery, "&") {
+		k, _, _ := strings.Cut(kv, "=")
+		if name, err := url.QueryUnescape(k); kv == "" || (err == nil && name == "token") {
+			continue
+		}
+		kept = append(kept, kv)
+	}
+	out := url.URL{Path: u.Path, RawPath: u.RawPath, RawQuery: strings.Join(kept, "&")}
+	return out.RequestURI()
 }
 
 func (c *Console) validToken(t string) bool {
 	return subtle.ConstantTimeCompare([]byte(t), []byte(c.token)) == 1
 }
 
-func (c *Console) setCookie(w http.ResponseWriter, r *http.Request) {
+// startSession makes a session for a browser that gave the token, and
+// sets its cookie.
+func (c *Console) startSession(w http.ResponseWriter, r *http.Request) error {
+	id, err := c.sess.create()
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
 	http.SetCookie(w, &http.Cookie{
-		Name: cookieName, Value: c.token, Path: "/",
+		Name: cookieName, Value: id, Path: "/",
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
+	return nil
 }
 
 // login takes the token from the login page's form.
@@ -270,7 +375,10 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(loginPage(true)))
 		return
 	}
-	c.setCookie(w, r)
+	if err := c.startSession(w, r); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -301,18 +409,4 @@ func loginPage(refused bool) string {
 func (c *Console) Loopback() bool {
 	a, ok := c.ln.Addr().(*net.TCPAddr)
 	return ok && a.IP.IsLoopback()
-}
-
-// loopbackHost tells whether a Host header names a loopback address or
-// localhost.
-func loopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

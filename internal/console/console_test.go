@@ -3,15 +3,30 @@ package console
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,8 +181,27 @@ type answer struct {
 	resp *http.Response
 }
 
-// do makes one request to the console, with the CSRF header when csrf.
+// do makes one request to the console, with the CSRF header when csrf,
+// and for a POST the Origin a browser sends, the console's own.
 func do(t *testing.T, method, u, body string, csrf bool, cookies ...*http.Cookie) answer {
+	t.Helper()
+	h := http.Header{}
+	if csrf {
+		h.Set(csrfHeader, "1")
+	}
+	if method == http.MethodPost {
+		pu, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Set("Origin", pu.Scheme+"://"+pu.Host)
+	}
+	return doWith(t, nil, method, u, body, h, cookies...)
+}
+
+// doWith makes one request with exactly the headers h, through hc (a
+// plain client when nil), without following redirects.
+func doWith(t *testing.T, hc *http.Client, method, u, body string, h http.Header, cookies ...*http.Cookie) answer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -175,15 +209,26 @@ func do(t *testing.T, method, u, body string, csrf bool, cookies ...*http.Cookie
 	if err != nil {
 		t.Fatal(err)
 	}
-	if csrf {
-		req.Header.Set(csrfHeader, "1")
+	for k, v := range h {
+		if k == "Host" {
+			req.Host = v[0]
+			continue
+		}
+		req.Header[k] = v
+	}
+	if method == http.MethodPost && body != "" && strings.HasPrefix(body, "token=") {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	for _, c := range cookies {
 		req.AddCookie(c)
 	}
 	// No redirects: the test looks at each answer.
-	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := hc.Do(req)
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	nc := *hc
+	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := nc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, u, err)
 	}
@@ -451,22 +496,23 @@ func TestKeyed(t *testing.T) {
 		t.Errorf("a wrong cookie: %d %s", a.code, a.body)
 	}
 
-	// ?token= works and sets the cookie, which works alone.
+	// ?token= is exchanged for a session: the cookie holds a session ID,
+	// not the token, and the answer sends the browser to the same address
+	// without the token.
 	a := do(t, "GET", c.URL()+"api/info?token="+token, "", false)
-	if a.code != 200 || !strings.Contains(a.body, `"Keyed":true`) {
-		t.Fatalf("with ?token=: %d %s", a.code, a.body)
+	if a.code != http.StatusSeeOther || a.resp.Header.Get("Location") != "/api/info" || strings.Contains(a.body, token) {
+		t.Fatalf("with ?token=: %d, Location %q, %s", a.code, a.resp.Header.Get("Location"), a.body)
 	}
-	var cookie *http.Cookie
-	for _, ck := range a.resp.Cookies() {
-		if ck.Name == cookieName {
-			cookie = ck
-		}
-	}
-	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
-		t.Fatalf("cookie after ?token=: %+v", cookie)
+	cookie := sessionCookie(t, a, token)
+	if cookie.Secure {
+		t.Errorf("a Secure cookie over plain HTTP: %+v", cookie)
 	}
 	if a := do(t, "GET", c.URL()+"api/list?path=/", "", false, cookie); a.code != 200 || !strings.Contains(a.body, id) {
 		t.Fatalf("list with the cookie: %d %s", a.code, a.body)
+	}
+	// The token itself is no cookie.
+	if a := do(t, "GET", c.URL()+"api/info", "", false, &http.Cookie{Name: cookieName, Value: token}); a.code != http.StatusUnauthorized {
+		t.Errorf("the token as the cookie: %d %s", a.code, a.body)
 	}
 	// The login form.
 	if a := do(t, "POST", c.URL()+"login", "token=wrong", false); a.code != http.StatusUnauthorized || !strings.Contains(a.body, `id="refused"`) {
@@ -475,19 +521,149 @@ func TestKeyed(t *testing.T) {
 	if a := do(t, "GET", c.URL(), "", false); a.code != http.StatusUnauthorized || !strings.Contains(a.body, `id="token"`) || strings.Contains(a.body, `id="refused"`) {
 		t.Fatalf("the login page on a first visit: %d %s", a.code, a.body)
 	}
-	req := "token=" + token
-	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := hc.Post(c.URL()+"login", "application/x-www-form-urlencoded", strings.NewReader(req))
-	if err != nil {
-		t.Fatal(err)
+	a = do(t, "POST", c.URL()+"login", "token="+token, false)
+	if a.code != http.StatusSeeOther || a.resp.Header.Get("Location") != "/" {
+		t.Fatalf("login: %d %s", a.code, a.body)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 || resp.Cookies()[0].Value != token {
-		t.Fatalf("login: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	second := sessionCookie(t, a, token)
+	if second.Value == cookie.Value {
+		t.Fatalf("two logins got the same session %q", cookie.Value)
+	}
+	if a := do(t, "GET", c.URL()+"api/info", "", false, second); a.code != 200 {
+		t.Fatalf("info with the login's cookie: %d %s", a.code, a.body)
 	}
 	// Writes through the key-dialled client work.
 	if a := do(t, "POST", c.URL()+"api/mkproc", `{"Path": "/`+id+`/t", "Command": "/bin/true", "Scrub": true}`, true, cookie); a.code != 200 {
 		t.Fatalf("mkproc with the token: %d %s", a.code, a.body)
+	}
+}
+
+// sessionCookie is the session cookie an answer sets, checked: HttpOnly,
+// SameSite=Strict, a random ID and never the token.
+func sessionCookie(t *testing.T, a answer, token string) *http.Cookie {
+	t.Helper()
+	var cookie *http.Cookie
+	for _, ck := range a.resp.Cookies() {
+		if ck.Name == cookieName {
+			cookie = ck
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/" {
+		t.Fatalf("session cookie: %+v", cookie)
+	}
+	if strings.Contains(cookie.Value, token) || len(cookie.Value) < 43 {
+		t.Fatalf("session cookie %q: want a random ID of 32 bytes, never the token", cookie.Value)
+	}
+	return cookie
+}
+
+// The token is derived from the console's subkey of the cluster key, not
+// from the raw key.
+func TestTokenDerivation(t *testing.T) {
+	secret := security.Generate()
+	k, err := security.Parse([]byte(secret + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := Token([]byte(secret + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := hmac.New(sha256.New, k.ConsoleKey())
+	m.Write([]byte("token"))
+	if want := hex.EncodeToString(m.Sum(nil)); token != want || TokenOf(k) != want {
+		t.Fatalf("Token = %s, want HMAC-SHA256(ConsoleKey, \"token\") = %s", token, want)
+	}
+	other, err := Token([]byte(security.Generate()))
+	if err != nil || other == token {
+		t.Fatalf("another key's token: %s, %v", other, err)
+	}
+	for _, bad := range []string{"not a key", "password1234", ""} {
+		if _, err := Token([]byte(bad)); !errors.Is(err, security.ErrNotAKey) {
+			t.Errorf("Token(%q): %v, want ErrNotAKey", bad, err)
+		}
+	}
+}
+
+// A valid ?token= sets a session and sends the browser to the same address
+// without the token, other parameters kept; sessions live in one console's
+// memory, expire when idle, and are bounded.
+func TestSessions(t *testing.T) {
+	secret := security.Generate()
+	key, err := security.New([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := testcluster.StartInProcess(t, 1, key)
+	c := startConsole(t, servers, []byte(secret), false)
+	other := startConsole(t, servers, []byte(secret), false)
+	token := TokenOf(key)
+
+	a := do(t, "GET", c.URL()+"api/list?path=/&token="+token+"&x=a%26b", "", false)
+	if loc := a.resp.Header.Get("Location"); a.code != http.StatusSeeOther || loc != "/api/list?path=/&x=a%26b" {
+		t.Fatalf("GET with ?token= among other parameters: %d, Location %q", a.code, loc)
+	}
+	ck := sessionCookie(t, a, token)
+	if a := do(t, "GET", c.URL()+"api/list?path=/&x=a%26b", "", false, ck); a.code != 200 || !strings.Contains(a.body, servers[0].ID().String()) {
+		t.Fatalf("following the redirect with the cookie: %d %s", a.code, a.body)
+	}
+	// Another console of the same cluster does not know this session.
+	if a := do(t, "GET", other.URL()+"api/info", "", false, ck); a.code != http.StatusUnauthorized {
+		t.Fatalf("a session of another console: %d %s", a.code, a.body)
+	}
+	// A POST never takes the token in its address.
+	if a := do(t, "POST", c.URL()+"api/scrub?token="+token, "{}", true); a.code != http.StatusUnauthorized || len(a.resp.Cookies()) != 0 {
+		t.Fatalf("POST with ?token=: %d %s, cookies %v", a.code, a.body, a.resp.Cookies())
+	}
+
+	// Idle for longer than sessionIdle: gone.
+	var mu sync.Mutex
+	now := time.Now()
+	c.sess.mu.Lock()
+	c.sess.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	c.sess.max = 3
+	c.sess.mu.Unlock()
+	login := func() *http.Cookie {
+		t.Helper()
+		a := do(t, "POST", c.URL()+"login", "token="+token, false)
+		if a.code != http.StatusSeeOther {
+			t.Fatalf("login: %d %s", a.code, a.body)
+		}
+		return sessionCookie(t, a, token)
+	}
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	fresh := login()
+	advance(sessionIdle - time.Minute)
+	if a := do(t, "GET", c.URL()+"api/info", "", false, fresh); a.code != 200 {
+		t.Fatalf("a session used within %v: %d", sessionIdle, a.code)
+	}
+	advance(sessionIdle - time.Minute) // idle less than sessionIdle since its last use
+	if a := do(t, "GET", c.URL()+"api/info", "", false, fresh); a.code != 200 {
+		t.Fatalf("a session used again within %v: %d", sessionIdle, a.code)
+	}
+	advance(sessionIdle + time.Second)
+	if a := do(t, "GET", c.URL()+"api/info", "", false, fresh); a.code != http.StatusUnauthorized {
+		t.Fatalf("a session idle for longer than %v: %d", sessionIdle, a.code)
+	}
+	// Bounded: the least recently used session goes to make room.
+	s1 := login()
+	advance(time.Second)
+	s2 := login()
+	advance(time.Second)
+	s3 := login()
+	advance(time.Second)
+	do(t, "GET", c.URL()+"api/info", "", false, s1) // s2 is now the oldest
+	s4 := login()
+	for _, tc := range []struct {
+		ck   *http.Cookie
+		want int
+	}{{s1, 200}, {s2, http.StatusUnauthorized}, {s3, 200}, {s4, 200}} {
+		if a := do(t, "GET", c.URL()+"api/info", "", false, tc.ck); a.code != tc.want {
+			t.Errorf("session %s: %d, want %d", tc.ck.Value[:8], a.code, tc.want)
+		}
+	}
+	if n := c.sess.len(); n != 3 {
+		t.Errorf("%d sessions held, want at most 3", n)
 	}
 }
 
@@ -556,6 +732,349 @@ func TestPollerOnlyWithPages(t *testing.T) {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			t.Fatal("the stopped poller's goroutine never ended")
+		}
+	}
+}
+
+// startConsoleWith starts a console for the first of servers with cfg,
+// whose Server, Members and Ops it fills.
+func startConsoleWith(t *testing.T, servers []*server.Server, cfg Config) *Console {
+	t.Helper()
+	s := servers[0]
+	cfg.Server, cfg.Members, cfg.Ops = s.URL().String(), s.Members, s.Ops()
+	c, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("closing the console: %v", err)
+		}
+	})
+	return c
+}
+
+// Host and Origin are checked whatever the bind address.
+func TestHostsAndOrigins(t *testing.T) {
+	servers := testcluster.StartInProcess(t, 1, nil)
+	id := servers[0].ID().String()
+	hostname, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := startConsole(t, servers, nil, true)
+	wide := startConsoleWith(t, servers, Config{Addr: "0.0.0.0:0", Write: true, Hosts: []string{"console.example", "Other.Example."}})
+	port := func(c *Console) string { return fmt.Sprint(c.ln.Addr().(*net.TCPAddr).Port) }
+
+	type req struct {
+		c                    *Console
+		method, host, origin string
+		want                 int
+		says                 string // in a refusal
+	}
+	reqs := []req{
+		// Loopback: loopback names only, with the console's port or none.
+		{c: lo, host: "127.0.0.1:" + port(lo), want: 200},
+		{c: lo, host: "localhost", want: 200},
+		{c: lo, host: "[::1]:" + port(lo), want: 200},
+		{c: lo, host: "evil.example:" + port(lo), want: 403, says: "evil.example"},
+		{c: lo, host: "localhost:1", want: 403, says: "localhost:1"},
+		// An Origin, when there is one, is the console's own.
+		{c: lo, host: "localhost:" + port(lo), origin: "http://localhost:" + port(lo), want: 200},
+		{c: lo, host: "localhost:" + port(lo), origin: "http://evil.example", want: 403, says: "http://evil.example"},
+		{c: lo, host: "localhost:" + port(lo), origin: "http://127.0.0.1:" + port(lo), want: 403, says: "another site"},
+		{c: lo, host: "localhost:" + port(lo), origin: "https://localhost:" + port(lo), want: 403, says: "http"},
+		{c: lo, host: "localhost:" + port(lo), origin: "null", want: 403, says: "null"},
+		// Every POST has an Origin, the console's own.
+		{c: lo, method: "POST", host: "localhost:" + port(lo), want: 403, says: "Origin"},
+		{c: lo, method: "POST", host: "localhost:" + port(lo), origin: "http://evil.example", want: 403, says: "evil.example"},
+		{c: lo, method: "POST", host: "localhost:" + port(lo), origin: "http://localhost:" + port(lo), want: 200},
+		// Beyond loopback: the machine's name, its addresses, loopback,
+		// and the -http-host names (those with any port).
+		{c: wide, host: hostname + ":" + port(wide), want: 200},
+		{c: wide, host: "127.0.0.1:" + port(wide), want: 200},
+		{c: wide, host: "console.example", want: 200},
+		{c: wide, host: "CONSOLE.example:8443", want: 200},
+		{c: wide, host: "other.example:" + port(wide), want: 200},
+		{c: wide, host: "evil.example:" + port(wide), want: 403, says: "evil.example"},
+		{c: wide, host: hostname + ".evil.example:" + port(wide), want: 403, says: "evil.example"},
+		{c: wide, host: "console.example", origin: "http://evil.example", want: 403, says: "evil.example"},
+		{c: wide, host: "console.example:8443", origin: "http://console.example:8443", want: 200},
+		{c: wide, method: "POST", host: hostname + ":" + port(wide), want: 403, says: "Origin"},
+		{c: wide, method: "POST", host: hostname + ":" + port(wide), origin: "http://" + hostname + ":" + port(wide), want: 200},
+	}
+	for _, r := range reqs {
+		h := http.Header{"Host": {r.host}}
+		if r.origin != "" {
+			h.Set("Origin", r.origin)
+		}
+		method, path, body := "GET", "api/list?path=/", ""
+		if r.method == "POST" {
+			method, path, body = "POST", "api/scrub", `{"Path": "/`+id+`/none"}`
+			h.Set(csrfHeader, "1")
+		}
+		a := doWith(t, nil, method, r.c.URL()+path, body, h)
+		switch {
+		case r.want == 200 && a.code == http.StatusForbidden:
+			t.Errorf("%s Host %s Origin %q: %d %s, want it let through", method, r.host, r.origin, a.code, a.body)
+		case r.want == 403 && (a.code != 403 || !strings.Contains(a.body, r.says) || strings.Contains(a.body, id)):
+			t.Errorf("%s Host %s Origin %q: %d %s, want 403 saying %q", method, r.host, r.origin, a.code, a.body, r.says)
+		}
+	}
+	// A request of another site to the interface, as browsers mark it.
+	a := doWith(t, nil, "GET", lo.URL()+"api/list?path=/", "", http.Header{"Sec-Fetch-Site": {"cross-site"}})
+	if a.code != http.StatusForbidden {
+		t.Errorf("a cross-site request: %d %s", a.code, a.body)
+	}
+	a = doWith(t, nil, "GET", lo.URL()+"api/list?path=/", "", http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	if a.code != 200 {
+		t.Errorf("a same-origin request: %d %s", a.code, a.body)
+	}
+	if _, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Server: servers[0].URL().String(), Members: servers[0].Members, Hosts: []string{"http://x.example"}}); err == nil {
+		t.Error("a host name with a scheme: no error")
+	}
+}
+
+// A read-only console does not show a process's environment, in the API
+// the page calls; a writable one does.
+func TestReadOnlyHidesEnv(t *testing.T) {
+	servers := testcluster.StartInProcess(t, 1, nil)
+	ro := startConsole(t, servers, nil, false)
+	rw := startConsole(t, servers, nil, true)
+	cl, err := client.Connect(context.Background(), client.Options{Addr: servers[0].URL().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	path := "/" + servers[0].ID().String() + "/env"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cl.MakeProcAt(ctx, path, client.Cmd{Path: "/bin/sleep", Args: []string{"60"}, Env: []string{"PASSWORD=hunter2", "TOKEN=s3cr3t"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.ScrubAt(context.Background(), path) })
+
+	a := do(t, "GET", ro.URL()+"api/peek?path="+url.QueryEscape(path), "", false)
+	var peek struct {
+		Kind string
+		Peek struct {
+			Phase string
+			Cmd   struct {
+				Path string
+				Env  any
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(a.body), &peek); err != nil || a.code != 200 || peek.Peek.Phase != "running" || peek.Peek.Cmd.Path != "/bin/sleep" {
+		t.Fatalf("read-only peek: %d %s (%v)", a.code, a.body, err)
+	}
+	if strings.Contains(a.body, "hunter2") || strings.Contains(a.body, "PASSWORD") || strings.Contains(a.body, "s3cr3t") {
+		t.Fatalf("a read-only console shows the environment: %s", a.body)
+	}
+	if env, ok := peek.Peek.Cmd.Env.(string); !ok || !strings.Contains(env, "hidden: 2 variables") {
+		t.Fatalf("read-only peek's Env: %#v, want it hidden with its count", peek.Peek.Cmd.Env)
+	}
+	a = do(t, "GET", rw.URL()+"api/peek?path="+url.QueryEscape(path), "", false)
+	if a.code != 200 || !strings.Contains(a.body, `"Env":["PASSWORD=hunter2","TOKEN=s3cr3t"]`) {
+		t.Fatalf("a writable console's peek: %d %s, want the environment", a.code, a.body)
+	}
+}
+
+func TestHideEnv(t *testing.T) {
+	doc := json.RawMessage(`{"Id":"abc","Config":{"Env":["A=1","B=2","C=3"],"Image":"x"},"Mounts":[{"Env":["D=4"]}],"Size":12345678901234}`)
+	got, err := hideEnv(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, leak := range []string{"A=1", "B=2", "D=4"} {
+		if strings.Contains(s, leak) {
+			t.Errorf("hideEnv left %s: %s", leak, s)
+		}
+	}
+	if !strings.Contains(s, "hidden: 3 variables") || !strings.Contains(s, "hidden: 1 variables") || !strings.Contains(s, `"Size":12345678901234`) || !strings.Contains(s, `"Image":"x"`) {
+		t.Errorf("hideEnv: %s", s)
+	}
+}
+
+// A read-only console's viewer of a process leaves its output to its real
+// reader: a reader that comes after the viewer still gets every byte.
+func TestReadOnlyLeavesOutput(t *testing.T) {
+	servers := testcluster.StartInProcess(t, 1, nil)
+	ro := startConsole(t, servers, nil, false)
+	cl, err := client.Connect(context.Background(), client.Options{Addr: servers[0].URL().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	path := "/" + servers[0].ID().String() + "/out"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := cl.MakeProcAt(ctx, path, client.Cmd{Path: "/bin/sh", Args: []string{"-c", "seq 1 20000; echo err >&2; exec /bin/sleep 60"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.ScrubAt(context.Background(), path) })
+	var want strings.Builder
+	for i := 1; i <= 20000; i++ {
+		fmt.Fprintf(&want, "%d\n", i)
+	}
+
+	// The viewer does all the page does: peek, and ask for both outputs.
+	if a := do(t, "GET", ro.URL()+"api/peek?path="+url.QueryEscape(path), "", false); a.code != 200 || !strings.Contains(a.body, `"running"`) {
+		t.Fatalf("peek: %d %s", a.code, a.body)
+	}
+	for _, name := range []string{"stdout", "stderr"} {
+		a := do(t, "GET", ro.URL()+"api/stream?name="+name+"&path="+url.QueryEscape(path), "", false)
+		if a.code != http.StatusForbidden || !strings.Contains(a.body, "read-only") || strings.Contains(a.body, "1\n2\n") {
+			t.Fatalf("a read-only console's %s: %d %s, want 403", name, a.code, a.body)
+		}
+	}
+	page := do(t, "GET", ro.URL()+"app.js", "", false)
+	if !strings.Contains(page.body, "output-hidden") {
+		t.Fatal("the page does not say that a read-only console shows no output")
+	}
+
+	// The real reader, after the viewer, gets every byte.
+	conn, err := cl.OpenStreamAt(ctx, path, "stdout")
+	if err != nil {
+		t.Fatalf("stdout after a read-only viewer: %v", err)
+	}
+	defer conn.Close()
+	if err := conn.SetReadDeadline(time.Now().Add(15 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, want.Len())
+	if _, err := io.ReadFull(conn, got); err != nil || string(got) != want.String() {
+		t.Fatalf("stdout after a read-only viewer: %d bytes, %v; want all %d", len(got), err, want.Len())
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and localhost,
+// and its key, as PEM files, and returns their paths and the certificate.
+func selfSigned(t *testing.T) (certFile, keyFile string, cert *x509.Certificate) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "circuit console test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert, err = x509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, cert
+}
+
+// With a certificate, the console is served over HTTPS, its session cookie
+// is Secure, and the token goes nowhere in the clear.
+func TestTLS(t *testing.T) {
+	secret := security.Generate()
+	key, err := security.New([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := testcluster.StartInProcess(t, 1, key)
+	certFile, keyFile, cert := selfSigned(t)
+	c := startConsoleWith(t, servers, Config{Addr: "127.0.0.1:0", Key: []byte(secret), TLSCert: certFile, TLSKey: keyFile})
+	if !strings.HasPrefix(c.URL(), "https://127.0.0.1:") {
+		t.Fatalf("URL %s, want https", c.URL())
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer hc.CloseIdleConnections()
+	token := TokenOf(key)
+
+	a := doWith(t, hc, "GET", c.URL()+"?token="+token, "", nil)
+	if a.code != http.StatusSeeOther || a.resp.TLS == nil || a.resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("GET over HTTPS with ?token=: %d, TLS %v, headers %v", a.code, a.resp.TLS != nil, a.resp.Header)
+	}
+	ck := sessionCookie(t, a, token)
+	if !ck.Secure {
+		t.Fatalf("the session cookie over HTTPS is not Secure: %+v", ck)
+	}
+	a = doWith(t, hc, "GET", c.URL()+"api/list?path=/", "", nil, ck)
+	if a.code != 200 || !strings.Contains(a.body, servers[0].ID().String()) {
+		t.Fatalf("list over HTTPS with the session: %d %s", a.code, a.body)
+	}
+	// A POST's Origin is https.
+	h := http.Header{"Origin": {"https://" + c.ln.Addr().String()}, "Content-Type": {"application/x-www-form-urlencoded"}}
+	if a := doWith(t, hc, "POST", c.URL()+"login", "token="+token, h); a.code != http.StatusSeeOther || !sessionCookie(t, a, token).Secure {
+		t.Fatalf("login over HTTPS: %d %s", a.code, a.body)
+	}
+	h.Set("Origin", "http://"+c.ln.Addr().String())
+	if a := doWith(t, hc, "POST", c.URL()+"login", "token="+token, h); a.code != http.StatusForbidden {
+		t.Fatalf("login over HTTPS with an http Origin: %d %s", a.code, a.body)
+	}
+	// Plain HTTP gets nothing of the console.
+	plain := doWith(t, nil, "GET", strings.Replace(c.URL(), "https://", "http://", 1)+"?token="+token, "", nil)
+	if plain.code == http.StatusSeeOther || len(plain.resp.Cookies()) != 0 {
+		t.Fatalf("plain HTTP to the HTTPS console: %d %s", plain.code, plain.body)
+	}
+
+	if _, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Server: servers[0].URL().String(), Members: servers[0].Members, TLSCert: certFile}); err == nil {
+		t.Error("a certificate without its key: no error")
+	}
+	if _, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", Server: servers[0].URL().String(), Members: servers[0].Members, Key: []byte(secret), TLSCert: keyFile, TLSKey: certFile}); err == nil || !strings.Contains(err.Error(), "TLS") {
+		t.Errorf("swapped certificate and key: %v", err)
+	}
+}
+
+// Bound beyond loopback over plain HTTP, the console warns once at start
+// that the token and session travel in the clear.
+func TestCleartextWarning(t *testing.T) {
+	servers := testcluster.StartInProcess(t, 1, nil)
+	certFile, keyFile, _ := selfSigned(t)
+	for _, tc := range []struct {
+		addr string
+		tls  bool
+		warn bool
+	}{
+		{"0.0.0.0:0", false, true},
+		{"127.0.0.1:0", false, false},
+		{"0.0.0.0:0", true, false},
+	} {
+		var log testcluster.SyncBuffer
+		cfg := Config{Addr: tc.addr, Logger: slog.New(slog.NewTextHandler(&log, nil))}
+		if tc.tls {
+			cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+		}
+		c := startConsoleWith(t, servers, cfg)
+		do(t, "GET", strings.Replace(c.URL(), "https:", "http:", 1)+"api/info", "", false) // no more warnings for requests
+		got := strings.Count(log.String(), "in the clear")
+		if (tc.warn && got != 1) || (!tc.warn && got != 0) {
+			t.Errorf("%s tls=%v: %d warnings, want warn=%v:\n%s", tc.addr, tc.tls, got, tc.warn, log.String())
+		}
+		if tc.warn && (!strings.Contains(log.String(), "token") || !strings.Contains(log.String(), "session") || !strings.Contains(log.String(), "level=WARN")) {
+			t.Errorf("the warning does not say what travels in the clear: %s", log.String())
 		}
 	}
 }

@@ -185,13 +185,23 @@ async function showElement(path) {
   const parts = [el('h3', { id: 'detail-path' }, path), el('p', {}, 'kind ', el('strong', { id: 'detail-kind' }, v.Kind))];
   if (v.Kind === 'chan') parts.push(counters(v.Peek));
   parts.push(actions(path, v.Kind, peek), peek);
-  if (v.Kind === 'proc' || v.Kind === 'docker') {
-    parts.push(el('p', { class: 'hint' }, 'The console reads this output as its one reader; when you leave, the rest is discarded.'));
+  if ((v.Kind === 'proc' || v.Kind === 'docker') && !info.Write) {
+    // Reading the output takes it from its reader: a read-only console
+    // never does (the server refuses it too).
+    parts.push(el('p', { class: 'hint', id: 'output-hidden' },
+      'This console is read-only: it does not read the output, which would take it from its reader (circuit stdout ' + path + ').'));
+  } else if (v.Kind === 'proc' || v.Kind === 'docker') {
+    parts.push(el('p', { class: 'hint' }, 'Reading an output makes the console its one reader: nobody else gets it then, and when you leave, the rest is discarded.'));
     for (const name of ['stdout', 'stderr']) {
       const pre = el('pre', { id: name });
-      const status = el('span', { class: 'hint', id: name + '-status' }, 'following');
-      parts.push(el('div', { class: 'output' }, el('h3', {}, name + ' ', status), pre));
-      follow(me, path, name, pre, status, peek);
+      const status = el('span', { class: 'hint', id: name + '-status' }, 'not read');
+      const take = el('button', { type: 'button', id: name + '-take' }, 'read ' + name + ' (takes it)');
+      take.addEventListener('click', () => {
+        take.remove();
+        status.textContent = 'following';
+        follow(me, path, name, pre, status, peek);
+      });
+      parts.push(el('div', { class: 'output' }, el('h3', {}, name + ' ', status, ' ', take), pre));
     }
   }
   detail.replaceChildren(...parts);
