@@ -98,7 +98,7 @@ func readServerKey(env *Env, flagValue string) ([]byte, error) {
 	}
 	if err := security.CheckFileMode(kf.path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("reading the key file (%s): %w", kf.from, err)
+			return nil, fault.Errorf(fault.BadRequest, "reading the key file (%s): %v (make one with: circuit keygen > %s)", kf.from, err, kf.path)
 		}
 		return nil, fault.Errorf(fault.BadRequest, "the key file (%s): %v", kf.from, err)
 	}

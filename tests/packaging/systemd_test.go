@@ -152,22 +152,22 @@ func TestSystemdExecStart(t *testing.T) {
 	for k, v := range vars {
 		env = append(env, k+"="+v)
 	}
-	// Without the key, the unit's command refuses to start, saying how to
-	// make one.
-	noKey := exec.CommandContext(ctx, bin, args[1:]...)
-	noKey.Env = env
-	if out, err := noKey.CombinedOutput(); err == nil || !strings.Contains(string(out), "circuit keygen") {
-		t.Fatalf("the unit's command without a key: %v %s", err, out)
+	// Without the key file the example names, or with no key at all, the
+	// unit's command refuses to start, saying how to make one.
+	keyFile := filepath.Join(t.TempDir(), "hmac")
+	for _, hmac := range []string{keyFile, ""} {
+		noKey := exec.CommandContext(ctx, bin, args[1:]...)
+		noKey.Env = append(env, "CIRCUIT_HMAC="+hmac)
+		if out, err := noKey.CombinedOutput(); err == nil || !strings.Contains(string(out), "circuit keygen") {
+			t.Fatalf("the unit's command without a key (CIRCUIT_HMAC=%q): %v %s", hmac, err, out)
+		}
 	}
-	// With the credential as systemd's LoadCredential= gives it.
-	creds := t.TempDir()
 	key := must(t, ctx, "", nil, "", bin, "keygen")
-	if err := os.WriteFile(filepath.Join(creds, "circuit.key"), []byte(key), 0o400); err != nil {
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	keyFile := filepath.Join(creds, "circuit.key")
 	cmd := exec.CommandContext(ctx, bin, args[1:]...)
-	cmd.Env = append(env, "CREDENTIALS_DIRECTORY="+creds)
+	cmd.Env = append(env, "CIRCUIT_HMAC="+keyFile)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +325,7 @@ func TestSystemdBoot(t *testing.T) {
 	dockerWorks(t, ctx)
 	root := repoRoot(t)
 	suffix := randomHex(t, 4)
-	fs := systemdRoot(t, ctx, root, systemd, []string{"CIRCUIT_FLAGS=-label role=db"})
+	fs := systemdRoot(t, ctx, root, systemd, []string{"CIRCUIT_FLAGS=-label role=db"}) // the example names the key file
 
 	image := "circuit-packaging-systemd:" + suffix
 	t.Cleanup(func() {
@@ -380,7 +380,7 @@ func TestSystemdBoot(t *testing.T) {
 		return props
 	}
 	journal := func(h string) string {
-		out, _ := run(ctx, "", nil, "", "docker", "exec", h, "journalctl", "-u", "circuit", "--no-pager")
+		out, _ := run(ctx, "", nil, "", "docker", "exec", h, "systemctl", "status", "--no-pager", "-l", "-n", "20", "circuit")
 		return out
 	}
 	ls := []string{"exec", "-e", "CIRCUIT_DISCOVER=228.8.8.8:7711", "-e", "CIRCUIT_HMAC=/etc/circuit/hmac", hosts[0], "/usr/local/bin/circuit", "ls", "-l", "/"}
@@ -404,6 +404,9 @@ func TestSystemdBoot(t *testing.T) {
 		var err error
 		if ids, err = servers(); err == nil && len(ids) != 2 {
 			err = fmt.Errorf("servers %q", ids)
+		}
+		if err != nil {
+			err = fmt.Errorf("%w\njournal of %s:\n%s", err, hosts[0], journal(hosts[0]))
 		}
 		return err
 	})
