@@ -159,20 +159,7 @@ func TestTracker(t *testing.T) {
 // startConsole starts a console for the first of servers.
 func startConsole(t *testing.T, servers []*server.Server, key []byte, write bool) *Console {
 	t.Helper()
-	s := servers[0]
-	c, err := Start(context.Background(), Config{
-		Addr: "127.0.0.1:0", Server: s.URL().String(), Key: key, Write: write,
-		Members: s.Members, Ops: s.Ops(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("closing the console: %v", err)
-		}
-	})
-	return c
+	return startConsoleWith(t, servers, Config{Addr: "127.0.0.1:0", Key: key, Write: write})
 }
 
 type answer struct {
