@@ -41,7 +41,7 @@ func runConsoleToken(env *Env, inv *invocation) error {
 	if len(inv.args) != 0 {
 		return usagef("console-token takes no arguments")
 	}
-	key, err := readKey(env, *inv.opts.(*string))
+	key, err := readKey(env, *inv.opts.(*string), false)
 	if err != nil {
 		return err
 	}

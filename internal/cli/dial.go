@@ -44,9 +44,9 @@ func expandHome(p string) string {
 }
 
 // credentialName is the name of the key among systemd's credentials
-// (LoadCredential=circuit.key:/etc/circuit/key in the unit): the server
+// (LoadCredential=circuit.key:/etc/circuit/hmac in a unit): the server
 // reads it from $CREDENTIALS_DIRECTORY, so the key's path appears on no
-// command line.
+// command line and in no environment.
 const credentialName = "circuit.key"
 
 // keyFile is the key file found and where its name came from.
@@ -72,39 +72,26 @@ func findKey(env *Env, flagValue string) keyFile {
 	return keyFile{}
 }
 
-// readKey reads the key file named by the flag or $CIRCUIT_HMAC. A key file
-// open to group or others is warned about: the server refuses it.
-func readKey(env *Env, flagValue string) ([]byte, error) {
+// readKey reads the key file that findKey names. A key file open to group
+// or others is refused for a server (as ssh refuses an open private key)
+// and warned about for a client.
+func readKey(env *Env, flagValue string, server bool) ([]byte, error) {
 	kf := findKey(env, flagValue)
 	if kf.path == "" {
 		return nil, nil
 	}
 	b, err := os.ReadFile(kf.path)
 	if err != nil {
-		return nil, fmt.Errorf("reading the key file (%s): %w", kf.from, err)
-	}
-	if err := security.CheckFileMode(kf.path); err != nil {
-		fmt.Fprintf(env.Stderr, "circuit: warning: %v\n", err)
-	}
-	return b, nil
-}
-
-// readServerKey reads the key file for a server, which refuses one open
-// to group or others.
-func readServerKey(env *Env, flagValue string) ([]byte, error) {
-	kf := findKey(env, flagValue)
-	if kf.path == "" {
-		return nil, nil
-	}
-	if err := security.CheckFileMode(kf.path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if server && errors.Is(err, os.ErrNotExist) {
 			return nil, fault.Errorf(fault.BadRequest, "reading the key file (%s): %v (make one with: circuit keygen > %s)", kf.from, err, kf.path)
 		}
-		return nil, fault.Errorf(fault.BadRequest, "the key file (%s): %v", kf.from, err)
-	}
-	b, err := os.ReadFile(kf.path)
-	if err != nil {
 		return nil, fmt.Errorf("reading the key file (%s): %w", kf.from, err)
+	}
+	if err := security.CheckFileMode(kf.path); err != nil {
+		if server {
+			return nil, fault.Errorf(fault.BadRequest, "the key file (%s): %v", kf.from, err)
+		}
+		fmt.Fprintf(env.Stderr, "circuit: warning: %v\n", err)
 	}
 	return b, nil
 }
@@ -113,7 +100,7 @@ func readServerKey(env *Env, flagValue string) ([]byte, error) {
 // in order: -d, -discover, $CIRCUIT, $CIRCUIT_DISCOVER.
 func connect(env *Env, inv *invocation) (*client.Client, error) {
 	d := inv.dial
-	key, err := readKey(env, d.hmac)
+	key, err := readKey(env, d.hmac, false)
 	if err != nil {
 		return nil, err
 	}

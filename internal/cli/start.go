@@ -145,7 +145,7 @@ func runStart(env *Env, inv *invocation) error {
 	}
 	// -hmac, else $CIRCUIT_HMAC, else systemd's credential; read once, for
 	// the server and its console.
-	rawKey, err := readServerKey(env, f.hmac)
+	rawKey, err := readKey(env, f.hmac, true)
 	if err != nil {
 		return err
 	}

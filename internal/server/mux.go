@@ -160,7 +160,7 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 	if err := wire.WriteStatus(c, nil); err != nil {
 		return
 	}
-	if s.cfg.Key == nil || p.Kind != wire.KindRPC && p.Kind != wire.KindStream {
+	if s.cfg.Key == nil || !p.Kind.TLS() {
 		release() // authenticated by the preamble (or never: no key)
 	}
 	switch p.Kind {

@@ -51,6 +51,11 @@ const (
 	KindWatch Kind = 'W'
 )
 
+// TLS tells whether a connection of this kind runs TLS after its preamble
+// when the cluster has a key: RPC and streams do; gossip is encrypted by the
+// membership library, and a watch carries nothing.
+func (k Kind) TLS() bool { return k == KindRPC || k == KindStream }
+
 func (k Kind) valid() bool {
 	return k == KindRPC || k == KindGossip || k == KindGossipWAN || k == KindStream || k == KindWatch
 }
@@ -328,7 +333,7 @@ func Open(ctx context.Context, c net.Conn, kind Kind, target ident.ID, key *secu
 	if err := ReadStatus(c); err != nil {
 		return nil, err
 	}
-	if key == nil || kind == KindGossip || kind == KindGossipWAN || kind == KindWatch {
+	if key == nil || !kind.TLS() {
 		c.SetDeadline(time.Time{})
 		return c, nil
 	}
