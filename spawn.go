@@ -26,6 +26,14 @@ import (
 // argument of the wrong type or one JSON cannot encode, a bad directory,
 // the host lost (a *client.HostLostError), an upload cut short. A failed
 // Spawn leaves no process or directory entry behind.
+//
+// A worker never receives the cluster key. On a keyed cluster its server
+// gives it a credential of its own (client.Cmd.Cred), named "worker R…"
+// after its ID and recording who spawned it: enough to use the cluster as
+// a client (spawn, channels, processes), but not to mint credentials, act
+// as a server, read gossip or open the console. The server renews it while
+// the worker runs and removes its file when the worker ends; it expires a
+// day after its last renewal.
 func Spawn(host string, dirs []string, fn any, args ...any) (*Worker, error) {
 	return SpawnContext(context.Background(), host, dirs, fn, args...)
 }
@@ -67,7 +75,7 @@ func SpawnContext(ctx context.Context, host string, dirs []string, fn any, args 
 	if err != nil {
 		return nil, err
 	}
-	req := request{Worker: anchorfs.NewWorkerID(), Server: target.URL, Func: info.name, Args: raw, Dirs: dirs, Key: clusterKey()}
+	req := request{Worker: anchorfs.NewWorkerID(), Server: target.URL, Func: info.name, Args: raw, Dirs: dirs}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -76,7 +84,7 @@ func SpawnContext(ctx context.Context, host string, dirs []string, fn any, args 
 	h, err := c.MakeProcAt(ctx, anchor, client.Cmd{
 		Path: bin, Args: []string{info.name},
 		Env:  []string{envWorker + "=" + req.Worker, "PATH=/usr/local/bin:/usr/bin:/bin"},
-		Dirs: dirs, Result: true, Scrub: true,
+		Dirs: dirs, Result: true, Scrub: true, Cred: true,
 	})
 	if err != nil {
 		return nil, err
@@ -142,13 +150,6 @@ func parseServer(url string) (string, error) {
 		return "", err
 	}
 	return u.ID.String(), nil
-}
-
-// clusterKey is the key this program connected with, for its workers.
-func clusterKey() []byte {
-	state.Lock()
-	defer state.Unlock()
-	return state.opts.Key
 }
 
 // self is this program's binary, hashed once.

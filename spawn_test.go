@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/testsupport"
 	"github.com/circuit-project/circuit/internal/testsupport/build"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
@@ -71,7 +72,24 @@ func describe(v any) string { return fmt.Sprint(v) }
 
 func unregistered() {}
 
-func init() { Register(add, divide, boom, feedback, park, spawnFrom, describe) }
+// holdings tells what a worker holds: its credential's name and parent,
+// and its environment, one entry a line.
+func holdings() (string, error) {
+	b, err := os.ReadFile(os.Getenv(envCred))
+	if err != nil {
+		return "", err
+	}
+	cred, err := security.ParseCredential(b)
+	if err != nil {
+		return "", err
+	}
+	state.Lock()
+	key := string(state.opts.Key)
+	state.Unlock()
+	return cred.Claims().Name + "\n" + cred.Claims().Parent + "\n" + strings.Join(append(os.Environ(), "client key="+key), "\n"), nil
+}
+
+func init() { Register(add, divide, boom, feedback, park, spawnFrom, describe, holdings) }
 
 var connectOnce sync.Mutex
 
@@ -185,6 +203,37 @@ func TestSpawnResultsAndUploadOnce(t *testing.T) {
 	w, _ = Spawn(host, nil, spawnFrom, cl.Servers[0].ID, 20, 22)
 	if res, err := wait(t, w); err != nil || res[0] != 42 {
 		t.Fatalf("spawn from a worker: %v, %v", res, err)
+	}
+	noOrphans(t, cl)
+}
+
+// TestWorkerHoldsNoKey: on a keyed cluster a worker gets a credential of
+// its own, naming it and its spawner, and nothing of the cluster key.
+func TestWorkerHoldsNoKey(t *testing.T) {
+	cl := cluster(t, 1, testcluster.Options{Key: true})
+	key, err := os.ReadFile(cl.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Spawn(cl.Servers[0].ID, nil, holdings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := wait(t, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(res[0].(string), "\n")
+	if lines[0] != "worker "+w.ID() || lines[1] != "key" {
+		t.Fatalf("the worker's credential is %q, made for %q; want worker %s, made for the key", lines[0], lines[1], w.ID())
+	}
+	for _, e := range lines[2:] {
+		if strings.Contains(e, strings.TrimSpace(string(key))) || strings.HasPrefix(e, "CIRCUIT_HMAC=") || strings.Contains(e, cl.KeyFile) {
+			t.Fatalf("the worker holds the key: %q", e)
+		}
+		if k, ok := strings.CutPrefix(e, "client key="); ok && k != "" {
+			t.Fatalf("the worker's client was given a key: %q", k)
+		}
 	}
 	noOrphans(t, cl)
 }

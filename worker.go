@@ -20,6 +20,10 @@ import (
 // envWorker marks a process started by Spawn; its value is the worker ID.
 const envWorker = "CIRCUIT_WORKER"
 
+// envCred names the file of a worker's credential, set by its server
+// (client.Cmd.Cred) when the cluster has a key.
+const envCred = "CIRCUIT_CRED"
+
 // maxRequest bounds what a worker reads on its standard input.
 const maxRequest = 256 << 20
 
@@ -27,7 +31,6 @@ const maxRequest = 256 << 20
 type request struct {
 	Worker string            // the worker's ID
 	Server string            // the circuit URL of the worker's server
-	Key    []byte            `json:",omitempty"` // the cluster key, nil for none
 	Func   string            // the registered function's name
 	Args   []json.RawMessage // its arguments, without a context
 	Dirs   []string          `json:",omitempty"`
@@ -108,7 +111,9 @@ func runWorker(id string) int {
 	state.Lock()
 	state.worker = id
 	state.self = &Worker{id: id, server: server, fn: req.Func, dirs: req.Dirs}
-	state.opts = client.Options{Addr: req.Server, Key: req.Key}
+	// Under a key, the server gave the worker a credential of its own
+	// (client.Cmd.Cred): the cluster key never reaches a worker.
+	state.opts = client.Options{Addr: req.Server, CredFile: os.Getenv(envCred)}
 	state.Unlock()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
@@ -182,7 +187,8 @@ func closeClient() {
 
 // Connect connects a spawning program to a cluster; Spawn and MakeChan
 // use the connection from then on. A worker needs no call: it connects to
-// its own server, with the key its spawner had.
+// its own server, with the credential that server made for it (a worker
+// never has the cluster key: see Spawn).
 func Connect(ctx context.Context, opts client.Options) (*client.Client, error) {
 	c, err := client.Connect(ctx, opts)
 	if err != nil {

@@ -33,6 +33,11 @@ type Options struct {
 	Discover string
 	// Key is the cluster key (the contents of the key file); nil for none.
 	Key []byte
+	// CredFile, instead of Key, is the path of a credential file: what a
+	// process started with Cmd.Cred (a Spawn worker) finds in
+	// $CIRCUIT_CRED. The file is read again when its credential is past
+	// half its life, so a credential renewed in place is picked up.
+	CredFile string
 	// RelayOnly sends every connection through the dial-in server, even
 	// the stream connections that otherwise go straight to a server this
 	// client can reach (see Client.dialServer).
@@ -42,8 +47,8 @@ type Options struct {
 // Client is a connection to a circuit cluster. It is the root anchor (/) of
 // the cluster's namespace. It is safe for concurrent use.
 type Client struct {
-	dialin string // host:port
-	key    *security.Key
+	dialin string        // host:port
+	auth   security.Auth // the key, a credential, or nil for neither
 
 	mu     sync.Mutex
 	conns  map[ident.ID]*serverConn
@@ -61,16 +66,30 @@ func Connect(ctx context.Context, opt Options) (*Client, error) {
 		defer cancel()
 	}
 	var key *security.Key
-	if opt.Key != nil {
+	var auth security.Auth
+	switch {
+	case opt.Key != nil && opt.CredFile != "":
+		return nil, errors.New("give the cluster key or a credential, not both")
+	case opt.Key != nil:
 		var err error
 		if key, err = security.Parse(opt.Key); err != nil {
 			return nil, fmt.Errorf("cluster key: %w", err)
 		}
+		auth = key
+	case opt.CredFile != "":
+		cred, err := security.LoadCredentialFile(opt.CredFile)
+		if err != nil {
+			return nil, err
+		}
+		auth = cred
 	}
 	addr := opt.Addr
 	if addr == "" {
 		if opt.Discover == "" {
 			return nil, errors.New("no dial-in server given")
+		}
+		if opt.CredFile != "" {
+			return nil, errors.New("discovery needs the cluster key, which signs its announcements: with a credential, give a server's address")
 		}
 		dc := discover.Config{Group: opt.Discover}
 		if key != nil {
@@ -86,8 +105,8 @@ func Connect(ctx context.Context, opt Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{dialin: u.Addr, key: key, conns: map[ident.ID]*serverConn{}, addrs: map[ident.ID]string{}, relay: opt.RelayOnly}
-	first, err := wire.Dial(ctx, u.Addr, wire.KindRPC, 0, key)
+	c := &Client{dialin: u.Addr, auth: auth, conns: map[ident.ID]*serverConn{}, addrs: map[ident.ID]string{}, relay: opt.RelayOnly}
+	first, err := wire.Dial(ctx, u.Addr, wire.KindRPC, 0, auth)
 	if err != nil {
 		var r *wire.Refusal
 		switch {
@@ -99,7 +118,7 @@ func Connect(ctx context.Context, opt Options) (*Client, error) {
 		return nil, &DialinLostError{Addr: u.Addr, Err: errors.New(dialErrorText(err))}
 	}
 	sc, err := newServerConn(u.Addr, 0, func(ctx context.Context) (net.Conn, error) {
-		return wire.Dial(ctx, u.Addr, wire.KindRPC, 0, key)
+		return wire.Dial(ctx, u.Addr, wire.KindRPC, 0, auth)
 	}, first)
 	if err != nil {
 		first.Close()

@@ -103,7 +103,7 @@ func (c *Client) conn(id ident.ID) (*serverConn, error) {
 	if sc, ok := c.conns[id]; ok {
 		return sc, nil
 	}
-	sc, err := newServerConn(c.dialin, id, func(ctx context.Context) (net.Conn, error) { return wire.Dial(ctx, c.dialin, wire.KindRPC, id, c.key) }, nil)
+	sc, err := newServerConn(c.dialin, id, func(ctx context.Context) (net.Conn, error) { return wire.Dial(ctx, c.dialin, wire.KindRPC, id, c.auth) }, nil)
 	if err != nil {
 		return nil, err
 	}

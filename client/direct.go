@@ -77,7 +77,7 @@ func (c *Client) dialServer(ctx context.Context, kind wire.Kind, id ident.ID) (n
 		addr = c.addrOf(ctx, id)
 	}
 	if addr == "" || addr == c.dialin {
-		return wire.Dial(ctx, c.dialin, kind, id, c.key)
+		return wire.Dial(ctx, c.dialin, kind, id, c.auth)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // the loser's dial, if still going
@@ -88,7 +88,7 @@ func (c *Client) dialServer(ctx context.Context, kind wire.Kind, id ident.ID) (n
 	}
 	results := make(chan result, 2) // both dials can report without a reader
 	try := func(addr string, direct bool) {
-		conn, err := wire.Dial(ctx, addr, kind, id, c.key)
+		conn, err := wire.Dial(ctx, addr, kind, id, c.auth)
 		results <- result{conn, err, direct}
 	}
 	go try(addr, true)

@@ -39,6 +39,12 @@ type Cmd struct {
 	Tty  bool   `json:",omitempty"`
 	Rows uint16 `json:",omitempty"`
 	Cols uint16 `json:",omitempty"`
+	// Cred gives the process a credential of its own, so that it can use
+	// the cluster without the cluster key: on a keyed server, the process
+	// finds the credential's file named by $CIRCUIT_CRED, private to it,
+	// renewed while it runs and removed when it exits. Spawn's workers
+	// get one. Without a key on the server there is nothing to give.
+	Cred bool `json:",omitempty"`
 }
 
 // ProcStat is the state of a process.
@@ -102,14 +108,14 @@ func (e *ExitError) Error() string { return e.Msg }
 // its inverse. TestCmdRoundTrip checks that both carry every field.
 func cmdToAPI(c Cmd) *api.Cmd {
 	return &api.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub, Dirs: c.Dirs, Result: c.Result, NoStdin: c.NoStdin,
-		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols)}
+		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols), Cred: c.Cred}
 }
 
 func cmdFromAPI(c *api.Cmd) Cmd {
 	return Cmd{
 		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
 		Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
-		Tty: c.GetTty(), Rows: uint16(min(c.GetRows(), 0xffff)), Cols: uint16(min(c.GetCols(), 0xffff)),
+		Tty: c.GetTty(), Rows: uint16(min(c.GetRows(), 0xffff)), Cols: uint16(min(c.GetCols(), 0xffff)), Cred: c.GetCred(),
 	}
 }
 

@@ -1039,9 +1039,13 @@ type Cmd struct {
 	NoStdin bool `protobuf:"varint,8,opt,name=no_stdin,json=noStdin,proto3" json:"no_stdin,omitempty"`
 	// tty runs the process on a pseudo-terminal of rows x cols (24 x 80
 	// when 0): stdin and stdout are the terminal, stderr is merged into it.
-	Tty           bool   `protobuf:"varint,9,opt,name=tty,proto3" json:"tty,omitempty"`
-	Rows          uint32 `protobuf:"varint,10,opt,name=rows,proto3" json:"rows,omitempty"`
-	Cols          uint32 `protobuf:"varint,11,opt,name=cols,proto3" json:"cols,omitempty"`
+	Tty  bool   `protobuf:"varint,9,opt,name=tty,proto3" json:"tty,omitempty"`
+	Rows uint32 `protobuf:"varint,10,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols uint32 `protobuf:"varint,11,opt,name=cols,proto3" json:"cols,omitempty"`
+	// cred gives the process a credential of its own for the cluster, in a
+	// private file that CIRCUIT_CRED names, renewed while it runs and
+	// removed when it exits (a keyed server only; Spawn's workers use it).
+	Cred          bool `protobuf:"varint,12,opt,name=cred,proto3" json:"cred,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1151,6 +1155,13 @@ func (x *Cmd) GetCols() uint32 {
 		return x.Cols
 	}
 	return 0
+}
+
+func (x *Cmd) GetCred() bool {
+	if x != nil {
+		return x.Cred
+	}
+	return false
 }
 
 type MakeProcRequest struct {
@@ -2930,7 +2941,7 @@ const file_circuit_proto_rawDesc = "" +
 	"\fsubscription\x18\x05 \x01(\v2\x14.circuit.v1.ChanStatH\x00R\fsubscription\x12.\n" +
 	"\x03dns\x18\x06 \x01(\v2\x1a.circuit.v1.NameserverStatH\x00R\x03dns\x123\n" +
 	"\x06docker\x18\a \x01(\v2\x19.circuit.v1.DockerInspectH\x00R\x06dockerB\a\n" +
-	"\x05state\"\xe8\x01\n" +
+	"\x05state\"\xfc\x01\n" +
 	"\x03Cmd\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
@@ -2943,7 +2954,8 @@ const file_circuit_proto_rawDesc = "" +
 	"\x03tty\x18\t \x01(\bR\x03tty\x12\x12\n" +
 	"\x04rows\x18\n" +
 	" \x01(\rR\x04rows\x12\x12\n" +
-	"\x04cols\x18\v \x01(\rR\x04cols\"H\n" +
+	"\x04cols\x18\v \x01(\rR\x04cols\x12\x12\n" +
+	"\x04cred\x18\f \x01(\bR\x04cred\"H\n" +
 	"\x0fMakeProcRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
 	"\x03cmd\x18\x02 \x01(\v2\x0f.circuit.v1.CmdR\x03cmd\"\xa4\x02\n" +

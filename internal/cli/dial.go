@@ -18,6 +18,7 @@ type dialFlags struct {
 	addr     string
 	discover string
 	hmac     string
+	cred     string
 }
 
 func addDialFlags(fs *flag.FlagSet) *dialFlags {
@@ -25,7 +26,24 @@ func addDialFlags(fs *flag.FlagSet) *dialFlags {
 	fs.StringVar(&d.addr, "d", "", "dial-in server `URL`: circuit://HOST:PORT/PID/ID, or HOST:PORT")
 	fs.StringVar(&d.discover, "discover", "", "find a dial-in server by UDP multicast on this group `ADDR:PORT` (default $CIRCUIT_DISCOVER)")
 	addKeyFlag(fs, &d.hmac)
+	fs.StringVar(&d.cred, "cred", "", "credential `FILE` to dial in with instead of the cluster key, as a process started with a credential finds in $CIRCUIT_CRED (default $CIRCUIT_CRED)")
 	return d
+}
+
+// findCred names the credential file to dial in with, when no key is
+// given: -cred, else $CIRCUIT_CRED (what a server sets for a process it
+// gave a credential, Cmd.Cred). An explicit -cred wins over a key from the
+// environment; -cred and -hmac together are refused.
+func findCred(env *Env, d *dialFlags) (string, error) {
+	switch {
+	case d.cred != "" && d.hmac != "":
+		return "", usagef("give -hmac or -cred, not both")
+	case d.cred != "":
+		return expandHome(d.cred), nil
+	case d.hmac != "" || env.Getenv("CIRCUIT_HMAC") != "":
+		return "", nil
+	}
+	return expandHome(env.Getenv("CIRCUIT_CRED")), nil
 }
 
 func addKeyFlag(fs *flag.FlagSet, p *string) {
@@ -100,11 +118,20 @@ func readKey(env *Env, flagValue string, server bool) ([]byte, error) {
 // in order: -d, -discover, $CIRCUIT, $CIRCUIT_DISCOVER.
 func connect(env *Env, inv *invocation) (*client.Client, error) {
 	d := inv.dial
-	key, err := readKey(env, d.hmac, false)
+	cred, err := findCred(env, d)
 	if err != nil {
 		return nil, err
 	}
-	opt := client.Options{Key: key}
+	var key []byte
+	if cred == "" {
+		if key, err = readKey(env, d.hmac, false); err != nil {
+			return nil, err
+		}
+	} else if _, err := security.LoadCredentialFile(cred); err != nil {
+		// Said before dialling, as bad input: it is not the server's.
+		return nil, fault.New(fault.BadRequest, err.Error())
+	}
+	opt := client.Options{Key: key, CredFile: cred}
 	var tried string
 	switch {
 	case d.addr != "":

@@ -20,7 +20,7 @@ func Reference(w io.Writer) {
 	p("This file is generated from the commands' own help by `CIRCUIT_UPDATE_DOCS=1 go test ./internal/cli -run TestReferenceIsCurrent`; edit the commands, not this file.\n\n")
 	p("`circuit COMMAND [flags] [arguments]`. Flags are single-dash long flags (`-hmac FILE`) and may come before or after the arguments; `--` ends them. `circuit help COMMAND` prints what this file says of one command.\n\n")
 	p("## Dial-in\n\n")
-	p("Every command that talks to a cluster takes the dial-in flags below. With no `-d` or `-discover`, the dial-in server is read from the file named by `$CIRCUIT`, or found by multicast on `$CIRCUIT_DISCOVER`. The key file may be given by `$CIRCUIT_HMAC`.\n\n")
+	p("Every command that talks to a cluster takes the dial-in flags below. With no `-d` or `-discover`, the dial-in server is read from the file named by `$CIRCUIT`, or found by multicast on `$CIRCUIT_DISCOVER`. The key file may be given by `$CIRCUIT_HMAC`; without a key, a credential file by `$CIRCUIT_CRED`, which a server sets for the processes it gives one (`\"Cred\": true` in mkproc's JSON, and every Spawn worker).\n\n")
 	dialFS := flag.NewFlagSet("dial", flag.ContinueOnError)
 	addDialFlags(dialFS)
 	writeFlags(w, dialFS, nil)

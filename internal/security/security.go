@@ -153,13 +153,16 @@ func (k *Key) ConsoleKey() []byte { return k.consoleKey }
 // CheckFileMode tells whether the key file at path is private: a key
 // readable or writable by group or others is refused by the server (as ssh
 // refuses an open private key) and warned about by the CLI.
-func CheckFileMode(path string) error {
+func CheckFileMode(path string) error { return checkPrivate(path, "key file", "controls the cluster") }
+
+// checkPrivate refuses a file of secrets open to group or others.
+func checkPrivate(path, what, power string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
 	if m := fi.Mode().Perm(); m&0o077 != 0 {
-		return fmt.Errorf("key file %s is open to group or others (mode %04o): anyone who reads it controls the cluster; chmod 600 %s", path, m, path)
+		return fmt.Errorf("%s %s is open to group or others (mode %04o): anyone who reads it %s; chmod 600 %s", what, path, m, power, path)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/circuit-project/circuit/internal/footprint"
 	"github.com/circuit-project/circuit/internal/metrics"
 	"github.com/circuit-project/circuit/internal/oplog"
+	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/wire"
 )
 
@@ -180,6 +181,7 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 	case wire.KindRPC, wire.KindStream:
 		footprint.Wake() // a request: all the Ps, if it was idle on one
 		conn := c
+		var who caller
 		if s.cfg.Key != nil {
 			tc := tls.Server(c, s.cfg.Key.ServerTLS())
 			if err := tc.HandshakeContext(s.ctx); err != nil {
@@ -188,15 +190,19 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 			}
 			conn = tc
 			release()
+			who.keyed = true
+			if claims, ok := security.PeerClaims(tc.ConnectionState()); ok {
+				who.claims = &claims
+			}
 		}
 		if p.Kind == wire.KindStream {
-			s.serveStream(conn)
+			s.serveStream(conn, who)
 			conn.Close()
 			return
 		}
 		c.SetDeadline(time.Time{})
 		handedOff = true
-		s.rpcLn.push(&untrackOnClose{Conn: conn, raw: c, s: s})
+		s.rpcLn.push(&untrackOnClose{Conn: conn, raw: c, s: s, who: who})
 	}
 }
 
@@ -214,7 +220,7 @@ type (
 
 // serveStream connects a stream connection to an element's stdin, stdout or
 // stderr. The connection's deadline still bounds reading the header.
-func (s *Server) serveStream(conn net.Conn) {
+func (s *Server) serveStream(conn net.Conn, who caller) {
 	h, err := wire.ReadStreamHeader(conn)
 	if err != nil {
 		s.refused(conn, "stream header: "+err.Error())
@@ -223,7 +229,7 @@ func (s *Server) serveStream(conn net.Conn) {
 		}
 		return
 	}
-	op := s.ops.Begin("Stream."+h.Stream, slog.String("path", h.Path), slog.String("from", conn.RemoteAddr().String()))
+	op := s.ops.Begin("Stream."+h.Stream, slog.String("path", h.Path), slog.String("from", conn.RemoteAddr().String()), slog.String("who", who.String()))
 	conn = s.metrics.CountStream(conn, h.Stream) // conn itself with metrics off
 	if err := s.check("Stream."+h.Stream, h.Path); err != nil {
 		refuseStream(conn, op, err)
@@ -234,7 +240,7 @@ func (s *Server) serveStream(conn net.Conn) {
 		return
 	}
 	if h.Stream == "run" {
-		s.serveRun(conn, h, op)
+		s.serveRun(conn, h, op, who)
 		return
 	}
 	refuse := func(err error) { refuseStream(conn, op, err) }
@@ -365,7 +371,7 @@ func (s *Server) relay(c net.Conn, p wire.Preamble, release func()) {
 		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnknownServer, Msg: "server " + p.Target.String() + " is not at " + m.Addr + " (" + g.ID.String() + " answers there)"})
 		return
 	}
-	if _, err := up.Write(wire.NewPreamble(p.Kind, p.Target, p.Hop+1, g, s.cfg.Key).Bytes()); err != nil {
+	if _, err := up.Write(wire.NewPreamble(p.Kind, p.Target, p.Hop+1, g, s.cfg.Key.Auth()).Bytes()); err != nil {
 		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnreachable, Msg: "relaying to " + p.Target.String() + ": " + err.Error()})
 		return
 	}
@@ -416,6 +422,7 @@ type untrackOnClose struct {
 	net.Conn
 	raw  net.Conn // the tracked connection, if Conn wraps it
 	s    *Server
+	who  caller // an RPC connection's authenticated caller
 	once sync.Once
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -103,7 +105,7 @@ func cmdToAPI(c proc.Cmd) *api.Cmd {
 	return &api.Cmd{
 		Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub,
 		Dirs: c.Dirs, Result: c.Result, NoStdin: c.NoStdin,
-		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols),
+		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols), Cred: c.Cred,
 	}
 }
 
@@ -111,7 +113,7 @@ func cmdFromAPI(c *api.Cmd) proc.Cmd {
 	return proc.Cmd{
 		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
 		Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
-		Tty: c.GetTty(), Rows: clampSize(c.GetRows()), Cols: clampSize(c.GetCols()),
+		Tty: c.GetTty(), Rows: clampSize(c.GetRows()), Cols: clampSize(c.GetCols()), Cred: c.GetCred(),
 	}
 }
 
@@ -165,17 +167,17 @@ func (s *Server) procAt(raw string) (*procElement, error) {
 	return pe, nil
 }
 
-func (v *procService) Make(_ context.Context, req *api.MakeProcRequest) (*api.ProcStat, error) {
-	pe, err := v.s.makeProc(req.GetPath(), cmdFromAPI(req.GetCmd()))
+func (v *procService) Make(ctx context.Context, req *api.MakeProcRequest) (*api.ProcStat, error) {
+	pe, err := v.s.makeProc(req.GetPath(), cmdFromAPI(req.GetCmd()), callerOf(ctx))
 	if err != nil {
 		return nil, err
 	}
 	return toProcStat(pe.Peek(), pe.serial), nil
 }
 
-// makeProc starts a process and attaches it at the local path raw. Its
-// errors are gRPC statuses.
-func (s *Server) makeProc(raw string, c proc.Cmd) (*procElement, error) {
+// makeProc starts a process for who and attaches it at the local path raw.
+// Its errors are gRPC statuses.
+func (s *Server) makeProc(raw string, c proc.Cmd, who caller) (*procElement, error) {
 	p, err := s.localPath(raw)
 	if err != nil {
 		return nil, err
@@ -203,10 +205,23 @@ func (s *Server) makeProc(raw string, c proc.Cmd) (*procElement, error) {
 			return nil, fault.New(fault.Exists, err.Error())
 		}
 	}
+	var cred *procCred
 	unlist := func() {
 		if worker != "" {
 			s.dirs.Remove(worker)
 		}
+		if cred != nil {
+			os.Remove(cred.path)
+		}
+	}
+	if c.Cred && s.cfg.Key != nil {
+		var env string
+		if cred, env, err = s.newProcCred(p.String(), p.Elems[len(p.Elems)-1], who); err != nil {
+			unlist()
+			release(nil)
+			return nil, fault.New(fault.Remote, err.Error())
+		}
+		c.Env = append(slices.Clip(c.Env), env)
 	}
 	pr, err := proc.Start(c)
 	if err != nil {
@@ -220,7 +235,7 @@ func (s *Server) makeProc(raw string, c proc.Cmd) (*procElement, error) {
 		unlist()
 		return nil, fault.New(fault.Remote, err.Error())
 	}
-	if !s.goFunc(func() { s.reap(p.Elems, pe) }) {
+	if !s.goFunc(func() { s.reap(p.Elems, pe) }) || cred != nil && !s.goFunc(func() { s.renewProcCred(cred, pe.Done()) }) {
 		// The server is stopping and takes no reaper: the process goes
 		// now, as its reaper would have taken it.
 		pr.Scrub()

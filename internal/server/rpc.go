@@ -41,7 +41,7 @@ func opAttrs(ctx context.Context, path string) []slog.Attr {
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		attrs = append(attrs, slog.String("from", pr.Addr.String()))
 	}
-	return attrs
+	return append(attrs, slog.String("who", callerOf(ctx).String()))
 }
 
 // unaryOp numbers and logs every unary operation (package oplog), and

@@ -26,7 +26,7 @@ const runLinger = 5 * time.Second
 // h.Path with Cmd.Scrub, sends its output and its exit as frames, and
 // feeds it the client's stdin frames. A client that goes away before the
 // exit frame takes the process with it.
-func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
+func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op, who caller) {
 	r := bufio.NewReader(conn)
 	tag, b, _, err := wire.ReadFrame(r, nil)
 	var spec *wire.RunSpec
@@ -42,7 +42,7 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 		refuseStream(conn, op, fault.New(fault.BadRequest, msg))
 		return
 	}
-	pe, err := s.makeProc(h.Path, proc.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin})
+	pe, err := s.makeProc(h.Path, proc.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin}, who)
 	if err != nil {
 		refuseStream(conn, op, err)
 		return

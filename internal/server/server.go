@@ -57,6 +57,10 @@ type Config struct {
 	// an error refuses the operation, as a failure of the error's class
 	// (package fault). Tests refuse operations with it in every class.
 	Check func(op, path string) error
+	// CredLife is how long the credential of a process started with
+	// Cmd.Cred lasts before the server renews it (0: a day); tests
+	// shorten it.
+	CredLife time.Duration
 }
 
 // Server is one running circuit server.
@@ -95,6 +99,9 @@ type Server struct {
 	refusals refusalLog
 	unauth   unauthLimit
 	joins    joinTable // of servers announced by discovery
+
+	credMu   sync.Mutex
+	credPath string // the directory of processes' credentials, once made
 
 	stopOnce sync.Once
 	done     chan struct{} // closed when Stop has finished
@@ -187,13 +194,13 @@ func Start(cfg Config) (s *Server, err error) {
 		ID: s.id, Advertise: adv, PID: os.Getpid(), Timing: cfg.Timing, Labels: cfg.Labels, DC: cfg.DC,
 		GossipKey: gossipKey, WANGossipKey: wanKey, UDP: udp, Logger: s.log, OnEvent: s.onMember,
 		DialStream: func(ctx context.Context, addr string) (net.Conn, error) {
-			return wire.Dial(ctx, addr, wire.KindGossip, 0, cfg.Key)
+			return wire.Dial(ctx, addr, wire.KindGossip, 0, cfg.Key.Auth())
 		},
 		DialWANStream: func(ctx context.Context, addr string) (net.Conn, error) {
-			return wire.Dial(ctx, addr, wire.KindGossipWAN, 0, cfg.Key)
+			return wire.Dial(ctx, addr, wire.KindGossipWAN, 0, cfg.Key.Auth())
 		},
 		DialWatch: func(ctx context.Context, addr string, id ident.ID) (net.Conn, error) {
-			return wire.Dial(ctx, addr, wire.KindWatch, id, cfg.Key)
+			return wire.Dial(ctx, addr, wire.KindWatch, id, cfg.Key.Auth())
 		},
 	})
 	if err != nil {
@@ -203,6 +210,7 @@ func Start(cfg Config) (s *Server, err error) {
 
 	s.rpcLn = newConnListener(adv)
 	s.rpc = grpc.NewServer(
+		grpc.Creds(identityCreds{}),
 		grpc.ConnectionTimeout(wire.HandshakeTimeout),
 		grpc.InitialWindowSize(4<<20), // as the client's: see client/conn.go
 		grpc.InitialConnWindowSize(4<<20),
@@ -396,6 +404,7 @@ func (s *Server) Stop() {
 		}
 		s.closeConns()
 		s.wg.Wait()
+		s.removeCredDir()
 		if s.docker != nil {
 			s.docker.Close()
 		}

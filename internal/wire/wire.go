@@ -22,7 +22,9 @@
 package wire
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
@@ -66,6 +68,7 @@ const (
 	magic     = "CIR2"
 	oldMagic  = "CIR1"
 	flagKeyed = 1
+	flagCred  = 2 // with flagKeyed: the proof is a credential's
 
 	// GreetingLen is the size of a greeting: magic, flags, server ID,
 	// challenge.
@@ -133,42 +136,64 @@ func ReadGreeting(r io.Reader) (Greeting, error) {
 // Preamble is the dialler's answer to the greeting.
 type Preamble struct {
 	Kind   Kind
-	Keyed  bool     // a MAC under the cluster key follows
+	Keyed  bool     // a MAC under the cluster key follows, or a credential's signature
 	Hop    uint8    // 0 from the original dialler, 1 once relayed
 	Target ident.ID // 0: the receiving server itself
+	// Cred is set when the dialler proves itself with a credential rather
+	// than the key: the preamble is then followed by the credential's
+	// certificate and its signature.
+	Cred bool
+	// Claims are the credential's, once Check has accepted it.
+	Claims *security.Claims
 	raw    [PreambleLen]byte
+	cert   []byte
+	sig    []byte
 }
 
-// NewPreamble builds a preamble in answer to greeting g, signed when key is
-// not nil.
-func NewPreamble(kind Kind, target ident.ID, hop uint8, g Greeting, key *security.Key) Preamble {
-	p := Preamble{Kind: kind, Target: target, Hop: hop, Keyed: key != nil}
+// MaxCertLen bounds the certificate a credential's preamble carries.
+const MaxCertLen = 4096
+
+// NewPreamble builds a preamble in answer to greeting g, signed by auth
+// (nil: no key).
+func NewPreamble(kind Kind, target ident.ID, hop uint8, g Greeting, auth security.Auth) Preamble {
+	p := Preamble{Kind: kind, Target: target, Hop: hop, Keyed: auth != nil}
 	b := p.raw[:]
 	copy(b, magic)
 	b[4] = byte(kind)
-	if key != nil {
+	if auth != nil {
 		b[5] = flagKeyed
 	}
 	b[hopOffset] = hop
 	binary.BigEndian.PutUint64(b[7:15], uint64(target))
-	if key != nil {
-		copy(b[macOffset:], key.MAC(signed(g, b)))
+	if auth == nil {
+		return p
 	}
+	cert, sign := auth.Signer()
+	if cert == nil {
+		copy(b[macOffset:], sign(p.signed(g)))
+		return p
+	}
+	p.Cred, p.cert = true, cert
+	b[5] |= flagCred
+	p.sig = sign(p.signed(g))
 	return p
 }
 
-// signed is what the MAC covers: the greeting answered (the server's ID and
-// challenge) and the whole preamble before the MAC.
-func signed(g Greeting, b []byte) []byte {
-	s := make([]byte, 0, GreetingLen+macOffset)
+// signed is what the MAC or signature covers: the greeting answered (the
+// server's ID and challenge), the whole preamble before the MAC and, with a
+// credential, its certificate.
+func (p *Preamble) signed(g Greeting) []byte {
+	s := make([]byte, 0, GreetingLen+macOffset+len(p.cert))
 	s = append(s, g.raw[:]...)
-	return append(s, b[:macOffset]...)
+	s = append(s, p.raw[:macOffset]...)
+	return append(s, p.cert...)
 }
 
 // ErrBadPreamble is wrapped by errors about malformed preambles.
 var ErrBadPreamble = errors.New("not a circuit connection")
 
-// ReadPreamble reads exactly one preamble.
+// ReadPreamble reads exactly one preamble, with its credential if it
+// carries one.
 func ReadPreamble(r io.Reader) (Preamble, error) {
 	var p Preamble
 	if _, err := io.ReadFull(r, p.raw[:]); err != nil {
@@ -185,29 +210,71 @@ func ReadPreamble(r io.Reader) (Preamble, error) {
 	if !p.Kind.valid() {
 		return p, fmt.Errorf("%w: unknown kind %q", ErrBadPreamble, b[4])
 	}
-	if b[5]&^flagKeyed != 0 {
+	if b[5]&^(flagKeyed|flagCred) != 0 || b[5] == flagCred {
 		return p, fmt.Errorf("%w: unknown flags %#x", ErrBadPreamble, b[5])
 	}
 	p.Keyed = b[5]&flagKeyed != 0
+	p.Cred = b[5]&flagCred != 0
 	p.Hop = b[hopOffset]
 	p.Target = ident.ID(binary.BigEndian.Uint64(b[7:15]))
+	if !p.Cred {
+		return p, nil
+	}
+	if !bytes.Equal(b[macOffset:], make([]byte, PreambleLen-macOffset)) {
+		return p, fmt.Errorf("%w: a credential's preamble has a MAC", ErrBadPreamble)
+	}
+	var n [2]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return p, fmt.Errorf("reading preamble's credential: %w", err)
+	}
+	size := int(binary.BigEndian.Uint16(n[:]))
+	if size == 0 || size > MaxCertLen {
+		return p, fmt.Errorf("%w: a credential of %d bytes (limit %d)", ErrBadPreamble, size, MaxCertLen)
+	}
+	rest := make([]byte, size+ed25519.SignatureSize)
+	if _, err := io.ReadFull(r, rest); err != nil {
+		return p, fmt.Errorf("reading preamble's credential: %w", err)
+	}
+	p.cert, p.sig = rest[:size], rest[size:]
 	return p, nil
 }
 
 // Bytes is the preamble as sent.
-func (p Preamble) Bytes() []byte { return p.raw[:] }
+func (p Preamble) Bytes() []byte {
+	if !p.Cred {
+		return p.raw[:]
+	}
+	out := make([]byte, 0, PreambleLen+2+len(p.cert)+len(p.sig))
+	out = append(out, p.raw[:]...)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(p.cert)))
+	out = append(out, p.cert...)
+	return append(out, p.sig...)
+}
 
 // Check verifies the preamble, an answer to greeting g, against the
-// receiver's key (nil: none). The refusal says which side lacks or differs
-// in key. A preamble signed for another connection (replayed) fails as a
-// wrong key does.
-func (p Preamble) Check(g Greeting, key *security.Key) *Refusal {
+// receiver's key (nil: none), and records the claims of a credential it
+// accepts. The refusal says which side lacks or differs in key. A preamble
+// signed for another connection (replayed) fails as a wrong key does. A
+// credential opens no gossip connection: only servers, which hold the key,
+// gossip.
+func (p *Preamble) Check(g Greeting, key *security.Key) *Refusal {
 	switch {
 	case key == nil && p.Keyed:
 		return &Refusal{Code: CodeNoKeyHere, Msg: "this server runs without a key, but the dialler uses one"}
 	case key != nil && !p.Keyed:
-		return &Refusal{Code: CodeKeyRequired, Msg: "this server requires the cluster key (-hmac FILE or CIRCUIT_HMAC)"}
-	case key != nil && !key.VerifyMAC(signed(g, p.raw[:]), p.raw[macOffset:]):
+		return &Refusal{Code: CodeKeyRequired, Msg: "this server requires the cluster key (-hmac FILE or CIRCUIT_HMAC) or a credential"}
+	case key == nil:
+		return nil
+	case p.Cred && (p.Kind == KindGossip || p.Kind == KindGossipWAN):
+		return &Refusal{Code: CodeDenied, Msg: "a credential does not open gossip connections: only servers, with the cluster key, gossip"}
+	case p.Cred:
+		claims, err := key.Verify(p.cert, p.signed(g), p.sig)
+		if err != nil {
+			return &Refusal{Code: CodeBadKey, Msg: "authentication failed: " + err.Error()}
+		}
+		p.Claims = &claims
+		return nil
+	case !key.VerifyMAC(p.signed(g), p.raw[macOffset:]):
 		return &Refusal{Code: CodeBadKey, Msg: "authentication failed: the dialler's key differs from this server's (or its preamble was made for another connection)"}
 	}
 	return nil
@@ -300,13 +367,13 @@ const AuthTimeout = 3 * time.Second
 // meant for target (0: that server itself), and returns it ready for use:
 // greeting read, preamble answered and, for RPC and streams under a key, TLS
 // established.
-func Dial(ctx context.Context, addr string, kind Kind, target ident.ID, key *security.Key) (net.Conn, error) {
+func Dial(ctx context.Context, addr string, kind Kind, target ident.ID, auth security.Auth) (net.Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := Open(ctx, c, kind, target, key)
+	conn, err := Open(ctx, c, kind, target, auth)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -317,7 +384,7 @@ func Dial(ctx context.Context, addr string, kind Kind, target ident.ID, key *sec
 // Open begins a connection of the given kind on an established TCP
 // connection: it reads the server's greeting, sends the preamble answering
 // it, reads the answer and wraps the connection in TLS when that is due.
-func Open(ctx context.Context, c net.Conn, kind Kind, target ident.ID, key *security.Key) (net.Conn, error) {
+func Open(ctx context.Context, c net.Conn, kind Kind, target ident.ID, auth security.Auth) (net.Conn, error) {
 	deadline := time.Now().Add(HandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -327,17 +394,17 @@ func Open(ctx context.Context, c net.Conn, kind Kind, target ident.ID, key *secu
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.Write(NewPreamble(kind, target, 0, g, key).Bytes()); err != nil {
+	if _, err := c.Write(NewPreamble(kind, target, 0, g, auth).Bytes()); err != nil {
 		return nil, fmt.Errorf("sending preamble: %w", err)
 	}
 	if err := ReadStatus(c); err != nil {
 		return nil, err
 	}
-	if key == nil || !kind.TLS() {
+	if auth == nil || !kind.TLS() {
 		c.SetDeadline(time.Time{})
 		return c, nil
 	}
-	tc := tls.Client(c, key.ClientTLS())
+	tc := tls.Client(c, auth.ClientTLS())
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("TLS handshake: %w", security.ExplainTLS(err))
 	}

@@ -3,7 +3,10 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/security"
@@ -22,27 +25,37 @@ func key(t testing.TB, s string) *security.Key {
 func TestPreambleRoundTripAndCheck(t *testing.T) {
 	k1, k2 := key(t, "first secret of the cluster"), key(t, "second secret, another one")
 	target := ident.ID(0x0123456789abcdef)
+	c1, c2 := credential(t, k1, "alice"), credential(t, k2, "bob")
 	cases := []struct {
 		name   string
-		signer *security.Key
+		kind   Kind
+		signer security.Auth
 		server *security.Key
 		want   Code
 	}{
-		{"plain", nil, nil, CodeOK},
-		{"keyed", k1, k1, CodeOK},
-		{"no key at client", nil, k1, CodeKeyRequired},
-		{"wrong key", k2, k1, CodeBadKey},
-		{"no key at server", k1, nil, CodeNoKeyHere},
+		{"plain", KindRPC, nil, nil, CodeOK},
+		{"keyed", KindRPC, k1, k1, CodeOK},
+		{"no key at client", KindRPC, nil, k1, CodeKeyRequired},
+		{"wrong key", KindRPC, k2, k1, CodeBadKey},
+		{"no key at server", KindRPC, k1, nil, CodeNoKeyHere},
+		{"credential", KindRPC, c1, k1, CodeOK},
+		{"credential's stream", KindStream, c1, k1, CodeOK},
+		{"credential's watch", KindWatch, c1, k1, CodeOK},
+		{"credential of another cluster", KindRPC, c2, k1, CodeBadKey},
+		{"credential at a server without key", KindRPC, c1, nil, CodeNoKeyHere},
+		{"credential's gossip", KindGossip, c1, k1, CodeDenied},
+		{"credential's WAN gossip", KindGossipWAN, c1, k1, CodeDenied},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewGreeting(target, tc.server != nil)
-			p := NewPreamble(KindRPC, target, 1, g, tc.signer)
+			p := NewPreamble(tc.kind, target, 1, g, tc.signer)
 			got, err := ReadPreamble(bytes.NewReader(p.Bytes()))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Kind != KindRPC || got.Target != target || got.Hop != 1 || got.Keyed != (tc.signer != nil) {
+			_, isCred := tc.signer.(*security.CredentialFile)
+			if got.Kind != tc.kind || got.Target != target || got.Hop != 1 || got.Keyed != (tc.signer != nil) || got.Cred != isCred {
 				t.Fatalf("read back %+v", got)
 			}
 			r := got.Check(g, tc.server)
@@ -54,7 +67,56 @@ func TestPreambleRoundTripAndCheck(t *testing.T) {
 			} else if tc.want != CodeOK {
 				t.Fatalf("accepted, want code %d", tc.want)
 			}
+			if r == nil && isCred && (got.Claims == nil || got.Claims.Name != "alice") {
+				t.Fatalf("accepted credential's claims %+v, want alice's", got.Claims)
+			}
 		})
+	}
+}
+
+// credential mints a credential named name under k and loads it from its
+// file.
+func credential(t testing.TB, k *security.Key, name string) *security.CredentialFile {
+	t.Helper()
+	b, err := k.Mint(security.Claims{Name: name, Parent: "key"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), name+".cred")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := security.LoadCredentialFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestCredentialPreambleTamperedOrReplayed(t *testing.T) {
+	k := key(t, "")
+	c := credential(t, k, "alice")
+	g := NewGreeting(7, true)
+	good := NewPreamble(KindRPC, 7, 0, g, c).Bytes()
+	// Every byte changed, of the fixed part, the certificate and the
+	// signature, is refused (or does not parse).
+	for i := range good {
+		b := bytes.Clone(good)
+		b[i] ^= 0x20
+		p, err := ReadPreamble(bytes.NewReader(b))
+		if err != nil {
+			continue
+		}
+		if r := p.Check(g, k); r == nil {
+			t.Fatalf("byte %d changed, still accepted", i)
+		}
+	}
+	p, err := ReadPreamble(bytes.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.Check(NewGreeting(7, true), k); r == nil || r.Code != CodeBadKey {
+		t.Fatalf("replayed on another connection: %v, want refused", r)
 	}
 }
 
@@ -176,17 +238,18 @@ func FuzzReadPreamble(f *testing.F) {
 	g := NewGreeting(7, true)
 	f.Add(NewPreamble(KindRPC, 7, 0, g, nil).Bytes())
 	f.Add(NewPreamble(KindStream, 0, 0, g, k).Bytes())
+	f.Add(NewPreamble(KindRPC, 0, 0, g, credential(f, k, "alice")).Bytes())
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
 		p, err := ReadPreamble(r)
-		if read := len(b) - r.Len(); read > PreambleLen {
+		if read := len(b) - r.Len(); read > PreambleLen+2+MaxCertLen+64 {
 			t.Fatalf("read %d bytes", read)
 		}
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(p.Bytes(), b[:PreambleLen]) {
+		if read := len(b) - r.Len(); !bytes.Equal(p.Bytes(), b[:read]) {
 			t.Fatal("round trip changed the preamble")
 		}
 		p.Check(g, k)

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -98,5 +100,59 @@ func TestJoinNonCircuitService(t *testing.T) {
 	r := cl.Run("join", ln.Addr().String())
 	if r.Code != 1 || strings.Contains(r.Stderr+r.Stdout, secret) || strings.Contains(r.Stderr, "220") || !strings.Contains(r.Stderr, "not a circuit server") {
 		t.Fatalf("join of a non-circuit service: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// TestProcessWithCredential: a process made with "Cred": true on a keyed
+// cluster uses the CLI with the credential its server gave it, without the
+// key, across servers; it cannot stand in for the key; the credential's
+// file goes when the process ends.
+func TestProcessWithCredential(t *testing.T) {
+	cl := testcluster.Start(t, 2, testcluster.Options{Key: true})
+	srv := cl.Servers[1]
+	dir := t.TempDir()
+	out, bad := filepath.Join(dir, "out"), filepath.Join(dir, "bad.cred")
+	if err := os.WriteFile(bad, []byte(security.Generate()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := strings.Join([]string{
+		`echo "cred=$CIRCUIT_CRED"`,
+		`echo "hmac=$CIRCUIT_HMAC"`,
+		`"$BIN" ls -d "$DIALIN" /... && echo listed`,
+		`"$BIN" ls -cred "$BAD" -d "$DIALIN" / || echo "refused=$?"`,
+	}, "; ")
+	cmd, err := json.Marshal(map[string]any{
+		"Path": "/bin/sh", "Args": []string{"-c", "{ " + script + "; } > " + out + " 2>&1"},
+		"Env":  []string{"BIN=" + cl.Bin, "DIALIN=" + cl.Servers[0].URL, "BAD=" + bad, "PATH=/usr/bin:/bin"},
+		"Cred": true, "NoStdin": true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := "/" + srv.ID + "/job"
+	if r := cl.RunVia(srv, string(cmd), "mkproc", job); r.Code != 0 {
+		t.Fatalf("mkproc: %+v", r)
+	}
+	if r := cl.Run("wait", job); r.Code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
+	lines := strings.Split(got, "\n")
+	cred, ok := strings.CutPrefix(lines[0], "cred=")
+	if !ok || cred == "" || lines[1] != "hmac=" {
+		t.Fatalf("the process's credential and key: %q", got)
+	}
+	if !strings.Contains(got, "/"+cl.Servers[0].ID+"\n") || !strings.Contains(got, job+"\n") || !strings.Contains(got, "listed\n") {
+		t.Fatalf("ls across the cluster with the credential: %q", got)
+	}
+	if !strings.Contains(got, "refused=2") || !strings.Contains(got, "not a circuit credential") {
+		t.Fatalf("a bad -cred: %q", got)
+	}
+	if _, err := os.Stat(cred); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the credential's file %s outlived its process: %v", cred, err)
 	}
 }

@@ -148,26 +148,33 @@ func TestSystemdExecStart(t *testing.T) {
 	if vars["CIRCUIT_REQUIRE_KEY"] != "1" {
 		t.Fatalf("the unit does not require a key: %q", vars)
 	}
-	env := append(os.Environ(), "CIRCUIT_HMAC=", "CREDENTIALS_DIRECTORY=")
+	// The key comes as the systemd credential circuit.key, so its path is
+	// in no environment.
+	if got := unitSetting(unit, "LoadCredential"); !slices.Equal(got, []string{"circuit.key:/etc/circuit/hmac"}) {
+		t.Fatalf("LoadCredential: %q, want the key file as circuit.key", got)
+	}
+	if vars["CIRCUIT_HMAC"] != "" {
+		t.Fatalf("the example environment names the key file (CIRCUIT_HMAC=%s): it is the unit's credential", vars["CIRCUIT_HMAC"])
+	}
+	creds := t.TempDir() // what systemd makes $CREDENTIALS_DIRECTORY
+	env := append(os.Environ(), "CIRCUIT_HMAC=", "CREDENTIALS_DIRECTORY="+creds)
 	for k, v := range vars {
 		env = append(env, k+"="+v)
 	}
-	// Without the key file the example names, or with no key at all, the
-	// unit's command refuses to start, saying how to make one.
-	keyFile := filepath.Join(t.TempDir(), "hmac")
-	for _, hmac := range []string{keyFile, ""} {
-		noKey := exec.CommandContext(ctx, bin, args[1:]...)
-		noKey.Env = append(env, "CIRCUIT_HMAC="+hmac)
-		if out, err := noKey.CombinedOutput(); err == nil || !strings.Contains(string(out), "circuit keygen") {
-			t.Fatalf("the unit's command without a key (CIRCUIT_HMAC=%q): %v %s", hmac, err, out)
-		}
+	// With no key, the unit's command refuses to start, saying how to make
+	// one.
+	noKey := exec.CommandContext(ctx, bin, args[1:]...)
+	noKey.Env = env
+	if out, err := noKey.CombinedOutput(); err == nil || !strings.Contains(string(out), "circuit keygen") {
+		t.Fatalf("the unit's command without a key: %v %s", err, out)
 	}
 	key := must(t, ctx, "", nil, "", bin, "keygen")
+	keyFile := filepath.Join(creds, "circuit.key")
 	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, bin, args[1:]...)
-	cmd.Env = append(env, "CIRCUIT_HMAC="+keyFile)
+	cmd.Env = env
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -419,6 +426,12 @@ func TestSystemdBoot(t *testing.T) {
 		top := must(t, ctx, "", nil, "", "docker", "top", h, "-eo", "pid,uid,args")
 		if !regexp.MustCompile(`(?m)^\s*\d+\s+999\s+/usr/local/bin/circuit start -a\s+-if eth0 -var /var/lib/circuit -label role=db$`).MatchString(top) {
 			t.Errorf("%s: the server is not running as the user circuit (uid 999) with the expected command line:\n%s", h, top)
+		}
+		// The key came as a systemd credential: its path is in no
+		// environment of the server.
+		environ := must(t, ctx, "", nil, "", "docker", "exec", h, "cat", "/proc/"+p["MainPID"]+"/environ")
+		if strings.Contains(environ, "/etc/circuit/hmac") || !strings.Contains(environ, "CREDENTIALS_DIRECTORY=") {
+			t.Errorf("%s: the server's environment %q: want the key as a credential, its path in no variable", h, environ)
 		}
 	}
 

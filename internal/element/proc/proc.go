@@ -38,6 +38,10 @@ type Cmd struct {
 	// merged into it, and Resize changes its size.
 	Tty        bool
 	Rows, Cols uint16
+	// Cred gives the process a credential of its own for the cluster; the
+	// server makes it and names its file in the process's environment
+	// (CIRCUIT_CRED).
+	Cred bool
 }
 
 // MaxResult bounds a process's result (Cmd.Result).

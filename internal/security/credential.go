@@ -1,0 +1,373 @@
+package security
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+)
+
+// A credential lets its holder dial into the cluster without the cluster
+// key. It is a certificate signed by the cluster authority, for client
+// authentication only, with its claims in a URI of the certificate, and
+// its private key. Servers keep no state for credentials: any holder of the
+// key verifies one against the authority. What a credential cannot do, the
+// key can:
+//
+//   - it cannot mint credentials or certificates (it has no authority key);
+//   - it cannot act as a server: its certificate is not good for server
+//     authentication, and it opens no gossip connection;
+//   - it cannot decrypt gossip, sign discovery announcements, or derive the
+//     console's token;
+//   - it ends: its certificate expires (a worker's credential is renewed by
+//     its server while the worker runs, and no longer).
+//
+// The form is a certificate rather than a key derived from the cluster key
+// and an ID, because a certificate's holder can verify servers without
+// being able to impersonate them, and because TLS already checks its
+// signature and its expiry on every connection.
+
+// credScheme is the URI scheme of the claims of a credential.
+const credScheme = "circuit-cred"
+
+// Claims are what a credential says of its holder.
+type Claims struct {
+	ID       string    // the certificate's serial: 32 hex digits
+	Name     string    // who holds it: "worker R…" for a worker
+	Parent   string    // whom it was made for: "key", or a credential's name
+	Worker   string    // the worker's ID, for a worker's credential
+	Server   string    // the server that made it
+	NotAfter time.Time // when it expires
+}
+
+// uri encodes the claims other than ID and NotAfter, which the certificate
+// holds itself.
+func (c Claims) uri() *url.URL {
+	q := url.Values{}
+	q.Set("name", c.Name)
+	if c.Parent != "" {
+		q.Set("parent", c.Parent)
+	}
+	if c.Worker != "" {
+		q.Set("worker", c.Worker)
+	}
+	if c.Server != "" {
+		q.Set("server", c.Server)
+	}
+	return &url.URL{Scheme: credScheme, Opaque: "v1", RawQuery: q.Encode()}
+}
+
+// claimsOf reads the claims of a credential's certificate; ok is false for
+// a certificate that is not a credential (a key holder's leaf).
+func claimsOf(cert *x509.Certificate) (c Claims, ok bool) {
+	for _, u := range cert.URIs {
+		if u.Scheme != credScheme || u.Opaque != "v1" {
+			continue
+		}
+		q := u.Query()
+		return Claims{
+			ID:       hex.EncodeToString(cert.SerialNumber.Bytes()),
+			Name:     q.Get("name"),
+			Parent:   q.Get("parent"),
+			Worker:   q.Get("worker"),
+			Server:   q.Get("server"),
+			NotAfter: cert.NotAfter,
+		}, true
+	}
+	return Claims{}, false
+}
+
+// MaxCredentialLife bounds the life of any credential.
+const MaxCredentialLife = 366 * 24 * time.Hour
+
+// Mint makes a credential with the given claims (ID and NotAfter are
+// chosen here) valid for life, in the text form of a credential file.
+func (k *Key) Mint(c Claims, life time.Duration) ([]byte, error) {
+	if c.Name == "" {
+		return nil, errors.New("a credential needs a name")
+	}
+	if life <= 0 || life > MaxCredentialLife {
+		return nil, fmt.Errorf("a credential's life must be above 0 and at most %v, not %v", MaxCredentialLife, life)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("making credential key: %w", err)
+	}
+	serial := make([]byte, 16)
+	if _, err := rand.Read(serial); err != nil {
+		return nil, fmt.Errorf("making credential serial: %w", err)
+	}
+	serial[0] |= 0x80 // always 16 bytes, so always 32 hex digits
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:   new(big.Int).SetBytes(serial),
+		Subject:        pkix.Name{CommonName: c.Name},
+		NotBefore:      now.Add(-time.Hour), // tolerate clocks a little behind
+		NotAfter:       now.Add(life),
+		KeyUsage:       x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		URIs:           []*url.URL{c.uri()},
+		AuthorityKeyId: k.ca.SubjectKeyId,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, k.ca, pub, k.caKey)
+	if err != nil {
+		return nil, fmt.Errorf("signing credential: %w", err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encoding credential key: %w", err)
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: pemCredential, Bytes: der})
+	out = append(out, pem.EncodeToMemory(&pem.Block{Type: pemAuthority, Bytes: k.ca.Raw})...)
+	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})...), nil
+}
+
+const (
+	pemCredential = "CIRCUIT CREDENTIAL"
+	pemAuthority  = "CIRCUIT AUTHORITY"
+)
+
+// ErrNotACredential is wrapped by the errors about files that are not
+// credentials made by Mint.
+var ErrNotACredential = errors.New("not a circuit credential")
+
+// Credential is a loaded credential: what a client dials in with instead of
+// the key.
+type Credential struct {
+	claims Claims
+	cert   tls.Certificate
+	priv   ed25519.PrivateKey
+	pool   *x509.CertPool // the cluster authority, to verify servers
+}
+
+// ParseCredential loads a credential from the contents of its file. It
+// checks that the file is whole and signed by the authority it names, and
+// that the credential has not expired.
+func ParseCredential(contents []byte) (*Credential, error) {
+	var leaf, ca *x509.Certificate
+	var priv ed25519.PrivateKey
+	rest := contents
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		var err error
+		switch b.Type {
+		case pemCredential:
+			leaf, err = x509.ParseCertificate(b.Bytes)
+		case pemAuthority:
+			ca, err = x509.ParseCertificate(b.Bytes)
+		case "PRIVATE KEY":
+			var k any
+			if k, err = x509.ParsePKCS8PrivateKey(b.Bytes); err == nil {
+				var ok bool
+				if priv, ok = k.(ed25519.PrivateKey); !ok {
+					err = errors.New("the private key is not Ed25519")
+				}
+			}
+		default:
+			err = fmt.Errorf("unexpected block %q", b.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrNotACredential, b.Type, err)
+		}
+	}
+	if leaf == nil || ca == nil || priv == nil {
+		return nil, fmt.Errorf("%w: a credential file holds a %s, a %s and a PRIVATE KEY block, as circuit makes them", ErrNotACredential, pemCredential, pemAuthority)
+	}
+	claims, ok := claimsOf(leaf)
+	if !ok {
+		return nil, fmt.Errorf("%w: its certificate carries no claims", ErrNotACredential)
+	}
+	if pub, ok := leaf.PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(priv.Public()) {
+		return nil, fmt.Errorf("%w: its private key does not match its certificate", ErrNotACredential)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		if time.Now().After(leaf.NotAfter) {
+			return nil, fmt.Errorf("credential %s (%s) expired at %s", claims.ID, claims.Name, leaf.NotAfter.UTC().Format(time.RFC3339))
+		}
+		return nil, fmt.Errorf("%w: %v", ErrNotACredential, err)
+	}
+	return &Credential{
+		claims: claims,
+		cert:   tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: priv, Leaf: leaf},
+		priv:   priv,
+		pool:   pool,
+	}, nil
+}
+
+// Claims are what the credential says of its holder.
+func (c *Credential) Claims() Claims { return c.claims }
+
+// DER is the credential's certificate.
+func (c *Credential) DER() []byte { return c.cert.Certificate[0] }
+
+// Sign signs msg with the credential's private key.
+func (c *Credential) Sign(msg []byte) []byte { return ed25519.Sign(c.priv, msg) }
+
+// ClientTLS is the TLS configuration of a connection dialled with the
+// credential.
+func (c *Credential) ClientTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{c.cert},
+		RootCAs:      c.pool,
+		ServerName:   ServerName,
+	}
+}
+
+// Verify checks a credential's certificate (DER) against the cluster
+// authority and the signature sig over msg made with it, and returns its
+// claims.
+func (k *Key) Verify(der, msg, sig []byte) (Claims, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return Claims{}, fmt.Errorf("%w: %v", ErrNotACredential, err)
+	}
+	claims, err := k.CheckCredential(cert)
+	if err != nil {
+		return Claims{}, err
+	}
+	pub, ok := cert.PublicKey.(ed25519.PublicKey)
+	if !ok || !ed25519.Verify(pub, msg, sig) {
+		return Claims{}, fmt.Errorf("the signature of credential %s (%s) does not verify (or was made for another connection)", claims.ID, claims.Name)
+	}
+	return claims, nil
+}
+
+// CheckCredential checks that cert is a credential of this cluster, in
+// force now, and returns its claims.
+func (k *Key) CheckCredential(cert *x509.Certificate) (Claims, error) {
+	claims, ok := claimsOf(cert)
+	if !ok {
+		return Claims{}, fmt.Errorf("%w: its certificate carries no claims", ErrNotACredential)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: k.pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		if time.Now().After(cert.NotAfter) {
+			return Claims{}, fmt.Errorf("credential %s (%s) expired at %s", claims.ID, claims.Name, cert.NotAfter.UTC().Format(time.RFC3339))
+		}
+		return Claims{}, fmt.Errorf("credential %s (%s) is not one of this cluster's: %w", claims.ID, claims.Name, ErrKeyMismatch)
+	}
+	return claims, nil
+}
+
+// PeerClaims returns the claims of the credential a TLS peer authenticated
+// with; ok is false for a peer that holds the key.
+func PeerClaims(cs tls.ConnectionState) (Claims, bool) {
+	if len(cs.PeerCertificates) == 0 {
+		return Claims{}, false
+	}
+	return claimsOf(cs.PeerCertificates[0])
+}
+
+// CredentialFile is a credential loaded from a file that is read again
+// when the credential it held is past half its life, so that a file renewed
+// in place (as a worker's is) is picked up.
+type CredentialFile struct {
+	path string
+
+	mu      sync.Mutex
+	cred    *Credential
+	checked time.Time
+}
+
+// LoadCredentialFile reads the credential at path. The file must not be
+// open to group or others, as a key file must not.
+func LoadCredentialFile(path string) (*CredentialFile, error) {
+	f := &CredentialFile{path: path}
+	c, err := f.read()
+	if err != nil {
+		return nil, err
+	}
+	f.cred, f.checked = c, time.Now()
+	return f, nil
+}
+
+func (f *CredentialFile) read() (*Credential, error) {
+	if err := checkPrivate(f.path, "credential file", "acts as its holder"); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(f.path)
+	if err != nil {
+		return nil, fmt.Errorf("credential: %w", err)
+	}
+	c, err := ParseCredential(b)
+	if err != nil {
+		return nil, fmt.Errorf("credential %s: %w", f.path, err)
+	}
+	return c, nil
+}
+
+// Current is the credential to dial with now.
+func (f *CredentialFile) Current() *Credential {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.cred
+	life := c.cert.Leaf.NotAfter.Sub(c.cert.Leaf.NotBefore)
+	if time.Until(c.cert.Leaf.NotAfter) > life/2 || time.Since(f.checked) < time.Second {
+		return c
+	}
+	f.checked = time.Now()
+	if n, err := f.read(); err == nil && n.cert.Leaf.NotAfter.After(c.cert.Leaf.NotAfter) {
+		f.cred = n
+	}
+	return f.cred
+}
+
+// ClientTLS is the TLS configuration of a connection dialled with the
+// credential the file holds at the time of the handshake.
+func (f *CredentialFile) ClientTLS() *tls.Config {
+	cfg := f.Current().ClientTLS()
+	cfg.Certificates = nil
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return &f.Current().cert, nil
+	}
+	return cfg
+}
+
+// Signer returns the current credential's certificate and its signing
+// function.
+func (f *CredentialFile) Signer() (cert []byte, sign func(msg []byte) []byte) {
+	c := f.Current()
+	return c.DER(), c.Sign
+}
+
+// Claims are the claims of the credential the file holds now.
+func (f *CredentialFile) Claims() Claims { return f.Current().claims }
+
+// Auth is what a dialler proves itself with: the cluster key (*Key) or a
+// credential (*CredentialFile). A nil Auth is no key at all.
+type Auth interface {
+	// ClientTLS is the TLS configuration of the dialling side.
+	ClientTLS() *tls.Config
+	// Signer returns how a preamble is proved: with the key, no
+	// certificate and a MAC; with a credential, its certificate and its
+	// signature.
+	Signer() (cert []byte, sign func(msg []byte) []byte)
+}
+
+// Signer returns no certificate and the preamble MAC: the key proves
+// itself by a MAC under its preamble subkey.
+func (k *Key) Signer() (cert []byte, sign func(msg []byte) []byte) { return nil, k.MAC }
+
+// Auth is k as an Auth: nil for a nil key.
+func (k *Key) Auth() Auth {
+	if k == nil {
+		return nil
+	}
+	return k
+}
