@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/fault"
@@ -70,6 +71,10 @@ const credentialName = "circuit.key"
 // keyFile is the key file found and where its name came from.
 type keyFile struct {
 	path, from string
+	// systemd: the file is systemd's credential, in a directory private to
+	// the unit. Its mode is not checked: systemd grants the service user
+	// read access by an ACL, whose mask shows in the group bits.
+	systemd bool
 }
 
 // findKey names the key file given by the flag, else $CIRCUIT_HMAC, else
@@ -78,13 +83,14 @@ type keyFile struct {
 func findKey(env *Env, flagValue string) keyFile {
 	switch {
 	case flagValue != "":
-		return keyFile{expandHome(flagValue), "-hmac"}
+		return keyFile{path: expandHome(flagValue), from: "-hmac"}
 	case env.Getenv("CIRCUIT_HMAC") != "":
-		return keyFile{expandHome(env.Getenv("CIRCUIT_HMAC")), "$CIRCUIT_HMAC"}
+		return keyFile{path: expandHome(env.Getenv("CIRCUIT_HMAC")), from: "$CIRCUIT_HMAC"}
 	case env.Getenv("CREDENTIALS_DIRECTORY") != "":
 		p := filepath.Join(env.Getenv("CREDENTIALS_DIRECTORY"), credentialName)
-		if _, err := os.Stat(p); err == nil {
-			return keyFile{p, "the systemd credential " + credentialName}
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			// Found, or there but unreadable: reading it says why.
+			return keyFile{p, "the systemd credential " + credentialName, true}
 		}
 	}
 	return keyFile{}
@@ -103,9 +109,12 @@ func readKey(env *Env, flagValue string, server bool) ([]byte, error) {
 		if server && errors.Is(err, os.ErrNotExist) {
 			return nil, fault.Errorf(fault.BadRequest, "reading the key file (%s): %v (make one with: circuit keygen > %s)", kf.from, err, kf.path)
 		}
+		if errors.Is(err, os.ErrPermission) {
+			err = fmt.Errorf("%w (%s)", err, ownership(kf.path))
+		}
 		return nil, fmt.Errorf("reading the key file (%s): %w", kf.from, err)
 	}
-	if err := security.CheckFileMode(kf.path); err != nil {
+	if err := security.CheckFileMode(kf.path); err != nil && !kf.systemd {
 		if server {
 			return nil, fault.Errorf(fault.BadRequest, "the key file (%s): %v", kf.from, err)
 		}
@@ -165,4 +174,20 @@ func connect(env *Env, inv *invocation) (*client.Client, error) {
 	}
 	inv.dials = c
 	return c, nil
+}
+
+// ownership says who owns path and its directory, and who this process
+// is, for an error about a file it may not read.
+func ownership(path string) string {
+	desc := func(p string) string {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return p + ": " + err.Error()
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			return fmt.Sprintf("%s: owner uid %d, gid %d, mode %04o", p, st.Uid, st.Gid, fi.Mode().Perm())
+		}
+		return fmt.Sprintf("%s: mode %04o", p, fi.Mode().Perm())
+	}
+	return fmt.Sprintf("%s; %s; this process runs as uid %d, gid %d", desc(path), desc(filepath.Dir(path)), os.Getuid(), os.Getgid())
 }

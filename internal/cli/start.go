@@ -160,7 +160,7 @@ func runStart(env *Env, inv *invocation) error {
 			fmt.Fprintf(env.Stderr, "circuit start: warning: could not make the server undumpable: %v\n", err)
 		}
 	} else if f.requireKey || env.Getenv("CIRCUIT_REQUIRE_KEY") == "1" {
-		return usagef("no cluster key, and this server requires one (-require-key or CIRCUIT_REQUIRE_KEY=1): make one with\n  circuit keygen > /etc/circuit/key && chmod 600 /etc/circuit/key\nand give it with -hmac FILE, CIRCUIT_HMAC=FILE or the systemd credential %s (the same file on every host)", credentialName)
+		return usagef("no cluster key, and this server requires one (-require-key or CIRCUIT_REQUIRE_KEY=1): make one with\n  circuit keygen > /etc/circuit/hmac && chmod 600 /etc/circuit/hmac\nand give it with -hmac FILE, CIRCUIT_HMAC=FILE or the systemd credential %s (the same file on every host)", credentialName)
 	}
 	ctx, stop := signal.NotifyContext(env.Ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
