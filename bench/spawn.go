@@ -25,8 +25,17 @@ const exitArg = "-exit-at-once"
 // mkproc+wait launches of the same binary in the same run.
 func benchSpawn(b *bench) error {
 	ctx := context.Background()
+	// With $CIRCUIT_HMAC set, the servers (which read it too) and this
+	// client are keyed, and every worker gets a credential.
+	var key []byte
+	if f := os.Getenv("CIRCUIT_HMAC"); f != "" {
+		var err error
+		if key, err = os.ReadFile(f); err != nil {
+			return err
+		}
+	}
 	c, id, err := b.twoServersWith(func(addr string) (*client.Client, error) {
-		return circuit.Connect(ctx, client.Options{Addr: addr})
+		return circuit.Connect(ctx, client.Options{Addr: addr, Key: key})
 	})
 	if err != nil {
 		return err
