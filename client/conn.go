@@ -125,7 +125,7 @@ func (c *Client) wrap(ctx context.Context, sc *serverConn, err error) error {
 		return ctx.Err()
 	}
 	if fe := fault.FromStatus(err); fe != nil {
-		return fe // the server said what failed (package fault's table)
+		return permission(fe) // the server said what failed (package fault's table)
 	}
 	// The connection failed: find out whose fault it was.
 	cause := sc.dialErr()

@@ -1,7 +1,9 @@
 package client
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 
 	"github.com/circuit-project/circuit/internal/fault"
 )
@@ -51,6 +53,40 @@ func (e *AuthError) Error() string {
 }
 
 func (e *AuthError) Unwrap() error { return e.Err }
+
+// PermissionError says that the server which was to run an operation
+// refused it to this client's credential (or, under -no-exec, to everyone).
+// It matches ErrDenied with errors.Is, and is never a lost host.
+type PermissionError struct {
+	Who    string // the credential's name, or "key"
+	Role   string // its role
+	Op     string // the operation, as the table of operations names it (Proc.Make)
+	Path   string // the anchor it was to act on, or the server's
+	Reason string // why: the role it needs, a selector or subtree it is outside
+	Msg    string // the whole message, as the server wrote it
+}
+
+func (e *PermissionError) Error() string { return e.Msg }
+
+// Is matches ErrDenied.
+func (e *PermissionError) Is(target error) bool { return target == ErrDenied }
+
+// deniedText is how servers word a refusal (internal/server, authz.go).
+var deniedText = regexp.MustCompile(`^permission denied: (.+) \(role ([^)]*)\) may not (\S+) on (\S+): (.*)$`)
+
+// permission turns a server's refusal of class Denied into a
+// *PermissionError; other errors are returned as they are.
+func permission(err error) error {
+	var fe *fault.Error
+	if !errors.As(err, &fe) || fe.Class != fault.Denied {
+		return err
+	}
+	pe := &PermissionError{Msg: fe.Msg}
+	if m := deniedText.FindStringSubmatch(fe.Msg); m != nil {
+		pe.Who, pe.Role, pe.Op, pe.Path, pe.Reason = m[1], m[2], m[3], m[4], m[5]
+	}
+	return pe
+}
 
 // The classes of failure that a server reports, one sentinel each (package
 // fault holds the table: their gRPC and wire codes, the command line's exit

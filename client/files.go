@@ -72,7 +72,7 @@ func (c *Client) put(ctx context.Context, server, remote, stream string, send fu
 	refused := func(err error) error {
 		var r *wire.Refusal
 		if errors.As(err, &r) {
-			return fault.FromWire(r)
+			return permission(fault.FromWire(r))
 		}
 		return nil
 	}

@@ -317,7 +317,7 @@ func (c *Client) openStreamHeader(ctx context.Context, h wire.StreamHeader, foll
 		var r *wire.Refusal
 		if errors.As(err, &r) {
 			if fe := fault.FromWire(r); fe != nil {
-				return nil, fe // the server said what failed
+				return nil, permission(fe) // the server said what failed
 			}
 		}
 		return nil, c.streamErr(ctx, p.Server, err)

@@ -12,6 +12,7 @@ func commands() []*command {
 		execCmd(),
 		joinCmd(),
 		keygenCmd(),
+		credCmd(),
 		killCmd(),
 		lsCmd(),
 		mkJoinCmd(),

@@ -28,18 +28,25 @@ func runKeygen(env *Env, inv *invocation) error {
 		return usagef("keygen takes no arguments")
 	}
 	key := security.Generate()
-	// A key file made by "circuit keygen > FILE" has the shell's mode,
-	// most often 644: make it private before the key is in it.
-	if f, ok := env.Stdout.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-			if err := f.Chmod(0o600); err != nil {
-				return fmt.Errorf("keygen: making the key file private: %w", err)
-			}
-		}
+	if err := privateStdout(env); err != nil {
+		return fmt.Errorf("keygen: making the key file private: %w", err)
 	}
 	if env.jsonOut {
 		return printJSON(env, struct{ Key string }{key})
 	}
 	_, err := fmt.Fprintln(env.Stdout, key)
 	return err
+}
+
+// privateStdout makes standard output private (mode 600) when it is a
+// file: a file made by "circuit keygen > FILE" has the shell's mode, most
+// often 644, and servers refuse a key or credential file that group or
+// others may read. It runs before the secret is written.
+func privateStdout(env *Env) error {
+	if f, ok := env.Stdout.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			return f.Chmod(0o600)
+		}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/circuit-project/circuit/internal/fault"
+	"github.com/circuit-project/circuit/internal/op"
 )
 
 // Reference writes the command-line reference, docs/CLI.md, from the
@@ -28,6 +29,7 @@ func Reference(w io.Writer) {
 	// which have their section above.
 	own := func(f *flag.Flag) bool { return dialFS.Lookup(f.Name) == nil }
 	writeErrors(p)
+	writeOperations(p)
 	p("## JSON output\n\n")
 	p("Every command that prints data takes `-json`. `ls -json` prints one JSON object per line; the others print one JSON document on one line. The fields are listed beside each command; their names are stable, and new fields may be added. Commands that copy bytes (`recv`, `stdout`, `stderr`, `cp` to standard output, `exec`) print them as they are and take no `-json`.\n\n")
 	p("## Commands\n\n")
@@ -149,4 +151,20 @@ func writeErrors(p func(string, ...any)) {
 		p("| %d | %s | %s | %s | %s | %s |\n", c.Exit(), c, c.Doc(), c.ClientError(), c.Code(), refusal)
 	}
 	p("\nOnly a lost transport is ever reported as a lost host or a lost dial-in server. Some commands add codes of their own (below): a process's own exit code passes through `wait`, `exec` and `run`. Errors go to standard error, never to standard output.\n\n")
+}
+
+// writeOperations writes the table of operations (package op): what each
+// role may do, as the server that runs an operation enforces it.
+func writeOperations(p func(string, ...any)) {
+	p("## Roles and operations\n\n")
+	p("A credential (`circuit cred`) has a role; the server that runs an operation checks it against this table, generated from the one table servers enforce (`internal/op`). Each role may do what the roles above it may. The cluster key may do everything. Operations marked *command* start a command, and a server started with `-no-exec` refuses them to everyone, the key included. A refusal exits with 5: `permission denied: NAME (role R) may not OP on PATH: REASON`.\n\n")
+	p("| operation | least role | what |\n|---|---|---|\n")
+	for _, o := range op.All() {
+		what := o.What
+		if o.Exec {
+			what += "; *command*"
+		}
+		p("| `%s` | %s | %s |\n", o.Name, o.Role, what)
+	}
+	p("\n")
 }

@@ -42,11 +42,19 @@ const credScheme = "circuit-cred"
 
 // Claims are what a credential says of its holder.
 type Claims struct {
-	ID       string    // the certificate's serial: 32 hex digits
-	Name     string    // who holds it: "worker R…" for a worker
-	Parent   string    // whom it was made for: "key", or a credential's name
-	Worker   string    // the worker's ID, for a worker's credential
-	Server   string    // the server that made it
+	ID     string // the certificate's serial: 32 hex digits
+	Name   string // who holds it: "worker R…" for a worker
+	Parent string // whom it was made for: "key", or a credential's name
+	Worker string // the worker's ID, for a worker's credential
+	Server string // the server that made it, if one did
+	// Role is what the holder may do (package op: read, operate, admin).
+	Role string
+	// Selector, when set, limits the servers it acts on to those whose
+	// labels it matches (package label's syntax, as circuit run -l).
+	Selector string
+	// Path, when set, limits it to one anchor subtree below each server:
+	// "/jobs" allows /X…/jobs and everything below it.
+	Path     string
 	NotAfter time.Time // when it expires
 }
 
@@ -63,6 +71,13 @@ func (c Claims) uri() *url.URL {
 	}
 	if c.Server != "" {
 		q.Set("server", c.Server)
+	}
+	q.Set("role", c.Role)
+	if c.Selector != "" {
+		q.Set("selector", c.Selector)
+	}
+	if c.Path != "" {
+		q.Set("path", c.Path)
 	}
 	return &url.URL{Scheme: credScheme, Opaque: "v1", RawQuery: q.Encode()}
 }
@@ -81,6 +96,9 @@ func claimsOf(cert *x509.Certificate) (c Claims, ok bool) {
 			Parent:   q.Get("parent"),
 			Worker:   q.Get("worker"),
 			Server:   q.Get("server"),
+			Role:     q.Get("role"),
+			Selector: q.Get("selector"),
+			Path:     q.Get("path"),
 			NotAfter: cert.NotAfter,
 		}, true
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/circuit-project/circuit/internal/anchorfs"
+	"github.com/circuit-project/circuit/internal/op"
 	"github.com/circuit-project/circuit/internal/security"
 )
 
@@ -104,7 +105,14 @@ type procCred struct {
 // behalf of who, and writes it to a private file. It returns the file's
 // environment entry for the process.
 func (s *Server) newProcCred(path, name string, who caller) (*procCred, string, error) {
-	claims := security.Claims{Name: "proc " + path, Parent: who.name(), Server: s.id.String()}
+	// The process may do what its starter may, no more, and no longer:
+	// the key's holder passes on everything, a credential its role,
+	// selector and subtree, and its expiry bounds every renewal.
+	claims := security.Claims{Name: "proc " + path, Parent: who.name(), Server: s.id.String(), Role: op.Admin.String()}
+	var until time.Time
+	if c := who.claims; c != nil {
+		claims.Role, claims.Selector, claims.Path, until = c.Role, c.Selector, c.Path, c.NotAfter
+	}
 	if anchorfs.IsWorkerID(name) {
 		claims.Name, claims.Worker = "worker "+name, name
 	}
@@ -118,7 +126,15 @@ func (s *Server) newProcCred(path, name string, who caller) (*procCred, string, 
 	}
 	pc := &procCred{
 		path: filepath.Join(dir, rand.Text()+".cred"),
-		make: func() ([]byte, error) { return s.cfg.Key.Mint(claims, life) },
+		make: func() ([]byte, error) {
+			l := life
+			if !until.IsZero() {
+				if l = min(l, time.Until(until)); l <= 0 {
+					return nil, fmt.Errorf("the credential of %s, which started the process, has expired", who.name())
+				}
+			}
+			return s.cfg.Key.Mint(claims, l)
+		},
 	}
 	if err := pc.write(); err != nil {
 		return nil, "", err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/footprint"
 	"github.com/circuit-project/circuit/internal/metrics"
+	ops "github.com/circuit-project/circuit/internal/op"
 	"github.com/circuit-project/circuit/internal/oplog"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/wire"
@@ -230,8 +232,12 @@ func (s *Server) serveStream(conn net.Conn, who caller) {
 		return
 	}
 	op := s.ops.Begin("Stream."+h.Stream, slog.String("path", h.Path), slog.String("from", conn.RemoteAddr().String()), slog.String("who", who.String()))
+	if _, ok := ops.Lookup("Stream." + h.Stream); !ok {
+		refuseStream(conn, op, fault.Errorf(fault.BadRequest, "no stream %q: the streams are %s", h.Stream, strings.Join(ops.Streams(), ", ")))
+		return
+	}
 	conn = s.metrics.CountStream(conn, h.Stream) // conn itself with metrics off
-	if err := s.check("Stream."+h.Stream, h.Path); err != nil {
+	if err := s.permit(who, "Stream."+h.Stream, h.Path); err != nil {
 		refuseStream(conn, op, err)
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/footprint"
 	"github.com/circuit-project/circuit/internal/ident"
+	"github.com/circuit-project/circuit/internal/kind"
 	"github.com/circuit-project/circuit/internal/version"
 )
 
@@ -51,7 +52,7 @@ func (s *Server) unaryOp(ctx context.Context, req any, info *grpc.UnaryServerInf
 	name, start := opName(info.FullMethod), s.metrics.Now()
 	path := reqPath(req)
 	op := s.ops.Begin(name, opAttrs(ctx, path)...)
-	if err := s.check(name, path); err != nil {
+	if err := s.permit(callerOf(ctx), name, path); err != nil {
 		op.End(err)
 		s.metrics.Operation(name, start, err)
 		return nil, err
@@ -68,13 +69,25 @@ func (s *Server) streamOp(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 	footprint.Wake()
 	name, start := opName(info.FullMethod), s.metrics.Now()
 	op := s.ops.Begin(name, opAttrs(ss.Context(), "")...)
-	err := s.check(name, "")
+	ss, err := s.authorizeStream(ss.Context(), ss, name)
+	if err == nil {
+		err = s.check(name, "")
+	}
 	if err == nil {
 		err = h(srv, ss)
 	}
 	op.End(err)
 	s.metrics.Operation(name, start, err)
 	return err
+}
+
+// permit decides whether who may run operation op on path: the table of
+// operations (authorize), then Config.Check.
+func (s *Server) permit(who caller, op, path string) error {
+	if err := s.authorize(who, op, path); err != nil {
+		return err
+	}
+	return s.check(op, path)
 }
 
 // check asks Config.Check, if set, whether operation op on path may run.
@@ -133,14 +146,17 @@ func (s *Server) localPath(raw string) (anchor.Path, error) {
 	return p, nil
 }
 
-func (v *serverService) List(_ context.Context, req *api.ListRequest) (*api.ListReply, error) {
+func (v *serverService) List(ctx context.Context, req *api.ListRequest) (*api.ListReply, error) {
 	p, err := v.s.localPath(req.GetPath())
 	if err != nil {
 		return nil, err
 	}
+	who := callerOf(ctx)
 	var out []*api.Entry
 	for _, e := range v.s.tree.List(p.Elems, req.GetRecursive() || p.Recursive) {
-		out = append(out, &api.Entry{Path: e.Path, Kind: string(e.Kind)})
+		if v.s.inScope(who, e.Path) || e.Kind == kind.Server {
+			out = append(out, &api.Entry{Path: e.Path, Kind: string(e.Kind)})
+		}
 	}
 	return &api.ListReply{Entries: out}, nil
 }

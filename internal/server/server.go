@@ -61,6 +61,10 @@ type Config struct {
 	// Cmd.Cred lasts before the server renews it (0: a day); tests
 	// shorten it.
 	CredLife time.Duration
+	// NoExec (-no-exec) refuses every operation that starts a command
+	// (package op: mkproc, run, exec, mkdkr, Spawn) to everyone, the key's
+	// holder included.
+	NoExec bool
 }
 
 // Server is one running circuit server.

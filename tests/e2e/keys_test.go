@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,5 +155,57 @@ func TestProcessWithCredential(t *testing.T) {
 	}
 	if _, err := os.Stat(cred); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the credential's file %s outlived its process: %v", cred, err)
+	}
+}
+
+// TestCredentialRoles: circuit cred makes a private credential file with
+// the key alone; a read credential lists but may not start a process, and
+// the refusal names who, the role and the operation, with exit 5; bad
+// requests for a credential exit 2, saying what was wrong.
+func TestCredentialRoles(t *testing.T) {
+	cl := testcluster.Start(t, 2, testcluster.Options{Key: true})
+	dir := t.TempDir()
+	file := filepath.Join(dir, "alice.cred")
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(cl.Bin, "cred", "-name", "alice", "-role", "read", "-ttl", "1h")
+	cmd.Env = append(os.Environ(), "CIRCUIT_HMAC="+cl.KeyFile)
+	cmd.Stdout = f
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("cred: %v %s", err, stderr.String())
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the credential file: %v, %v; want mode 600", fi.Mode(), err)
+	}
+	asAlice := []string{"CIRCUIT_HMAC=", "CIRCUIT_CRED=" + file}
+	other := "/" + cl.Servers[1].ID
+	if r := cl.RunEnv(asAlice, "", "ls", "-d", cl.Servers[0].URL, "/..."); r.Code != 0 || !strings.Contains(r.Stdout, other+"\n") {
+		t.Fatalf("ls with a read credential: %+v", r)
+	}
+	r := cl.RunEnv(asAlice, `{"Path": "/bin/true"}`, "mkproc", "-d", cl.Servers[0].URL, other+"/job")
+	if want := "permission denied: alice (role read) may not Proc.Make on " + other + "/job: it needs role operate"; r.Code != 5 || !strings.Contains(r.Stderr, want) {
+		t.Fatalf("mkproc with a read credential, relayed: exit %d, %q; want exit 5 and %q", r.Code, r.Stderr, want)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-name", "x"}, "unknown role"},
+		{[]string{"-role", "read"}, "-name"},
+		{[]string{"-name", "x", "-role", "read", "-ttl", "9000h"}, "at most"},
+		{[]string{"-name", "x", "-role", "read", "-l", "role in ("}, "-l"},
+		{[]string{"-name", "x", "-role", "read", "-path", "jobs"}, "starting with /"},
+	} {
+		if r := cl.RunEnv(nil, "", append([]string{"cred"}, tc.args...)...); r.Code != 2 || !strings.Contains(r.Stderr, tc.want) {
+			t.Errorf("cred %q: exit %d, %q; want exit 2 and %q", tc.args, r.Code, r.Stderr, tc.want)
+		}
+	}
+	if r := cl.RunEnv([]string{"CIRCUIT_HMAC="}, "", "cred", "-name", "x", "-role", "read"); r.Code != 2 || !strings.Contains(r.Stderr, "cluster key") {
+		t.Errorf("cred without the key: %+v", r)
 	}
 }
