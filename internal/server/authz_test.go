@@ -60,11 +60,7 @@ func mintFile(t *testing.T, key *security.Key, c security.Claims) string {
 // subtree allow and nothing more; a refusal is a *client.PermissionError
 // naming who, the role, the operation, the path and why.
 func TestRolesEnforced(t *testing.T) {
-	text := security.Generate()
-	key, err := security.New([]byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, key := newKey(t)
 	s := startServer(t, Config{Key: key, Labels: label.Set{"role": "web"}})
 	self := "/" + s.ID().String()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -167,11 +163,7 @@ func TestRolesEnforced(t *testing.T) {
 // starts a command to everyone, the key's holder included, and serves the
 // rest.
 func TestNoExec(t *testing.T) {
-	text := security.Generate()
-	key, err := security.New([]byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
+	text, key := newKey(t)
 	s := startServer(t, Config{Key: key, NoExec: true})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

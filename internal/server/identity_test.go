@@ -19,6 +19,18 @@ import (
 	"github.com/circuit-project/circuit/internal/wire"
 )
 
+// newKey makes a cluster key: its text, as a key file holds it, and the
+// key loaded.
+func newKey(t *testing.T) (string, *security.Key) {
+	t.Helper()
+	text := security.Generate()
+	key, err := security.New([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text, key
+}
+
 // credOf returns the file of the credential that the server gave the
 // process h, from its environment.
 func credOf(t *testing.T, h *client.ProcHandle) string {
@@ -42,11 +54,7 @@ func credOf(t *testing.T, h *client.ProcHandle) string {
 // (a client holding the file follows), expires, and its file goes with
 // the process.
 func TestProcessCredential(t *testing.T) {
-	text := security.Generate()
-	key, err := security.New([]byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
+	text, key := newKey(t)
 	const life = 3 * time.Second
 	s := startServer(t, Config{Key: key, CredLife: life})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
