@@ -214,9 +214,9 @@ func ParseCredential(contents []byte) (*Credential, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		if time.Now().After(leaf.NotAfter) {
-			return nil, fmt.Errorf("credential %s (%s) expired at %s", claims.ID, claims.Name, leaf.NotAfter.UTC().Format(time.RFC3339))
+	if err := verifyChain(leaf, claims, pool); err != nil {
+		if errors.Is(err, errExpired) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("%w: %v", ErrNotACredential, err)
 	}
@@ -274,13 +274,27 @@ func (k *Key) CheckCredential(cert *x509.Certificate) (Claims, error) {
 	if !ok {
 		return Claims{}, fmt.Errorf("%w: its certificate carries no claims", ErrNotACredential)
 	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: k.pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		if time.Now().After(cert.NotAfter) {
-			return Claims{}, fmt.Errorf("credential %s (%s) expired at %s", claims.ID, claims.Name, cert.NotAfter.UTC().Format(time.RFC3339))
+	if err := verifyChain(cert, claims, k.pool); err != nil {
+		if errors.Is(err, errExpired) {
+			return Claims{}, err
 		}
 		return Claims{}, fmt.Errorf("credential %s (%s) is not one of this cluster's: %w", claims.ID, claims.Name, ErrKeyMismatch)
 	}
 	return claims, nil
+}
+
+// errExpired is wrapped by the error about a credential past its end.
+var errExpired = errors.New("expired")
+
+// verifyChain checks a credential's certificate against the authority in
+// roots, for client authentication. A certificate past its end gets an
+// error saying so (wrapping errExpired); any other failure is x509's.
+func verifyChain(cert *x509.Certificate, c Claims, roots *x509.CertPool) error {
+	_, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil && time.Now().After(cert.NotAfter) {
+		return fmt.Errorf("credential %s (%s) %w at %s", c.ID, c.Name, errExpired, cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return err
 }
 
 // PeerClaims returns the claims of the credential a TLS peer authenticated

@@ -65,9 +65,14 @@ func (s *Server) inSubtree(sub, name, path string) bool {
 	}
 	scope := anchor.Split(sub)
 	if name == "Server.List" && len(p.Elems) < len(scope) {
-		return slices.Equal(p.Elems, scope[:len(p.Elems)])
+		return below(scope, p.Elems) // a listing from above the subtree
 	}
-	return len(p.Elems) >= len(scope) && slices.Equal(p.Elems[:len(scope)], scope)
+	return below(p.Elems, scope)
+}
+
+// below tells whether the anchor elems is scope or below it.
+func below(elems, scope []string) bool {
+	return len(elems) >= len(scope) && slices.Equal(elems[:len(scope)], scope)
 }
 
 // inScope tells whether who may see the anchor path (for listings): always
@@ -80,8 +85,7 @@ func (s *Server) inScope(who caller, path string) bool {
 	if err != nil {
 		return false
 	}
-	scope := anchor.Split(who.claims.Path)
-	return len(p.Elems) >= len(scope) && slices.Equal(p.Elems[:len(scope)], scope)
+	return below(p.Elems, anchor.Split(who.claims.Path))
 }
 
 // denied is the refusal every client reads the same way (client's

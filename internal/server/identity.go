@@ -94,6 +94,14 @@ func callerOf(ctx context.Context) caller {
 // of it has passed, for as long as the process runs.
 const credLife = 24 * time.Hour
 
+// credLife is the life of the credentials of this server's processes.
+func (s *Server) credLife() time.Duration {
+	if s.cfg.CredLife > 0 {
+		return s.cfg.CredLife
+	}
+	return credLife
+}
+
 // procCred is a credential the server made for one of its processes.
 type procCred struct {
 	path string
@@ -116,10 +124,7 @@ func (s *Server) newProcCred(path, name string, who caller) (*procCred, string, 
 	if anchorfs.IsWorkerID(name) {
 		claims.Name, claims.Worker = "worker "+name, name
 	}
-	life := s.cfg.CredLife
-	if life <= 0 {
-		life = credLife
-	}
+	life := s.credLife()
 	dir, err := s.credDir()
 	if err != nil {
 		return nil, "", err
@@ -163,10 +168,7 @@ func (pc *procCred) write() error {
 // closed, then removes its file.
 func (s *Server) renewProcCred(pc *procCred, done <-chan struct{}) {
 	defer os.Remove(pc.path)
-	life := s.cfg.CredLife
-	if life <= 0 {
-		life = credLife
-	}
+	life := s.credLife()
 	t := time.NewTicker(life / 3)
 	defer t.Stop()
 	for {
