@@ -32,6 +32,8 @@ const (
 	Server_Stack_FullMethodName   = "/circuit.v1.Server/Stack"
 	Server_Stop_FullMethodName    = "/circuit.v1.Server/Stop"
 	Server_Join_FullMethodName    = "/circuit.v1.Server/Join"
+	Server_Revoke_FullMethodName  = "/circuit.v1.Server/Revoke"
+	Server_Revoked_FullMethodName = "/circuit.v1.Server/Revoked"
 )
 
 // ServerClient is the client API for Server service.
@@ -52,6 +54,11 @@ type ServerClient interface {
 	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopReply, error)
 	// Join asks the server to join the cluster of another server.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinReply, error)
+	// Revoke adds a credential to the cluster's revocation list: the server
+	// keeps it (in -var) and tells every member.
+	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeReply, error)
+	// Revoked lists the server's copy of the revocation list.
+	Revoked(ctx context.Context, in *RevokedRequest, opts ...grpc.CallOption) (*RevokedReply, error)
 }
 
 type serverClient struct {
@@ -122,6 +129,26 @@ func (c *serverClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *serverClient) Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeReply)
+	err := c.cc.Invoke(ctx, Server_Revoke_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *serverClient) Revoked(ctx context.Context, in *RevokedRequest, opts ...grpc.CallOption) (*RevokedReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokedReply)
+	err := c.cc.Invoke(ctx, Server_Revoked_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ServerServer is the server API for Server service.
 // All implementations must embed UnimplementedServerServer
 // for forward compatibility.
@@ -140,6 +167,11 @@ type ServerServer interface {
 	Stop(context.Context, *StopRequest) (*StopReply, error)
 	// Join asks the server to join the cluster of another server.
 	Join(context.Context, *JoinRequest) (*JoinReply, error)
+	// Revoke adds a credential to the cluster's revocation list: the server
+	// keeps it (in -var) and tells every member.
+	Revoke(context.Context, *RevokeRequest) (*RevokeReply, error)
+	// Revoked lists the server's copy of the revocation list.
+	Revoked(context.Context, *RevokedRequest) (*RevokedReply, error)
 	mustEmbedUnimplementedServerServer()
 }
 
@@ -167,6 +199,12 @@ func (UnimplementedServerServer) Stop(context.Context, *StopRequest) (*StopReply
 }
 func (UnimplementedServerServer) Join(context.Context, *JoinRequest) (*JoinReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
+}
+func (UnimplementedServerServer) Revoke(context.Context, *RevokeRequest) (*RevokeReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
+}
+func (UnimplementedServerServer) Revoked(context.Context, *RevokedRequest) (*RevokedReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Revoked not implemented")
 }
 func (UnimplementedServerServer) mustEmbedUnimplementedServerServer() {}
 func (UnimplementedServerServer) testEmbeddedByValue()                {}
@@ -297,6 +335,42 @@ func _Server_Join_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Server_Revoke_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ServerServer).Revoke(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Server_Revoke_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ServerServer).Revoke(ctx, req.(*RevokeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Server_Revoked_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ServerServer).Revoked(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Server_Revoked_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ServerServer).Revoked(ctx, req.(*RevokedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Server_ServiceDesc is the grpc.ServiceDesc for Server service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -327,6 +401,14 @@ var Server_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Join",
 			Handler:    _Server_Join_Handler,
+		},
+		{
+			MethodName: "Revoke",
+			Handler:    _Server_Revoke_Handler,
+		},
+		{
+			MethodName: "Revoked",
+			Handler:    _Server_Revoked_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

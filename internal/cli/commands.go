@@ -23,6 +23,7 @@ func commands() []*command {
 		mkprocCmd(),
 		peekCmd(),
 		recvCmd(),
+		revokeCmd(),
 		runCmd(),
 		scrubCmd(),
 		sendCmd(),

@@ -37,7 +37,7 @@ docs/CLI.md list every operation's role):
   read     changes nothing: ls, peek, wait, stk, version
   operate  adds making, changing and removing elements, run, exec, cp,
            send, recv, Spawn, kill
-  admin    adds suicide and join
+  admin    adds suicide, join and revoke
 
 -l SELECTOR limits the servers it acts on to those whose labels match
 (the syntax of circuit run -l). -path SUBTREE limits it to one anchor

@@ -101,7 +101,22 @@ type Config struct {
 	// OnEvent, if set, is called for every event, in order, from one
 	// goroutine at a time; it must not block for long.
 	OnEvent func(Event)
-	Logger  *slog.Logger
+	// Shared, if set, is state every server holds a copy of (the
+	// revocation list): its copy rides on every state exchange of both
+	// pools, which joining servers make, and Share sends news of it to
+	// every member at once.
+	Shared Shared
+	Logger *slog.Logger
+}
+
+// Shared is state that servers merge copies of, in any order and any
+// number of times, to the same end.
+type Shared interface {
+	// Snapshot is this server's copy, as Merge reads it.
+	Snapshot() []byte
+	// Merge takes another server's copy, or news of one change. It must
+	// not block for long.
+	Merge(b []byte)
 }
 
 // Cluster is this server's view of, and part in, the membership.
@@ -584,6 +599,42 @@ func (c *Cluster) sayBye() {
 	}
 }
 
+// shareMsg starts the user message that carries news of the shared state.
+const shareMsg = "circuit-share:"
+
+// Share sends news of the shared state (Config.Shared's Merge form) to every
+// member, of both pools, now and again at tellAgain, as crashes are told:
+// each takes it at once rather than at its next state exchange. news must
+// fit a datagram (about 1 KiB); the exchanges carry the rest.
+func (c *Cluster) Share(news []byte) {
+	msg := append([]byte(shareMsg), news...)
+	send := func() {
+		for _, n := range c.ml.Members() {
+			if n.Name == c.cfg.ID.String() {
+				continue
+			}
+			if err := c.ml.SendBestEffort(n, msg); err != nil {
+				c.log.Debug("sharing state", "to", n.Name, "err", err)
+			}
+		}
+		if c.wan != nil {
+			c.wan.tell(msg, c.cfg.ID)
+		}
+	}
+	send()
+	c.background(func() {
+		start := time.Now()
+		for _, at := range tellAgain {
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(time.Until(start.Add(at))):
+			}
+			send()
+		}
+	})
+}
+
 // saidBye takes a member's goodbye: it leaves the view now, for good (it
 // will come back, if ever, as a new process with a new ID).
 func (c *Cluster) saidBye(id ident.ID) {
@@ -789,6 +840,12 @@ func (d delegate) NotifyMsg(b []byte) {
 		}
 		return
 	}
+	if news, ok := bytes.CutPrefix(b, []byte(shareMsg)); ok {
+		if d.c.cfg.Shared != nil {
+			d.c.cfg.Shared.Merge(news)
+		}
+		return
+	}
 	if d.wan {
 		return
 	}
@@ -798,9 +855,20 @@ func (d delegate) NotifyMsg(b []byte) {
 		}
 	}
 }
-func (delegate) GetBroadcasts(int, int) [][]byte     { return nil }
-func (delegate) LocalState(bool) []byte              { return nil }
-func (delegate) MergeRemoteState(buf []byte, _ bool) {}
+func (delegate) GetBroadcasts(int, int) [][]byte { return nil }
+
+func (d delegate) LocalState(bool) []byte {
+	if d.c.cfg.Shared == nil {
+		return nil
+	}
+	return d.c.cfg.Shared.Snapshot()
+}
+
+func (d delegate) MergeRemoteState(buf []byte, _ bool) {
+	if d.c.cfg.Shared != nil && len(buf) > 0 {
+		d.c.cfg.Shared.Merge(buf)
+	}
+}
 
 // logWriter turns memberlist's "[LEVEL] memberlist: ..." lines into slog
 // records.

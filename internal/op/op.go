@@ -99,6 +99,8 @@ var table = []Op{
 
 	{"Server.Stop", Admin, false, "stop a server (suicide)"},
 	{"Server.Join", Admin, false, "join a server to another cluster (join)"},
+	{"Server.Revoke", Admin, false, "revoke a credential everywhere (revoke)"},
+	{"Server.Revoked", Admin, false, "list the revoked credentials (revoke -list)"},
 }
 
 var byName = func() map[string]Op {

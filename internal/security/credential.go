@@ -13,6 +13,8 @@ import (
 	"math/big"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -54,8 +56,29 @@ type Claims struct {
 	Selector string
 	// Path, when set, limits it to one anchor subtree below each server:
 	// "/jobs" allows /X…/jobs and everything below it.
-	Path     string
+	Path string
+	// Chain holds the IDs of the credentials this one was made under,
+	// its parent's last: a process's credential names its starter's, so
+	// that revoking a credential revokes every one made under it.
+	Chain    []string
 	NotAfter time.Time // when it expires
+}
+
+// MaxChain bounds a credential's Chain: a credential made under one whose
+// chain is full keeps the newest MaxChain IDs.
+const MaxChain = 16
+
+// Lineage is the credential's ID and those of its chain: the IDs whose
+// revocation revokes it.
+func (c Claims) Lineage() []string { return append([]string{c.ID}, c.Chain...) }
+
+// Under returns the chain of a credential made under c.
+func (c Claims) Under() []string {
+	chain := append(slices.Clone(c.Chain), c.ID)
+	if len(chain) > MaxChain {
+		chain = chain[len(chain)-MaxChain:]
+	}
+	return chain
 }
 
 // uri encodes the claims other than ID and NotAfter, which the certificate
@@ -79,6 +102,9 @@ func (c Claims) uri() *url.URL {
 	if c.Path != "" {
 		q.Set("path", c.Path)
 	}
+	if len(c.Chain) > 0 {
+		q.Set("chain", strings.Join(c.Chain, ","))
+	}
 	return &url.URL{Scheme: credScheme, Opaque: "v1", RawQuery: q.Encode()}
 }
 
@@ -90,7 +116,12 @@ func claimsOf(cert *x509.Certificate) (c Claims, ok bool) {
 			continue
 		}
 		q := u.Query()
+		var chain []string
+		if v := q.Get("chain"); v != "" {
+			chain = strings.Split(v, ",")
+		}
 		return Claims{
+			Chain:    chain,
 			ID:       hex.EncodeToString(cert.SerialNumber.Bytes()),
 			Name:     q.Get("name"),
 			Parent:   q.Get("parent"),
@@ -226,6 +257,30 @@ func ParseCredential(contents []byte) (*Credential, error) {
 		priv:   priv,
 		pool:   pool,
 	}, nil
+}
+
+// ReadClaims reads the claims of the credential in a credential file's
+// contents without checking it: to name a credential to revoke, which may
+// have expired or be another cluster's.
+func ReadClaims(contents []byte) (Claims, error) {
+	for rest := contents; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return Claims{}, fmt.Errorf("%w: no %s block", ErrNotACredential, pemCredential)
+		}
+		if b.Type != pemCredential {
+			continue
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return Claims{}, fmt.Errorf("%w: %v", ErrNotACredential, err)
+		}
+		c, ok := claimsOf(cert)
+		if !ok {
+			return Claims{}, fmt.Errorf("%w: its certificate carries no claims", ErrNotACredential)
+		}
+		return c, nil
+	}
 }
 
 // Claims are what the credential says of its holder.

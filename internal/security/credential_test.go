@@ -31,6 +31,28 @@ func TestCredentialRoundTrip(t *testing.T) {
 	if d := time.Until(got.NotAfter); d < 59*time.Minute || d > time.Hour {
 		t.Fatalf("expires in %v, want an hour", d)
 	}
+	// A credential made under it names it, and its chain, in its own.
+	b2, err := k.Mint(Claims{Name: "alice's job", Chain: got.Under()}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := ParseCredential(b2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := c2.Claims().Lineage(); len(l) != 2 || l[1] != got.ID {
+		t.Fatalf("lineage %v, want its own ID and %s", l, got.ID)
+	}
+	long := Claims{ID: "x", Chain: make([]string, MaxChain)}
+	if u := long.Under(); len(u) != MaxChain || u[MaxChain-1] != "x" {
+		t.Fatalf("a full chain extended to %v", u)
+	}
+	if rc, err := ReadClaims(b2); err != nil || rc.ID != c2.Claims().ID {
+		t.Fatalf("ReadClaims: %+v, %v", rc, err)
+	}
+	if _, err := ReadClaims([]byte("not pem")); !errors.Is(err, ErrNotACredential) {
+		t.Fatalf("ReadClaims of junk: %v", err)
+	}
 	msg := []byte("greeting and preamble")
 	if claims, err := k.Verify(c.DER(), msg, c.Sign(msg)); err != nil || claims.ID != got.ID {
 		t.Fatalf("verify: %+v, %v", claims, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -27,6 +28,12 @@ func (s *Server) authorize(who caller, name, path string) error {
 	c := who.claims
 	if c == nil {
 		return nil
+	}
+	if e, ok := s.revocationOf(c); ok {
+		return s.denied(who, name, path, revokedReason(e))
+	}
+	if time.Now().After(c.NotAfter) { // an open connection outlives it
+		return s.denied(who, name, path, fmt.Sprintf("credential %s expired at %s", c.ID, c.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	if !known {
 		return s.denied(who, name, path, "the operation is not in the table of operations")

@@ -120,6 +120,7 @@ func (s *Server) newProcCred(path, name string, who caller) (*procCred, string, 
 	var until time.Time
 	if c := who.claims; c != nil {
 		claims.Role, claims.Selector, claims.Path, until = c.Role, c.Selector, c.Path, c.NotAfter
+		claims.Chain = c.Under()
 	}
 	if anchorfs.IsWorkerID(name) {
 		claims.Name, claims.Worker = "worker "+name, name
@@ -133,6 +134,9 @@ func (s *Server) newProcCred(path, name string, who caller) (*procCred, string, 
 		path: filepath.Join(dir, rand.Text()+".cred"),
 		make: func() ([]byte, error) {
 			l := life
+			if e, ok := s.revoked.Revoked(claims.Chain); ok {
+				return nil, fmt.Errorf("the credential of %s, which started the process, is revoked: %s", who.name(), revokedReason(e))
+			}
 			if !until.IsZero() {
 				if l = min(l, time.Until(until)); l <= 0 {
 					return nil, fmt.Errorf("the credential of %s, which started the process, has expired", who.name())

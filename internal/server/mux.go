@@ -63,8 +63,18 @@ func (s *Server) track(c net.Conn) bool {
 	if s.ctx.Err() != nil {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = nil
 	return true
+}
+
+// authenticated records the claims of the credential a tracked connection
+// authenticated with, so that its revocation closes it (onRevoked).
+func (s *Server) authenticated(c net.Conn, claims *security.Claims) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; ok {
+		s.conns[c] = claims
+	}
 }
 
 func (s *Server) untrack(c net.Conn) {
@@ -145,6 +155,15 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 		wire.WriteStatus(c, r)
 		return
 	}
+	if p.Claims != nil {
+		if e, ok := s.revocationOf(p.Claims); ok {
+			r := &wire.Refusal{Code: wire.CodeBadKey, Msg: "authentication failed: " + revokedReason(e)}
+			s.refused(c, r.Msg)
+			wire.WriteStatus(c, r)
+			return
+		}
+		s.authenticated(c, p.Claims)
+	}
 	if p.Target != 0 && p.Target != s.id {
 		if p.Kind == wire.KindGossip || p.Kind == wire.KindGossipWAN || p.Kind == wire.KindWatch || p.Hop > 0 {
 			wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnknownServer, Msg: "server " + p.Target.String() + " is not here (it left or restarted)"})
@@ -195,6 +214,7 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 			who.keyed = true
 			if claims, ok := security.PeerClaims(tc.ConnectionState()); ok {
 				who.claims = &claims
+				s.authenticated(c, &claims) // revoked: refused by every operation (authorize)
 			}
 		}
 		if p.Kind == wire.KindStream {

@@ -25,6 +25,7 @@ import (
 	"github.com/circuit-project/circuit/internal/label"
 	"github.com/circuit-project/circuit/internal/metrics"
 	"github.com/circuit-project/circuit/internal/oplog"
+	"github.com/circuit-project/circuit/internal/revocation"
 	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/wire"
 )
@@ -75,6 +76,7 @@ type Server struct {
 	started time.Time
 	log     *slog.Logger
 	ops     *oplog.Log
+	revoked *revocation.List // the cluster's revoked credentials (revoke.go)
 
 	ln      *net.TCPListener
 	cluster *cluster.Cluster
@@ -98,8 +100,10 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the server starts
 
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
+	mu sync.Mutex
+	// conns are the open connections, with the claims of the credential
+	// each authenticated with (nil for none, or not yet).
+	conns    map[net.Conn]*security.Claims
 	refusals refusalLog
 	unauth   unauthLimit
 	joins    joinTable // of servers announced by discovery
@@ -130,7 +134,7 @@ func Start(cfg Config) (s *Server, err error) {
 	}
 	s = &Server{
 		cfg: cfg, id: ident.NewID(), started: time.Now(),
-		conns: map[net.Conn]struct{}{}, done: make(chan struct{}), stopReq: make(chan struct{}),
+		conns: map[net.Conn]*security.Claims{}, done: make(chan struct{}), stopReq: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -142,6 +146,9 @@ func Start(cfg Config) (s *Server, err error) {
 		if s.lock, err = lockVar(cfg.VarDir); err != nil {
 			return s, err
 		}
+	}
+	if s.revoked, err = revocation.Open(cfg.VarDir); err != nil {
+		return s, err
 	}
 	fsRoot := "/"
 	if cfg.FSRoot != "" {
@@ -171,6 +178,7 @@ func Start(cfg Config) (s *Server, err error) {
 	s.url = ident.URL{Addr: adv.String(), PID: os.Getpid(), ID: s.id}
 	s.log = cfg.Logger.With("server", s.id.String())
 	s.ops = oplog.New(s.log)
+	s.revoked.Watch(s.onRevoked)
 	s.tree = anchor.NewTree(s.id)
 	binDir := ""
 	if cfg.VarDir != "" {
@@ -197,6 +205,7 @@ func Start(cfg Config) (s *Server, err error) {
 	s.cluster, err = cluster.New(cluster.Config{
 		ID: s.id, Advertise: adv, PID: os.Getpid(), Timing: cfg.Timing, Labels: cfg.Labels, DC: cfg.DC,
 		GossipKey: gossipKey, WANGossipKey: wanKey, UDP: udp, Logger: s.log, OnEvent: s.onMember,
+		Shared: sharedRevocations{s},
 		DialStream: func(ctx context.Context, addr string) (net.Conn, error) {
 			return wire.Dial(ctx, addr, wire.KindGossip, 0, cfg.Key.Auth())
 		},

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/internal/security"
+	"github.com/circuit-project/circuit/internal/testsupport"
 	"github.com/circuit-project/circuit/internal/testsupport/testcluster"
 )
 
@@ -158,20 +159,17 @@ func TestProcessWithCredential(t *testing.T) {
 	}
 }
 
-// TestCredentialRoles: circuit cred makes a private credential file with
-// the key alone; a read credential lists but may not start a process, and
-// the refusal names who, the role and the operation, with exit 5; bad
-// requests for a credential exit 2, saying what was wrong.
-func TestCredentialRoles(t *testing.T) {
-	cl := testcluster.Start(t, 2, testcluster.Options{Key: true})
-	dir := t.TempDir()
-	file := filepath.Join(dir, "alice.cred")
+// credFile runs circuit cred with args, its standard output a new file
+// open to all (cred makes it private), and returns the file.
+func credFile(t *testing.T, cl *testcluster.Cluster, args ...string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "c.cred")
 	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := exec.Command(cl.Bin, "cred", "-name", "alice", "-role", "read", "-ttl", "1h")
+	cmd := exec.Command(cl.Bin, append([]string{"cred"}, args...)...)
 	cmd.Env = append(os.Environ(), "CIRCUIT_HMAC="+cl.KeyFile)
 	cmd.Stdout = f
 	var stderr strings.Builder
@@ -182,6 +180,90 @@ func TestCredentialRoles(t *testing.T) {
 	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("the credential file: %v, %v; want mode 600", fi.Mode(), err)
 	}
+	return file
+}
+
+// TestRevokeCommand: circuit revoke with the built binary. A revoked
+// credential is refused by every server within 2 s, saying it was revoked
+// (an expired one says it expired); the list survives a restart in -var
+// and reaches a server that joins later; revoke -list shows it; bad
+// arguments exit 2 and a credential without role admin exits 5.
+func TestRevokeCommand(t *testing.T) {
+	cl := testcluster.Start(t, 2, testcluster.Options{Key: true})
+	varDir := t.TempDir()
+	kept := cl.StartServer("-j", cl.Servers[0].URL, "-var", varDir)
+	cl.WaitMembers(3)
+	alice := credFile(t, cl, "-name", "alice", "-role", "operate", "-ttl", "1h")
+	asAlice := []string{"CIRCUIT_HMAC=", "CIRCUIT_CRED=" + alice}
+	for _, s := range cl.Servers {
+		if r := cl.RunEnv(asAlice, "", "peek", "-d", s.URL, "/"+s.ID); r.Code != 0 {
+			t.Fatalf("peek as alice before revoking: %+v", r)
+		}
+	}
+	start := time.Now()
+	r := cl.Run("revoke", "-d", cl.Servers[0].URL, alice)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "(alice)") || !strings.Contains(r.Stdout, "listed by 3 of 3 servers") {
+		t.Fatalf("revoke: %+v", r)
+	}
+	for _, s := range cl.Servers {
+		r := cl.RunEnv(asAlice, "", "peek", "-d", s.URL, "/"+s.ID)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "was revoked at") {
+			t.Fatalf("peek as alice at %s after revoking: %+v; want refused as revoked", s.ID, r)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second+time.Second { // the revoke command's own start and exit, under -race, with the check of every server
+		t.Errorf("refused everywhere %v after revoke started", d)
+	}
+	id := strings.Fields(r.Stdout)[1]
+	if r := cl.Run("revoke", "-d", cl.Servers[1].URL, id); r.Code != 0 || !strings.HasPrefix(r.Stdout, "already revoked "+id) {
+		t.Errorf("revoking again by ID: %+v", r)
+	}
+	if r := cl.Run("revoke", "-list", "-d", cl.Servers[1].URL); r.Code != 0 || !strings.Contains(r.Stdout, id+"  alice") {
+		t.Errorf("revoke -list: %+v", r)
+	}
+	operator := credFile(t, cl, "-name", "bob", "-role", "operate")
+	if r := cl.RunEnv([]string{"CIRCUIT_HMAC=", "CIRCUIT_CRED=" + operator}, "", "revoke", "-d", cl.Servers[0].URL, strings.Repeat("ab", 16)); r.Code != 5 || !strings.Contains(r.Stderr, "it needs role admin") {
+		t.Errorf("revoke by an operator: %+v", r)
+	}
+	for _, args := range [][]string{{}, {"nothing-here"}, {"-list", id}} {
+		if r := cl.Run(append([]string{"revoke", "-d", cl.Servers[0].URL}, args...)...); r.Code != 2 {
+			t.Errorf("revoke %q: %+v; want exit 2", args, r)
+		}
+	}
+
+	// An expired credential is refused as expired.
+	brief := credFile(t, cl, "-name", "brief", "-role", "read", "-ttl", "1s")
+	testsupport.Eventually(t, 10*time.Second, func() error {
+		r := cl.RunEnv([]string{"CIRCUIT_HMAC=", "CIRCUIT_CRED=" + brief}, "", "peek", "-d", cl.Servers[0].URL, "/"+cl.Servers[0].ID)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "expired") {
+			return errors.New("not refused as expired: " + r.Stderr)
+		}
+		return nil
+	})
+
+	// The server with -var keeps the list across a restart, alone; a
+	// server that joins later gets it.
+	kept.Kill()
+	again := cl.StartServer("-var", varDir)
+	if r := cl.RunEnv(asAlice, "", "peek", "-d", again.URL, "/"+again.ID); !strings.Contains(r.Stderr, "was revoked at") {
+		t.Errorf("peek as alice at the restarted server: %+v; want refused as revoked", r)
+	}
+	late := cl.StartServer("-j", cl.Servers[1].URL)
+	testsupport.Eventually(t, 5*time.Second, func() error {
+		if r := cl.RunEnv(asAlice, "", "peek", "-d", late.URL, "/"+late.ID); !strings.Contains(r.Stderr, "was revoked at") {
+			return errors.New("a server that joined later serves alice: " + r.Stdout + r.Stderr)
+		}
+		return nil
+	})
+}
+
+// TestCredentialRoles: circuit cred makes a private credential file with
+// the key alone; a read credential lists but may not start a process, and
+// the refusal names who, the role and the operation, with exit 5; bad
+// requests for a credential exit 2, saying what was wrong.
+func TestCredentialRoles(t *testing.T) {
+	cl := testcluster.Start(t, 2, testcluster.Options{Key: true})
+	file := credFile(t, cl, "-name", "alice", "-role", "read", "-ttl", "1h")
 	asAlice := []string{"CIRCUIT_HMAC=", "CIRCUIT_CRED=" + file}
 	other := "/" + cl.Servers[1].ID
 	if r := cl.RunEnv(asAlice, "", "ls", "-d", cl.Servers[0].URL, "/..."); r.Code != 0 || !strings.Contains(r.Stdout, other+"\n") {
