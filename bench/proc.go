@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"time"
@@ -12,11 +13,33 @@ import (
 	"github.com/circuit-project/circuit/client"
 )
 
+// clientOptions dials addr as the CLI would from this environment: with the
+// key in $CIRCUIT_HMAC (which the servers read too), or else the
+// credential in $CIRCUIT_CRED (for servers keyed with -server-args "-hmac
+// FILE"), or else with neither.
+func clientOptions(addr string) (client.Options, error) {
+	opt := client.Options{Addr: addr}
+	if f := os.Getenv("CIRCUIT_HMAC"); f != "" {
+		key, err := os.ReadFile(f)
+		if err != nil {
+			return opt, err
+		}
+		opt.Key = key
+	} else {
+		opt.CredFile = os.Getenv("CIRCUIT_CRED")
+	}
+	return opt, nil
+}
+
 // twoServers starts two joined servers and returns a client dialled into the
 // first and the ID of the second, where the work runs.
 func (b *bench) twoServers() (*client.Client, string, error) {
 	return b.twoServersWith(func(addr string) (*client.Client, error) {
-		return client.Connect(context.Background(), client.Options{Addr: addr})
+		opt, err := clientOptions(addr)
+		if err != nil {
+			return nil, err
+		}
+		return client.Connect(context.Background(), opt)
 	})
 }
 

@@ -25,17 +25,13 @@ const exitArg = "-exit-at-once"
 // mkproc+wait launches of the same binary in the same run.
 func benchSpawn(b *bench) error {
 	ctx := context.Background()
-	// With $CIRCUIT_HMAC set, the servers (which read it too) and this
-	// client are keyed, and every worker gets a credential.
-	var key []byte
-	if f := os.Getenv("CIRCUIT_HMAC"); f != "" {
-		var err error
-		if key, err = os.ReadFile(f); err != nil {
-			return err
-		}
-	}
+	// Keyed (clientOptions), every worker gets a credential.
 	c, id, err := b.twoServersWith(func(addr string) (*client.Client, error) {
-		return circuit.Connect(ctx, client.Options{Addr: addr, Key: key})
+		opt, err := clientOptions(addr)
+		if err != nil {
+			return nil, err
+		}
+		return circuit.Connect(ctx, opt)
 	})
 	if err != nil {
 		return err

@@ -39,7 +39,7 @@ func (c *Client) CopyTo(ctx context.Context, local, server, remote string) error
 	if _, err := root.Lstat(base); err != nil {
 		return fmt.Errorf("cp %s: %w", local, err)
 	}
-	return c.put(ctx, server, remote, "put", func(w io.Writer) error { return filecopy.Pack(w, root, base) })
+	return c.put(ctx, server, remote, "put", func(w io.Writer) error { return filecopy.Pack(w, root, base, nil) })
 }
 
 // CopyTarTo writes the tar stream r into the directory remote on the
@@ -119,7 +119,7 @@ func (c *Client) CopyFrom(ctx context.Context, server, remote, local string) err
 		return err
 	}
 	return c.get(ctx, server, remote, func(r *filecopy.Reader) error {
-		return filecopy.Unpack(r, root, name, true, r.Drain)
+		return filecopy.Unpack(r, root, name, true, r.Drain, nil)
 	})
 }
 

@@ -110,7 +110,7 @@ func (c *Client) Run(ctx context.Context, cmd Cmd, opt RunOptions) ([]RunResult,
 	var idb [8]byte
 	rand.Read(idb[:])
 	runID := hex.EncodeToString(idb[:])
-	spec, err := json.Marshal(wire.RunSpec{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Dir: cmd.Dir, Stdin: opt.Stdin != nil, Timeout: opt.Timeout})
+	spec, err := json.Marshal(wire.RunSpec{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Dir: cmd.Dir, Stdin: opt.Stdin != nil, Timeout: opt.Timeout, Selector: opt.Selector})
 	if err != nil {
 		return nil, fmt.Errorf("run: %w", err)
 	}

@@ -34,6 +34,7 @@ const (
 	Server_Join_FullMethodName    = "/circuit.v1.Server/Join"
 	Server_Revoke_FullMethodName  = "/circuit.v1.Server/Revoke"
 	Server_Revoked_FullMethodName = "/circuit.v1.Server/Revoked"
+	Server_Log_FullMethodName     = "/circuit.v1.Server/Log"
 )
 
 // ServerClient is the client API for Server service.
@@ -59,6 +60,9 @@ type ServerClient interface {
 	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeReply, error)
 	// Revoked lists the server's copy of the revocation list.
 	Revoked(ctx context.Context, in *RevokedRequest, opts ...grpc.CallOption) (*RevokedReply, error)
+	// Log sends the server's recent operation records (who ran what), and
+	// with follow, every record made after them, until the client goes.
+	Log(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogRecord], error)
 }
 
 type serverClient struct {
@@ -149,6 +153,25 @@ func (c *serverClient) Revoked(ctx context.Context, in *RevokedRequest, opts ...
 	return out, nil
 }
 
+func (c *serverClient) Log(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogRecord], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Server_ServiceDesc.Streams[0], Server_Log_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[LogRequest, LogRecord]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Server_LogClient = grpc.ServerStreamingClient[LogRecord]
+
 // ServerServer is the server API for Server service.
 // All implementations must embed UnimplementedServerServer
 // for forward compatibility.
@@ -172,6 +195,9 @@ type ServerServer interface {
 	Revoke(context.Context, *RevokeRequest) (*RevokeReply, error)
 	// Revoked lists the server's copy of the revocation list.
 	Revoked(context.Context, *RevokedRequest) (*RevokedReply, error)
+	// Log sends the server's recent operation records (who ran what), and
+	// with follow, every record made after them, until the client goes.
+	Log(*LogRequest, grpc.ServerStreamingServer[LogRecord]) error
 	mustEmbedUnimplementedServerServer()
 }
 
@@ -205,6 +231,9 @@ func (UnimplementedServerServer) Revoke(context.Context, *RevokeRequest) (*Revok
 }
 func (UnimplementedServerServer) Revoked(context.Context, *RevokedRequest) (*RevokedReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Revoked not implemented")
+}
+func (UnimplementedServerServer) Log(*LogRequest, grpc.ServerStreamingServer[LogRecord]) error {
+	return status.Error(codes.Unimplemented, "method Log not implemented")
 }
 func (UnimplementedServerServer) mustEmbedUnimplementedServerServer() {}
 func (UnimplementedServerServer) testEmbeddedByValue()                {}
@@ -371,6 +400,17 @@ func _Server_Revoked_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Server_Log_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(LogRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ServerServer).Log(m, &grpc.GenericServerStream[LogRequest, LogRecord]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Server_LogServer = grpc.ServerStreamingServer[LogRecord]
+
 // Server_ServiceDesc is the grpc.ServiceDesc for Server service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -411,7 +451,13 @@ var Server_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Server_Revoked_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Log",
+			Handler:       _Server_Log_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "circuit.proto",
 }
 

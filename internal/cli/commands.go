@@ -14,6 +14,7 @@ func commands() []*command {
 		keygenCmd(),
 		credCmd(),
 		killCmd(),
+		logCmd(),
 		lsCmd(),
 		mkJoinCmd(),
 		mkLeaveCmd(),

@@ -28,9 +28,9 @@ import (
 const trimEvery = 5 * time.Second
 
 type startFlags struct {
-	addr, iface, bind, discover, hmac, varDir, timing, logLevel, fsRoot, dc string
-	join, labels                                                            multiFlag
-	docker, requireKey, noExec                                              bool
+	addr, iface, bind, discover, hmac, varDir, timing, logLevel, fsRoot, dc, audit string
+	join, labels                                                                   multiFlag
+	docker, requireKey, noExec                                                     bool
 
 	// the web console (console.go)
 	httpAddr  string
@@ -76,6 +76,7 @@ URL, ID, Addr (as advertised) and PID.`,
 			fs.BoolVar(&f.requireKey, "require-key", false, "refuse to start without a cluster key (also $CIRCUIT_REQUIRE_KEY=1, which the packaged unit and image set)")
 			fs.BoolVar(&f.docker, "docker", false, "allow container elements (mkdkr), through the Docker engine of this host")
 			fs.StringVar(&f.fsRoot, "fs-root", "", "confine circuit cp on this server to `DIR` (default: every path)")
+			fs.StringVar(&f.audit, "audit", "", "append every operation's records (who, from where, what, the outcome) to `FILE` as JSON lines; circuit log reads the recent ones")
 			fs.BoolVar(&f.noExec, "no-exec", false, "refuse every operation that starts a command (mkproc, run, exec, mkdkr, Spawn) to everyone, the key's holder included")
 			fs.StringVar(&f.varDir, "var", "", "state `DIR`: a lock against a second server, and circuit.log")
 			fs.StringVar(&f.timing, "timing", string(cluster.LAN), "failure-detection timers, `PRESET`: lan, or local for clusters on one machine")
@@ -137,7 +138,7 @@ func runStart(env *Env, inv *invocation) error {
 			return fmt.Errorf("-var: %w", err)
 		}
 	}
-	cfg := server.Config{Addr: f.addr, Iface: f.iface, Bind: f.bind, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker, FSRoot: f.fsRoot, DC: f.dc, Metrics: f.metrics, NoExec: f.noExec}
+	cfg := server.Config{Addr: f.addr, Iface: f.iface, Bind: f.bind, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker, FSRoot: f.fsRoot, DC: f.dc, Metrics: f.metrics, NoExec: f.noExec, Audit: f.audit}
 	if len(labels) > 0 {
 		cfg.Labels = labels
 	}

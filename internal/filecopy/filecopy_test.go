@@ -45,19 +45,27 @@ func openRoot(t *testing.T, dir string) *os.Root {
 func framed(t *testing.T, src, name string) []byte {
 	var buf bytes.Buffer
 	fw := NewWriter(&buf)
-	must(t, Pack(fw, openRoot(t, src), name))
+	must(t, Pack(fw, openRoot(t, src), name, nil))
 	must(t, fw.Close())
 	return buf.Bytes()
 }
 
 func unpackFramed(data []byte, root *os.Root, dest string) error {
 	fr := NewReader(bytes.NewReader(data))
-	return Unpack(fr, root, dest, true, fr.Drain)
+	return Unpack(fr, root, dest, true, fr.Drain, nil)
 }
 
 func TestRoundTrip(t *testing.T) {
 	src := tree(t)
 	data := framed(t, filepath.Dir(src), "src")
+	// Both ends count the same entries and the same bytes of files.
+	var packed, unpacked Tally
+	var buf bytes.Buffer
+	must(t, Pack(&buf, openRoot(t, filepath.Dir(src)), "src", &packed))
+	must(t, Unpack(&buf, openRoot(t, t.TempDir()), "copy", true, nil, &unpacked))
+	if packed != unpacked || packed.Entries < 3 || packed.Bytes == 0 {
+		t.Fatalf("packed %+v, unpacked %+v", packed, unpacked)
+	}
 	for _, tc := range []struct {
 		name, dest, want string // want: where the tree lands, under out
 	}{
@@ -107,7 +115,7 @@ func TestDamagedStreams(t *testing.T) {
 	corrupt := bytes.Clone(data)
 	corrupt[len(corrupt)/2] ^= 0xff // inside sub/b's bytes
 	var plain, failed bytes.Buffer
-	must(t, Pack(&plain, openRoot(t, filepath.Dir(src)), "src"))
+	must(t, Pack(&plain, openRoot(t, filepath.Dir(src)), "src", nil))
 	fw := NewWriter(&failed)
 	fw.Write(plain.Bytes()[:plain.Len()/2])
 	fw.Fail(errors.New("disk on fire"))
@@ -147,7 +155,7 @@ func TestConfined(t *testing.T) {
 	must(t, os.Symlink(outside, filepath.Join(top, "escape")))
 	root := openRoot(t, top)
 	// Reading through a link that leaves the root fails.
-	if err := Pack(io.Discard, root, "escape/secret"); err == nil {
+	if err := Pack(io.Discard, root, "escape/secret", nil); err == nil {
 		t.Fatal("packed a file outside the root")
 	}
 	// So does writing.
@@ -260,7 +268,7 @@ func TestLinkTargets(t *testing.T) {
 			must(t, os.MkdirAll(filepath.Join(out, tc.dest), 0o755))
 			target := strings.ReplaceAll(tc.target, "ROOT", filepath.Base(out))
 			fr := NewReader(bytes.NewReader(linkStream(t, target)))
-			err := Unpack(fr, openRoot(t, out), tc.dest, false, fr.Drain)
+			err := Unpack(fr, openRoot(t, out), tc.dest, false, fr.Drain, nil)
 			l := filepath.Join(out, tc.dest, "l")
 			if tc.ok {
 				must(t, err)
@@ -293,7 +301,7 @@ func TestLinkTargetsWholeFS(t *testing.T) {
 				dest, err := Rel(filepath.ToSlash(out))
 				must(t, err)
 				fr := NewReader(bytes.NewReader(linkStream(t, target)))
-				must(t, Unpack(fr, openRoot(t, top), dest, false, fr.Drain))
+				must(t, Unpack(fr, openRoot(t, top), dest, false, fr.Drain, nil))
 				if got, err := os.Readlink(filepath.Join(out, "l")); err != nil || got != target {
 					t.Errorf("link: %q %v, want %q", got, err, target)
 				}
@@ -367,7 +375,7 @@ func TestLinkThroughLinks(t *testing.T) {
 			if tc.existing["d"] != "" {
 				dest = "d" // the copy lands in the linked directory
 			}
-			err := Unpack(fr, openRoot(t, out), dest, false, fr.Drain)
+			err := Unpack(fr, openRoot(t, out), dest, false, fr.Drain, nil)
 			if tc.ok {
 				must(t, err)
 			} else if !errors.Is(err, errLinkLeavesRoot) {

@@ -34,19 +34,35 @@ func Rel(p string) (string, error) {
 // Pack writes name (a file, a symbolic link or a directory tree, in root)
 // as a tar stream to w. Entries are named after name's last element:
 // packing "srv/data" gives "data", "data/a", ...
-func Pack(w io.Writer, root *os.Root, name string) error {
+// Tally counts what a copy moved: its entries (files, directories,
+// links) and the bytes of its files.
+type Tally struct {
+	Entries, Bytes int64
+}
+
+func (t *Tally) add(hdr *tar.Header) {
+	if t == nil {
+		return
+	}
+	t.Entries++
+	if hdr.Typeflag == tar.TypeReg {
+		t.Bytes += hdr.Size
+	}
+}
+
+func Pack(w io.Writer, root *os.Root, name string, t *Tally) error {
 	tw := tar.NewWriter(w)
 	base := path.Base(name)
 	if name == "." {
 		base = "."
 	}
-	if err := packOne(tw, root, name, base); err != nil {
+	if err := packOne(tw, root, name, base, t); err != nil {
 		return err
 	}
 	return tw.Close()
 }
 
-func packOne(tw *tar.Writer, root *os.Root, name, entry string) error {
+func packOne(tw *tar.Writer, root *os.Root, name, entry string, t *Tally) error {
 	fi, err := root.Lstat(name)
 	if err != nil {
 		return err
@@ -73,6 +89,7 @@ func packOne(tw *tar.Writer, root *os.Root, name, entry string) error {
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
+	t.add(hdr)
 	switch {
 	case fi.Mode().IsRegular():
 		f, err := root.Open(name)
@@ -95,7 +112,7 @@ func packOne(tw *tar.Writer, root *os.Root, name, entry string) error {
 		}
 		slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 		for _, e := range entries {
-			if err := packOne(tw, root, path.Join(name, e.Name()), path.Join(entry, e.Name())); err != nil {
+			if err := packOne(tw, root, path.Join(name, e.Name()), path.Join(entry, e.Name()), t); err != nil {
 				return err
 			}
 		}
@@ -111,7 +128,7 @@ func packOne(tw *tar.Writer, root *os.Root, name, entry string) error {
 // rest of a framed stream, so that its checksum is checked); only then are
 // they renamed into place. On any error nothing is left under a final
 // name, though directories made on the way stay.
-func Unpack(r io.Reader, root *os.Root, dest string, rename bool, done func() error) (err error) {
+func Unpack(r io.Reader, root *os.Root, dest string, rename bool, done func() error, t *Tally) (err error) {
 	into := true
 	if fi, serr := root.Stat(dest); serr != nil || !fi.IsDir() {
 		if !rename {
@@ -156,6 +173,7 @@ func Unpack(r io.Reader, root *os.Root, dest string, rename bool, done func() er
 		if err := u.entry(hdr, tr, target); err != nil {
 			return err
 		}
+		t.add(hdr)
 	}
 	if done != nil {
 		if err := done(); err != nil {

@@ -26,7 +26,8 @@ const (
 	// commands, copying files, sending and receiving, spawning, killing.
 	Operate
 	// Admin adds what acts on the cluster itself: stopping a server,
-	// joining, and (issue 22) revocation and the keyring.
+	// joining, revocation, the keyring, and reading the records of who ran
+	// what.
 	Admin
 )
 
@@ -55,52 +56,57 @@ type Op struct {
 	// server started with -no-exec refuses it to everyone.
 	Exec bool
 	What string // what it is, for docs/CLI.md
+	// Audit names the facts of a request that its records carry besides
+	// its path: fields of the request message (proto names, dotted into
+	// nested messages, "cmd.args"), or of a stream's header and command.
+	Audit []string
 }
 
 // table is every operation, in the order docs/CLI.md lists them.
 var table = []Op{
-	{"Server.Info", Read, false, "a server's version and identity (version)"},
-	{"Server.Members", Read, false, "the cluster's members (every command, to find servers)"},
-	{"Server.List", Read, false, "list anchors (ls)"},
-	{"Server.Stack", Read, false, "a server's goroutine stacks (stk)"},
-	{"Anchor.Get", Read, false, "the kind of the element at an anchor"},
-	{"Anchor.Peek", Read, false, "peek at any element"},
-	{"Proc.Peek", Read, false, "peek at a process"},
-	{"Proc.Wait", Read, false, "wait for a process to exit (wait)"},
-	{"Chan.Peek", Read, false, "peek at a channel or subscription"},
-	{"Nameserver.Peek", Read, false, "peek at a DNS element"},
-	{"Docker.Peek", Read, false, "peek at a container"},
-	{"Docker.Wait", Read, false, "wait for a container to exit"},
-	{"Dirs.List", Read, false, "list the anchor file system"},
-	{"Binary.Stat", Read, false, "whether a server stores a binary (Spawn)"},
+	{"Server.Info", Read, false, "a server's version and identity (version)", nil},
+	{"Server.Members", Read, false, "the cluster's members (every command, to find servers)", nil},
+	{"Server.List", Read, false, "list anchors (ls)", nil},
+	{"Server.Stack", Read, false, "a server's goroutine stacks (stk)", nil},
+	{"Anchor.Get", Read, false, "the kind of the element at an anchor", nil},
+	{"Anchor.Peek", Read, false, "peek at any element", nil},
+	{"Proc.Peek", Read, false, "peek at a process", nil},
+	{"Proc.Wait", Read, false, "wait for a process to exit (wait)", nil},
+	{"Chan.Peek", Read, false, "peek at a channel or subscription", nil},
+	{"Nameserver.Peek", Read, false, "peek at a DNS element", nil},
+	{"Docker.Peek", Read, false, "peek at a container", nil},
+	{"Docker.Wait", Read, false, "wait for a container to exit", nil},
+	{"Dirs.List", Read, false, "list the anchor file system", nil},
+	{"Binary.Stat", Read, false, "whether a server stores a binary (Spawn)", nil},
 
-	{"Proc.Make", Operate, true, "start a process (mkproc, exec, Spawn)"},
-	{"Proc.Signal", Operate, false, "signal a process (signal, kill)"},
-	{"Proc.Resize", Operate, false, "resize a process's terminal (exec -t)"},
-	{"Docker.Make", Operate, true, "start a container (mkdkr)"},
-	{"Docker.Signal", Operate, false, "signal a container"},
-	{"Chan.Make", Operate, false, "make a channel or a subscription (mkchan, mk@join, mk@leave)"},
-	{"Chan.Send", Operate, false, "send on a channel (send)"},
-	{"Chan.Recv", Operate, false, "receive from a channel or subscription (recv): it consumes"},
-	{"Chan.Close", Operate, false, "close a channel (close)"},
-	{"Nameserver.Make", Operate, false, "make a DNS element (mkdns)"},
-	{"Nameserver.Set", Operate, false, "set a resource record (set)"},
-	{"Nameserver.Unset", Operate, false, "remove resource records (unset)"},
-	{"Anchor.Scrub", Operate, false, "remove an element (scrub)"},
-	{"Dirs.Kill", Operate, false, "kill the workers listed in a directory"},
-	{"Binary.Upload", Operate, false, "store a binary (Spawn)"},
-	{"Stream.stdin", Operate, false, "write a process's standard input (stdin)"},
-	{"Stream.stdout", Operate, false, "read a process's standard output (stdout): it consumes"},
-	{"Stream.stderr", Operate, false, "read a process's standard error (stderr): it consumes"},
-	{"Stream.run", Operate, true, "run a command and stream its output (run)"},
-	{"Stream.get", Operate, false, "copy files from a server (cp)"},
-	{"Stream.put", Operate, false, "copy a file to a server (cp)"},
-	{"Stream.puttar", Operate, false, "copy a tree to a server (cp -r)"},
+	{"Proc.Make", Operate, true, "start a process (mkproc, exec, Spawn)", []string{"cmd.path", "cmd.args", "cmd.dir", "cmd.dirs", "cmd.tty", "cmd.cred"}},
+	{"Proc.Signal", Operate, false, "signal a process (signal, kill)", []string{"signal"}},
+	{"Proc.Resize", Operate, false, "resize a process's terminal (exec -t)", []string{"rows", "cols"}},
+	{"Docker.Make", Operate, true, "start a container (mkdkr)", []string{"config.image", "config.path", "config.args", "config.dir", "config.volume"}},
+	{"Docker.Signal", Operate, false, "signal a container", []string{"signal"}},
+	{"Chan.Make", Operate, false, "make a channel or a subscription (mkchan, mk@join, mk@leave)", []string{"kind", "cap"}},
+	{"Chan.Send", Operate, false, "send on a channel (send)", nil},
+	{"Chan.Recv", Operate, false, "receive from a channel or subscription (recv): it consumes", nil},
+	{"Chan.Close", Operate, false, "close a channel (close)", nil},
+	{"Nameserver.Make", Operate, false, "make a DNS element (mkdns)", []string{"addr"}},
+	{"Nameserver.Set", Operate, false, "set a resource record (set)", []string{"record"}},
+	{"Nameserver.Unset", Operate, false, "remove resource records (unset)", []string{"name"}},
+	{"Anchor.Scrub", Operate, false, "remove an element (scrub)", nil},
+	{"Dirs.Kill", Operate, false, "kill the workers listed in a directory", []string{"recursive"}},
+	{"Binary.Upload", Operate, false, "store a binary (Spawn)", nil},
+	{"Stream.stdin", Operate, false, "write a process's standard input (stdin)", nil},
+	{"Stream.stdout", Operate, false, "read a process's standard output (stdout): it consumes", nil},
+	{"Stream.stderr", Operate, false, "read a process's standard error (stderr): it consumes", nil},
+	{"Stream.run", Operate, true, "run a command and stream its output (run)", []string{"cmd.path", "cmd.args", "cmd.dir", "selector"}},
+	{"Stream.get", Operate, false, "copy files from a server (cp)", []string{"file", "bytes"}},
+	{"Stream.put", Operate, false, "copy a file to a server (cp)", []string{"file", "bytes"}},
+	{"Stream.puttar", Operate, false, "copy a tree to a server (cp -r)", []string{"file", "bytes"}},
 
-	{"Server.Stop", Admin, false, "stop a server (suicide)"},
-	{"Server.Join", Admin, false, "join a server to another cluster (join)"},
-	{"Server.Revoke", Admin, false, "revoke a credential everywhere (revoke)"},
-	{"Server.Revoked", Admin, false, "list the revoked credentials (revoke -list)"},
+	{"Server.Stop", Admin, false, "stop a server (suicide)", nil},
+	{"Server.Join", Admin, false, "join a server to another cluster (join)", []string{"url"}},
+	{"Server.Revoke", Admin, false, "revoke a credential everywhere (revoke)", []string{"id", "name"}},
+	{"Server.Revoked", Admin, false, "list the revoked credentials (revoke -list)", nil},
+	{"Server.Log", Admin, false, "read a server's operation records, who ran what (log)", nil},
 }
 
 var byName = func() map[string]Op {

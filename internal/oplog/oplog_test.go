@@ -12,11 +12,11 @@ import (
 func TestSequenceIsLogOrder(t *testing.T) {
 	var buf bytes.Buffer
 	var mu sync.Mutex
-	l := New(slog.New(slog.NewJSONHandler(lockedWriter{&buf, &mu}, nil)))
+	l := New(slog.New(slog.NewJSONHandler(lockedWriter{&buf, &mu}, nil)), nil)
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Go(func() {
-			op := l.Begin("test.op", slog.String("path", "/X1/a"))
+			op, _ := l.Begin("test.op", Fields{Path: "/X1/a"})
 			op.End(errors.New("boom"))
 		})
 	}

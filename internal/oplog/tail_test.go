@@ -8,12 +8,12 @@ import (
 )
 
 func TestTail(t *testing.T) {
-	l := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if got := l.Tail(0, 10); len(got) != 0 {
 		t.Fatalf("empty log: Tail = %v", got)
 	}
 	for i := range TailSize + 44 {
-		op := l.Begin("test.op", slog.Int("i", i), slog.String("path", "/X1/a"))
+		op, _ := l.Begin("test.op", Fields{Path: "/X1/a", What: map[string]any{"i": i}})
 		if i%3 == 0 {
 			op.End(errors.New("boom"))
 		} else {
@@ -49,7 +49,7 @@ func TestTail(t *testing.T) {
 					t.Fatalf("entry %d op %q", i, e.Op)
 				}
 				i := int(seq - 1)
-				wantAttrs := "i=" + itoa(i) + " path=/X1/a"
+				wantAttrs := "path=/X1/a i=" + itoa(i)
 				if e.Attrs != wantAttrs {
 					t.Fatalf("entry %d attrs %q, want %q", seq, e.Attrs, wantAttrs)
 				}
@@ -66,10 +66,10 @@ func TestTail(t *testing.T) {
 
 // An End that comes after its entry left the ring changes nothing there.
 func TestTailLateEnd(t *testing.T) {
-	l := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	early := l.Begin("early")
+	l := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	early, _ := l.Begin("early", Fields{})
 	for range TailSize {
-		l.Begin("later")
+		l.Begin("later", Fields{})
 	}
 	early.End(errors.New("late failure"))
 	for _, e := range l.Tail(0, 0) {

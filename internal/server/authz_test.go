@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/anchorfs"
+	"github.com/circuit-project/circuit/internal/api"
 	"github.com/circuit-project/circuit/internal/label"
 	"github.com/circuit-project/circuit/internal/op"
 	"github.com/circuit-project/circuit/internal/security"
@@ -35,6 +38,29 @@ func TestTableCoversEveryOperation(t *testing.T) {
 	for _, o := range op.All() {
 		if !served[o.Name] && !strings.HasPrefix(o.Name, "Stream.") {
 			t.Errorf("%s is in the table but no method serves it", o.Name)
+		}
+	}
+	// Every fact the table records of a request is a field of it.
+	for _, o := range op.All() {
+		svc, method, _ := strings.Cut(o.Name, ".")
+		sd := api.File_circuit_proto.Services().ByName(protoreflect.Name(svc))
+		if sd == nil || len(o.Audit) == 0 {
+			continue
+		}
+		in := sd.Methods().ByName(protoreflect.Name(method)).Input()
+		for _, f := range o.Audit {
+			md := in
+			parts := strings.Split(f, ".")
+			for i, part := range parts {
+				fd := md.Fields().ByName(protoreflect.Name(part))
+				if fd == nil {
+					t.Errorf("%s records %q, which its request %s does not have", o.Name, f, in.FullName())
+					break
+				}
+				if i < len(parts)-1 {
+					md = fd.Message()
+				}
+			}
 		}
 	}
 	if want := []string{"stdin", "stdout", "stderr", "run", "get", "put", "puttar"}; !slices.Equal(op.Streams(), want) {

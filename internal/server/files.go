@@ -28,8 +28,21 @@ const refusalLinger = 5 * time.Second
 
 func isFileStream(name string) bool { return name == "put" || name == "puttar" || name == "get" }
 
-func (s *Server) serveFiles(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
-	refuse := func(err error) { refuseStream(conn, op, err) }
+func (s *Server) serveFiles(raw net.Conn, h wire.StreamHeader, op *oplog.Op) {
+	conn := raw
+	var tally filecopy.Tally
+	note := func() {
+		op.Note("entries", tally.Entries)
+		op.Note("bytes", tally.Bytes)
+	}
+	end := func(err error) {
+		note()
+		op.End(err)
+	}
+	refuse := func(err error) {
+		note()
+		refuseStream(conn, op, err)
+	}
 	if h.Path != "/"+s.id.String() {
 		refuse(fault.Errorf(fault.BadRequest, "files are copied through the server's own anchor /%s, not %s", s.id, h.Path))
 		return
@@ -41,31 +54,31 @@ func (s *Server) serveFiles(conn net.Conn, h wire.StreamHeader, op *oplog.Op) {
 	}
 	conn.SetDeadline(time.Time{})
 	if err := wire.WriteStatus(conn, nil); err != nil {
-		op.End(err)
+		end(err)
 		return
 	}
 	switch h.Stream {
 	case "get":
 		fw := filecopy.NewWriter(conn)
-		if err := filecopy.Pack(fw, s.files, name); err != nil {
+		if err := filecopy.Pack(fw, s.files, name, &tally); err != nil {
 			err = fmt.Errorf("cp from %s: %w", h.File, s.rootErr(err))
 			fw.Fail(err)
-			op.End(err)
+			end(err)
 			return
 		}
-		op.End(fw.Close())
+		end(fw.Close())
 	default:
 		fr := filecopy.NewReader(conn)
-		err := filecopy.Unpack(fr, s.files, name, h.Stream == "put", fr.Drain)
+		err := filecopy.Unpack(fr, s.files, name, h.Stream == "put", fr.Drain, &tally)
 		if err != nil {
-			refuse(fault.Errorf(fault.Remote, "cp to %s: %v", h.File, s.rootErr(err))) // op.End logs it
+			refuse(fault.Errorf(fault.Remote, "cp to %s: %v", h.File, s.rootErr(err))) // its End records it
 			// Read on for a moment, so that the client, perhaps still
 			// sending, reads the refusal before the connection resets.
 			conn.SetReadDeadline(time.Now().Add(refusalLinger))
 			io.Copy(io.Discard, conn)
 			return
 		}
-		op.End(wire.WriteStatus(conn, nil))
+		end(wire.WriteStatus(conn, nil))
 	}
 }
 

@@ -23,6 +23,9 @@ import (
 type caller struct {
 	keyed  bool
 	claims *security.Claims
+	// from is the address the request came from: the original client's,
+	// which a relay passes on (wire.Preamble.Origin); via is the relay's.
+	from, via string
 }
 
 // String names the caller as records and credentials do: "key", "anyone",

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -202,7 +201,10 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 	case wire.KindRPC, wire.KindStream:
 		footprint.Wake() // a request: all the Ps, if it was idle on one
 		conn := c
-		var who caller
+		who := caller{from: c.RemoteAddr().String()}
+		if p.Origin != "" { // a relay's preamble, under the key (or no key at all)
+			who.from, who.via = p.Origin, who.from
+		}
 		if s.cfg.Key != nil {
 			tc := tls.Server(c, s.cfg.Key.ServerTLS())
 			if err := tc.HandshakeContext(s.ctx); err != nil {
@@ -251,13 +253,30 @@ func (s *Server) serveStream(conn net.Conn, who caller) {
 		}
 		return
 	}
-	op := s.ops.Begin("Stream."+h.Stream, slog.String("path", h.Path), slog.String("from", conn.RemoteAddr().String()), slog.String("who", who.String()))
-	if _, ok := ops.Lookup("Stream." + h.Stream); !ok {
+	name := "Stream." + h.Stream
+	f := who.fields(h.Path)
+	var run *runStart
+	switch {
+	case h.Stream == "run":
+		// Its command comes first: the record names it.
+		run = readRunSpec(conn)
+		if run.spec != nil {
+			f.What = runWhat(run.spec)
+		}
+	case isFileStream(h.Stream) && h.File != "":
+		f.What = map[string]any{"file": h.File}
+	}
+	op, err := s.ops.Begin(name, f)
+	if err != nil {
+		refuseStream(conn, op, fault.New(fault.Precondition, err.Error()))
+		return
+	}
+	if _, ok := ops.Lookup(name); !ok {
 		refuseStream(conn, op, fault.Errorf(fault.BadRequest, "no stream %q: the streams are %s", h.Stream, strings.Join(ops.Streams(), ", ")))
 		return
 	}
 	conn = s.metrics.CountStream(conn, h.Stream) // conn itself with metrics off
-	if err := s.permit(who, "Stream."+h.Stream, h.Path); err != nil {
+	if err := s.permit(who, name, h.Path); err != nil {
 		refuseStream(conn, op, err)
 		return
 	}
@@ -265,10 +284,11 @@ func (s *Server) serveStream(conn net.Conn, who caller) {
 		s.serveFiles(conn, h, op)
 		return
 	}
-	if h.Stream == "run" {
-		s.serveRun(conn, h, op, who)
+	if run != nil {
+		s.serveRun(conn, run, h, op, who)
 		return
 	}
+	defer op.End(nil) // a refusal below ends it first: End records once
 	refuse := func(err error) { refuseStream(conn, op, err) }
 	p, e, err := s.element(h.Path)
 	if pe, ok := e.(*procElement); h.Serial != 0 && (err != nil || !ok || pe.serial != h.Serial) {
@@ -397,7 +417,7 @@ func (s *Server) relay(c net.Conn, p wire.Preamble, release func()) {
 		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnknownServer, Msg: "server " + p.Target.String() + " is not at " + m.Addr + " (" + g.ID.String() + " answers there)"})
 		return
 	}
-	if _, err := up.Write(wire.NewPreamble(p.Kind, p.Target, p.Hop+1, g, s.cfg.Key.Auth()).Bytes()); err != nil {
+	if _, err := up.Write(wire.NewRelayPreamble(p.Kind, p.Target, p.Hop+1, g, s.cfg.Key.Auth(), c.RemoteAddr().String()).Bytes()); err != nil {
 		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnreachable, Msg: "relaying to " + p.Target.String() + ": " + err.Error()})
 		return
 	}

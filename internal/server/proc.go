@@ -18,6 +18,7 @@ import (
 	"github.com/circuit-project/circuit/internal/element/stdio"
 	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/kind"
+	"github.com/circuit-project/circuit/internal/oplog"
 )
 
 // procElement is a process attached to an anchor.
@@ -29,6 +30,9 @@ type procElement struct {
 	// file system (Cmd.Dirs); unlisted is closed once its files are gone.
 	worker   string
 	unlisted chan struct{}
+	// op is the operation that started it, under whose number its exit
+	// is recorded; nil for none.
+	op *oplog.Op
 }
 
 // tomb keeps the final status of processes removed by Cmd.Scrub, so that a
@@ -168,16 +172,16 @@ func (s *Server) procAt(raw string) (*procElement, error) {
 }
 
 func (v *procService) Make(ctx context.Context, req *api.MakeProcRequest) (*api.ProcStat, error) {
-	pe, err := v.s.makeProc(req.GetPath(), cmdFromAPI(req.GetCmd()), callerOf(ctx))
+	pe, err := v.s.makeProc(req.GetPath(), cmdFromAPI(req.GetCmd()), callerOf(ctx), opOf(ctx))
 	if err != nil {
 		return nil, err
 	}
 	return toProcStat(pe.Peek(), pe.serial), nil
 }
 
-// makeProc starts a process for who and attaches it at the local path raw.
-// Its errors are gRPC statuses.
-func (s *Server) makeProc(raw string, c proc.Cmd, who caller) (*procElement, error) {
+// makeProc starts a process for who and attaches it at the local path raw;
+// its exit is recorded under op's number. Its errors are gRPC statuses.
+func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op) (*procElement, error) {
 	p, err := s.localPath(raw)
 	if err != nil {
 		return nil, err
@@ -229,7 +233,7 @@ func (s *Server) makeProc(raw string, c proc.Cmd, who caller) (*procElement, err
 		release(nil)
 		return nil, fault.Errorf(fault.Remote, "starting %s: %v", c.Path, err)
 	}
-	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{})}
+	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{}), op: op}
 	if err := release(pe); err != nil {
 		pr.Scrub()
 		unlist()
@@ -285,6 +289,9 @@ func (s *Server) reap(elems []string, pe *procElement) {
 	}
 	close(pe.unlisted)
 	st := pe.Peek()
+	if pe.op != nil {
+		pe.op.Exited(exitWhat(st.ExitCode, st.Signal, st.Exit))
+	}
 	if !st.Cmd.Scrub {
 		s.tomb.put(pe.path, pe.serial, st, nil) // if scrubbed later, a Wait by serial still answers
 		return

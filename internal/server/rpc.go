@@ -2,13 +2,11 @@ package server
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"runtime"
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/peer"
 
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/api"
@@ -34,30 +32,27 @@ func reqPath(req any) string {
 	return ""
 }
 
-func opAttrs(ctx context.Context, path string) []slog.Attr {
-	var attrs []slog.Attr
-	if path != "" {
-		attrs = append(attrs, slog.String("path", path))
-	}
-	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
-		attrs = append(attrs, slog.String("from", pr.Addr.String()))
-	}
-	return append(attrs, slog.String("who", callerOf(ctx).String()))
-}
-
 // unaryOp numbers and logs every unary operation (package oplog), and
 // counts and times it when metrics are on.
 func (s *Server) unaryOp(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	footprint.Wake()
 	name, start := opName(info.FullMethod), s.metrics.Now()
 	path := reqPath(req)
-	op := s.ops.Begin(name, opAttrs(ctx, path)...)
-	if err := s.permit(callerOf(ctx), name, path); err != nil {
+	who := callerOf(ctx)
+	f := who.fields(path)
+	f.What = requestWhat(name, req)
+	op, err := s.ops.Begin(name, f)
+	if err != nil {
+		err = fault.New(fault.Precondition, err.Error())
+	} else {
+		err = s.permit(who, name, path)
+	}
+	if err != nil {
 		op.End(err)
 		s.metrics.Operation(name, start, err)
 		return nil, err
 	}
-	resp, err := h(ctx, req)
+	resp, err := h(withOp(ctx, op), req)
 	op.End(err)
 	s.metrics.Operation(name, start, err)
 	return resp, err
@@ -68,8 +63,12 @@ func (s *Server) unaryOp(ctx context.Context, req any, info *grpc.UnaryServerInf
 func (s *Server) streamOp(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	footprint.Wake()
 	name, start := opName(info.FullMethod), s.metrics.Now()
-	op := s.ops.Begin(name, opAttrs(ss.Context(), "")...)
-	ss, err := s.authorizeStream(ss.Context(), ss, name)
+	op, err := s.ops.Begin(name, callerOf(ss.Context()).fields(""))
+	if err != nil {
+		err = fault.New(fault.Precondition, err.Error())
+	} else {
+		ss, err = s.authorizeStream(ss.Context(), ss, name)
+	}
 	if err == nil {
 		err = s.check(name, "")
 	}

@@ -26,9 +26,19 @@ const runLinger = 5 * time.Second
 // h.Path with Cmd.Scrub, sends its output and its exit as frames, and
 // feeds it the client's stdin frames. A client that goes away before the
 // exit frame takes the process with it.
-func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op, who caller) {
-	r := bufio.NewReader(conn)
-	tag, b, _, err := wire.ReadFrame(r, nil)
+// runStart is the start of a run stream: its reader and its command, or
+// what was wrong with it.
+type runStart struct {
+	r    *bufio.Reader
+	spec *wire.RunSpec
+	err  error
+}
+
+// readRunSpec reads the command that begins a run stream (its header read
+// already). The connection's deadline bounds it.
+func readRunSpec(conn net.Conn) *runStart {
+	rs := &runStart{r: bufio.NewReader(conn)}
+	tag, b, _, err := wire.ReadFrame(rs.r, nil)
 	var spec *wire.RunSpec
 	if err == nil && tag == wire.FrameSpec {
 		err = json.Unmarshal(b, &spec)
@@ -38,11 +48,37 @@ func (s *Server) serveRun(conn net.Conn, h wire.StreamHeader, op *oplog.Op, who 
 		if err != nil {
 			msg += ": " + err.Error()
 		}
-		s.refused(conn, msg)
-		refuseStream(conn, op, fault.New(fault.BadRequest, msg))
+		rs.err = fault.New(fault.BadRequest, msg)
+		return rs
+	}
+	rs.spec = spec
+	return rs
+}
+
+// runWhat is what a run's records say of its command: the fields the table
+// of operations names for Stream.run.
+func runWhat(spec *wire.RunSpec) map[string]any {
+	w := map[string]any{"cmd.path": spec.Path}
+	if len(spec.Args) > 0 {
+		w["cmd.args"] = spec.Args
+	}
+	if spec.Dir != "" {
+		w["cmd.dir"] = spec.Dir
+	}
+	if spec.Selector != "" {
+		w["selector"] = spec.Selector
+	}
+	return w
+}
+
+func (s *Server) serveRun(conn net.Conn, rs *runStart, h wire.StreamHeader, op *oplog.Op, who caller) {
+	if rs.err != nil {
+		s.refused(conn, rs.err.Error())
+		refuseStream(conn, op, rs.err)
 		return
 	}
-	pe, err := s.makeProc(h.Path, proc.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin}, who)
+	r, spec := rs.r, rs.spec
+	pe, err := s.makeProc(h.Path, proc.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin}, who, op)
 	if err != nil {
 		refuseStream(conn, op, err)
 		return

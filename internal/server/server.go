@@ -66,6 +66,9 @@ type Config struct {
 	// (package op: mkproc, run, exec, mkdkr, Spawn) to everyone, the key's
 	// holder included.
 	NoExec bool
+	// Audit (-audit FILE), when set, is the file the server appends every
+	// operation's records to, as JSON lines (package oplog: audit.go).
+	Audit string
 }
 
 // Server is one running circuit server.
@@ -76,6 +79,7 @@ type Server struct {
 	started time.Time
 	log     *slog.Logger
 	ops     *oplog.Log
+	audit   *oplog.Audit     // nil without Config.Audit
 	revoked *revocation.List // the cluster's revoked credentials (revoke.go)
 
 	ln      *net.TCPListener
@@ -150,6 +154,11 @@ func Start(cfg Config) (s *Server, err error) {
 	if s.revoked, err = revocation.Open(cfg.VarDir); err != nil {
 		return s, err
 	}
+	if cfg.Audit != "" {
+		if s.audit, err = oplog.OpenAudit(cfg.Audit); err != nil {
+			return s, err
+		}
+	}
 	fsRoot := "/"
 	if cfg.FSRoot != "" {
 		fsRoot = cfg.FSRoot
@@ -177,7 +186,7 @@ func Start(cfg Config) (s *Server, err error) {
 	adv := &net.TCPAddr{IP: ip, Port: ln.Addr().(*net.TCPAddr).Port}
 	s.url = ident.URL{Addr: adv.String(), PID: os.Getpid(), ID: s.id}
 	s.log = cfg.Logger.With("server", s.id.String())
-	s.ops = oplog.New(s.log)
+	s.ops = oplog.New(s.log, s.audit)
 	s.revoked.Watch(s.onRevoked)
 	s.tree = anchor.NewTree(s.id)
 	binDir := ""
@@ -426,6 +435,11 @@ func (s *Server) Stop() {
 		}
 		if s.log != nil {
 			s.log.Info("stopped", "ops", s.ops.Last())
+		}
+		if s.audit != nil {
+			if err := s.audit.Close(); err != nil {
+				s.cfg.Logger.Error("closing the audit file", "err", err)
+			}
 		}
 		if s.lock != nil {
 			s.lock.Close()

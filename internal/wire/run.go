@@ -32,6 +32,9 @@ type RunSpec struct {
 	// when the client cannot be heard (stdin the process does not read
 	// blocks the connection's reader).
 	Timeout time.Duration `json:",omitempty"`
+	// Selector is the label selector that chose the servers (circuit run
+	// -l), for the servers' records only.
+	Selector string `json:",omitempty"`
 }
 
 // RunExit is the payload of the last frame of a run stream.

@@ -69,6 +69,9 @@ const (
 	oldMagic  = "CIR1"
 	flagKeyed = 1
 	flagCred  = 2 // with flagKeyed: the proof is a credential's
+	// flagOrigin: a relay's preamble names the original dialler's address
+	// (a byte of length, then the address) after the preamble.
+	flagOrigin = 4
 
 	// GreetingLen is the size of a greeting: magic, flags, server ID,
 	// challenge.
@@ -145,10 +148,17 @@ type Preamble struct {
 	Cred bool
 	// Claims are the credential's, once Check has accepted it.
 	Claims *security.Claims
+	// Origin is, in a relay's preamble, the address of the dialler whose
+	// connection it relays, covered by the relay's MAC: the target's
+	// records name who asked from where, not the relay.
+	Origin string
 	raw    [PreambleLen]byte
 	cert   []byte
 	sig    []byte
 }
+
+// MaxOriginLen bounds a relayed preamble's origin address.
+const MaxOriginLen = 64
 
 // MaxCertLen bounds the certificate a credential's preamble carries.
 const MaxCertLen = 4096
@@ -156,12 +166,28 @@ const MaxCertLen = 4096
 // NewPreamble builds a preamble in answer to greeting g, signed by auth
 // (nil: no key).
 func NewPreamble(kind Kind, target ident.ID, hop uint8, g Greeting, auth security.Auth) Preamble {
-	p := Preamble{Kind: kind, Target: target, Hop: hop, Keyed: auth != nil}
+	return newPreamble(kind, target, hop, g, auth, "")
+}
+
+// NewRelayPreamble builds the preamble with which a relay (hop above 0)
+// passes on a connection from the dialler at origin.
+func NewRelayPreamble(kind Kind, target ident.ID, hop uint8, g Greeting, auth security.Auth, origin string) Preamble {
+	if len(origin) > MaxOriginLen {
+		origin = ""
+	}
+	return newPreamble(kind, target, hop, g, auth, origin)
+}
+
+func newPreamble(kind Kind, target ident.ID, hop uint8, g Greeting, auth security.Auth, origin string) Preamble {
+	p := Preamble{Kind: kind, Target: target, Hop: hop, Keyed: auth != nil, Origin: origin}
 	b := p.raw[:]
 	copy(b, magic)
 	b[4] = byte(kind)
 	if auth != nil {
 		b[5] = flagKeyed
+	}
+	if origin != "" {
+		b[5] |= flagOrigin
 	}
 	b[hopOffset] = hop
 	binary.BigEndian.PutUint64(b[7:15], uint64(target))
@@ -173,20 +199,21 @@ func NewPreamble(kind Kind, target ident.ID, hop uint8, g Greeting, auth securit
 		copy(b[macOffset:], sign(p.signed(g)))
 		return p
 	}
-	p.Cred, p.cert = true, cert
-	b[5] |= flagCred
+	p.Cred, p.cert, p.Origin = true, cert, ""
+	b[5] = b[5]&^flagOrigin | flagCred // a credential relays nothing
 	p.sig = sign(p.signed(g))
 	return p
 }
 
 // signed is what the MAC or signature covers: the greeting answered (the
 // server's ID and challenge), the whole preamble before the MAC and, with a
-// credential, its certificate.
+// credential, its certificate, or from a relay, the origin.
 func (p *Preamble) signed(g Greeting) []byte {
-	s := make([]byte, 0, GreetingLen+macOffset+len(p.cert))
+	s := make([]byte, 0, GreetingLen+macOffset+len(p.cert)+len(p.Origin))
 	s = append(s, g.raw[:]...)
 	s = append(s, p.raw[:macOffset]...)
-	return append(s, p.cert...)
+	s = append(s, p.cert...)
+	return append(s, p.Origin...)
 }
 
 // ErrBadPreamble is wrapped by errors about malformed preambles.
@@ -210,13 +237,30 @@ func ReadPreamble(r io.Reader) (Preamble, error) {
 	if !p.Kind.valid() {
 		return p, fmt.Errorf("%w: unknown kind %q", ErrBadPreamble, b[4])
 	}
-	if b[5]&^(flagKeyed|flagCred) != 0 || b[5] == flagCred {
+	if b[5]&^(flagKeyed|flagCred|flagOrigin) != 0 || b[5]&(flagKeyed|flagCred) == flagCred || b[5]&(flagCred|flagOrigin) == flagCred|flagOrigin {
 		return p, fmt.Errorf("%w: unknown flags %#x", ErrBadPreamble, b[5])
 	}
 	p.Keyed = b[5]&flagKeyed != 0
 	p.Cred = b[5]&flagCred != 0
 	p.Hop = b[hopOffset]
 	p.Target = ident.ID(binary.BigEndian.Uint64(b[7:15]))
+	if b[5]&flagOrigin != 0 {
+		if p.Hop == 0 {
+			return p, fmt.Errorf("%w: an origin from a dialler that is no relay", ErrBadPreamble)
+		}
+		var n [1]byte
+		if _, err := io.ReadFull(r, n[:]); err != nil {
+			return p, fmt.Errorf("reading preamble's origin: %w", err)
+		}
+		if n[0] == 0 || n[0] > MaxOriginLen {
+			return p, fmt.Errorf("%w: an origin of %d bytes (limit %d)", ErrBadPreamble, n[0], MaxOriginLen)
+		}
+		o := make([]byte, n[0])
+		if _, err := io.ReadFull(r, o); err != nil {
+			return p, fmt.Errorf("reading preamble's origin: %w", err)
+		}
+		p.Origin = string(o)
+	}
 	if !p.Cred {
 		return p, nil
 	}
@@ -241,6 +285,9 @@ func ReadPreamble(r io.Reader) (Preamble, error) {
 
 // Bytes is the preamble as sent.
 func (p Preamble) Bytes() []byte {
+	if p.Origin != "" {
+		return append(append(p.raw[:], byte(len(p.Origin))), p.Origin...)
+	}
 	if !p.Cred {
 		return p.raw[:]
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,6 +151,45 @@ func TestTamperedPreambleRefused(t *testing.T) {
 	}
 }
 
+// TestRelayOrigin: a relay's preamble carries the original dialler's
+// address under its MAC: it survives the wire, a changed byte of it is
+// refused, and a dialler that is no relay (hop 0) cannot name one.
+func TestRelayOrigin(t *testing.T) {
+	k := key(t, "the cluster")
+	g := NewGreeting(42, true)
+	p := NewRelayPreamble(KindStream, 42, 1, g, k, "10.0.0.9:41234")
+	got, err := ReadPreamble(bytes.NewReader(p.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := got.Check(g, k); r != nil || got.Origin != "10.0.0.9:41234" {
+		t.Fatalf("relayed preamble: %v, origin %q", r, got.Origin)
+	}
+	b := p.Bytes()
+	for i := PreambleLen + 1; i < len(b); i++ {
+		c := append([]byte{}, b...)
+		c[i] ^= 1
+		got, err := ReadPreamble(bytes.NewReader(c))
+		if err != nil {
+			continue
+		}
+		if r := got.Check(g, k); r == nil {
+			t.Errorf("an origin with byte %d changed passed as %q", i, got.Origin)
+		}
+	}
+	unkeyed := NewRelayPreamble(KindRPC, 42, 1, g, nil, "127.0.0.1:1")
+	if got, err := ReadPreamble(bytes.NewReader(unkeyed.Bytes())); err != nil || got.Origin != "127.0.0.1:1" {
+		t.Fatalf("unkeyed relayed preamble: %+v, %v", got, err)
+	}
+	fake := NewRelayPreamble(KindRPC, 42, 0, g, k, "10.0.0.9:1")
+	if _, err := ReadPreamble(bytes.NewReader(fake.Bytes())); !errors.Is(err, ErrBadPreamble) {
+		t.Fatalf("an origin at hop 0: %v", err)
+	}
+	if p := NewRelayPreamble(KindRPC, 42, 1, g, k, strings.Repeat("x", MaxOriginLen+1)); p.Origin != "" {
+		t.Fatal("an origin over the limit was sent")
+	}
+}
+
 // TestReplayRefused: a preamble captured on one connection, sent on
 // another (a new greeting, so a new challenge), is refused, for every kind;
 // also on another server.
@@ -239,11 +279,12 @@ func FuzzReadPreamble(f *testing.F) {
 	f.Add(NewPreamble(KindRPC, 7, 0, g, nil).Bytes())
 	f.Add(NewPreamble(KindStream, 0, 0, g, k).Bytes())
 	f.Add(NewPreamble(KindRPC, 0, 0, g, credential(f, k, "alice")).Bytes())
+	f.Add(NewRelayPreamble(KindStream, 7, 1, g, k, "10.1.2.3:4567").Bytes())
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
 		p, err := ReadPreamble(r)
-		if read := len(b) - r.Len(); read > PreambleLen+2+MaxCertLen+64 {
+		if read := len(b) - r.Len(); read > PreambleLen+2+MaxCertLen+64+1+MaxOriginLen {
 			t.Fatalf("read %d bytes", read)
 		}
 		if err != nil {
