@@ -1035,6 +1035,170 @@ func (x *LogRecord) GetJson() []byte {
 	return nil
 }
 
+type KeyringRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // "list", "install", "use" or "remove"
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`       // install: the key's text, as key files hold it
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`         // use, remove: the key's ID (circuit keyring -list)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyringRequest) Reset() {
+	*x = KeyringRequest{}
+	mi := &file_circuit_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyringRequest) ProtoMessage() {}
+
+func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyringRequest.ProtoReflect.Descriptor instead.
+func (*KeyringRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *KeyringRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *KeyringRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KeyringRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type KeyringKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	InUse         bool                   `protobuf:"varint,2,opt,name=in_use,json=inUse,proto3" json:"in_use,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyringKey) Reset() {
+	*x = KeyringKey{}
+	mi := &file_circuit_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyringKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyringKey) ProtoMessage() {}
+
+func (x *KeyringKey) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyringKey.ProtoReflect.Descriptor instead.
+func (*KeyringKey) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *KeyringKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *KeyringKey) GetInUse() bool {
+	if x != nil {
+		return x.InUse
+	}
+	return false
+}
+
+type KeyringReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changed       bool                   `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"` // false when it was so already
+	Keys          []*KeyringKey          `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`        // the ring afterwards, the key in use first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyringReply) Reset() {
+	*x = KeyringReply{}
+	mi := &file_circuit_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyringReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyringReply) ProtoMessage() {}
+
+func (x *KeyringReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyringReply.ProtoReflect.Descriptor instead.
+func (*KeyringReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *KeyringReply) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *KeyringReply) GetKeys() []*KeyringKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 type RevokedRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1043,7 +1207,7 @@ type RevokedRequest struct {
 
 func (x *RevokedRequest) Reset() {
 	*x = RevokedRequest{}
-	mi := &file_circuit_proto_msgTypes[19]
+	mi := &file_circuit_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1219,7 @@ func (x *RevokedRequest) String() string {
 func (*RevokedRequest) ProtoMessage() {}
 
 func (x *RevokedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[19]
+	mi := &file_circuit_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1232,7 @@ func (x *RevokedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedRequest.ProtoReflect.Descriptor instead.
 func (*RevokedRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{19}
+	return file_circuit_proto_rawDescGZIP(), []int{22}
 }
 
 type RevokedReply struct {
@@ -1080,7 +1244,7 @@ type RevokedReply struct {
 
 func (x *RevokedReply) Reset() {
 	*x = RevokedReply{}
-	mi := &file_circuit_proto_msgTypes[20]
+	mi := &file_circuit_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1256,7 @@ func (x *RevokedReply) String() string {
 func (*RevokedReply) ProtoMessage() {}
 
 func (x *RevokedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[20]
+	mi := &file_circuit_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1269,7 @@ func (x *RevokedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedReply.ProtoReflect.Descriptor instead.
 func (*RevokedReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{20}
+	return file_circuit_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevokedReply) GetRevocations() []*Revocation {
@@ -1124,7 +1288,7 @@ type PathRequest struct {
 
 func (x *PathRequest) Reset() {
 	*x = PathRequest{}
-	mi := &file_circuit_proto_msgTypes[21]
+	mi := &file_circuit_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1300,7 @@ func (x *PathRequest) String() string {
 func (*PathRequest) ProtoMessage() {}
 
 func (x *PathRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[21]
+	mi := &file_circuit_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1313,7 @@ func (x *PathRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathRequest.ProtoReflect.Descriptor instead.
 func (*PathRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{21}
+	return file_circuit_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PathRequest) GetPath() string {
@@ -1168,7 +1332,7 @@ type GetReply struct {
 
 func (x *GetReply) Reset() {
 	*x = GetReply{}
-	mi := &file_circuit_proto_msgTypes[22]
+	mi := &file_circuit_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1344,7 @@ func (x *GetReply) String() string {
 func (*GetReply) ProtoMessage() {}
 
 func (x *GetReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[22]
+	mi := &file_circuit_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1357,7 @@ func (x *GetReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReply.ProtoReflect.Descriptor instead.
 func (*GetReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{22}
+	return file_circuit_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetReply) GetKind() string {
@@ -1211,7 +1375,7 @@ type ScrubReply struct {
 
 func (x *ScrubReply) Reset() {
 	*x = ScrubReply{}
-	mi := &file_circuit_proto_msgTypes[23]
+	mi := &file_circuit_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1387,7 @@ func (x *ScrubReply) String() string {
 func (*ScrubReply) ProtoMessage() {}
 
 func (x *ScrubReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[23]
+	mi := &file_circuit_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1400,7 @@ func (x *ScrubReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrubReply.ProtoReflect.Descriptor instead.
 func (*ScrubReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{23}
+	return file_circuit_proto_rawDescGZIP(), []int{26}
 }
 
 type PeekReply struct {
@@ -1260,7 +1424,7 @@ type PeekReply struct {
 
 func (x *PeekReply) Reset() {
 	*x = PeekReply{}
-	mi := &file_circuit_proto_msgTypes[24]
+	mi := &file_circuit_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1436,7 @@ func (x *PeekReply) String() string {
 func (*PeekReply) ProtoMessage() {}
 
 func (x *PeekReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[24]
+	mi := &file_circuit_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1449,7 @@ func (x *PeekReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeekReply.ProtoReflect.Descriptor instead.
 func (*PeekReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{24}
+	return file_circuit_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PeekReply) GetKind() string {
@@ -1427,7 +1591,7 @@ type Cmd struct {
 
 func (x *Cmd) Reset() {
 	*x = Cmd{}
-	mi := &file_circuit_proto_msgTypes[25]
+	mi := &file_circuit_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1603,7 @@ func (x *Cmd) String() string {
 func (*Cmd) ProtoMessage() {}
 
 func (x *Cmd) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[25]
+	mi := &file_circuit_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1616,7 @@ func (x *Cmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cmd.ProtoReflect.Descriptor instead.
 func (*Cmd) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{25}
+	return file_circuit_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Cmd) GetPath() string {
@@ -1549,7 +1713,7 @@ type MakeProcRequest struct {
 
 func (x *MakeProcRequest) Reset() {
 	*x = MakeProcRequest{}
-	mi := &file_circuit_proto_msgTypes[26]
+	mi := &file_circuit_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1725,7 @@ func (x *MakeProcRequest) String() string {
 func (*MakeProcRequest) ProtoMessage() {}
 
 func (x *MakeProcRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[26]
+	mi := &file_circuit_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1738,7 @@ func (x *MakeProcRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeProcRequest.ProtoReflect.Descriptor instead.
 func (*MakeProcRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{26}
+	return file_circuit_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MakeProcRequest) GetPath() string {
@@ -1609,7 +1773,7 @@ type ProcStat struct {
 
 func (x *ProcStat) Reset() {
 	*x = ProcStat{}
-	mi := &file_circuit_proto_msgTypes[27]
+	mi := &file_circuit_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1785,7 @@ func (x *ProcStat) String() string {
 func (*ProcStat) ProtoMessage() {}
 
 func (x *ProcStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[27]
+	mi := &file_circuit_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1798,7 @@ func (x *ProcStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcStat.ProtoReflect.Descriptor instead.
 func (*ProcStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{27}
+	return file_circuit_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ProcStat) GetCmd() *Cmd {
@@ -1717,7 +1881,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_circuit_proto_msgTypes[28]
+	mi := &file_circuit_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1893,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[28]
+	mi := &file_circuit_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +1906,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{28}
+	return file_circuit_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WaitRequest) GetPath() string {
@@ -1769,7 +1933,7 @@ type SignalRequest struct {
 
 func (x *SignalRequest) Reset() {
 	*x = SignalRequest{}
-	mi := &file_circuit_proto_msgTypes[29]
+	mi := &file_circuit_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1945,7 @@ func (x *SignalRequest) String() string {
 func (*SignalRequest) ProtoMessage() {}
 
 func (x *SignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[29]
+	mi := &file_circuit_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1958,7 @@ func (x *SignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
 func (*SignalRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{29}
+	return file_circuit_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SignalRequest) GetPath() string {
@@ -1819,7 +1983,7 @@ type SignalReply struct {
 
 func (x *SignalReply) Reset() {
 	*x = SignalReply{}
-	mi := &file_circuit_proto_msgTypes[30]
+	mi := &file_circuit_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +1995,7 @@ func (x *SignalReply) String() string {
 func (*SignalReply) ProtoMessage() {}
 
 func (x *SignalReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[30]
+	mi := &file_circuit_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2008,7 @@ func (x *SignalReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalReply.ProtoReflect.Descriptor instead.
 func (*SignalReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{30}
+	return file_circuit_proto_rawDescGZIP(), []int{33}
 }
 
 type ResizeRequest struct {
@@ -1858,7 +2022,7 @@ type ResizeRequest struct {
 
 func (x *ResizeRequest) Reset() {
 	*x = ResizeRequest{}
-	mi := &file_circuit_proto_msgTypes[31]
+	mi := &file_circuit_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2034,7 @@ func (x *ResizeRequest) String() string {
 func (*ResizeRequest) ProtoMessage() {}
 
 func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[31]
+	mi := &file_circuit_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2047,7 @@ func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeRequest.ProtoReflect.Descriptor instead.
 func (*ResizeRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{31}
+	return file_circuit_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ResizeRequest) GetPath() string {
@@ -1918,7 +2082,7 @@ type MakeChanRequest struct {
 
 func (x *MakeChanRequest) Reset() {
 	*x = MakeChanRequest{}
-	mi := &file_circuit_proto_msgTypes[32]
+	mi := &file_circuit_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2094,7 @@ func (x *MakeChanRequest) String() string {
 func (*MakeChanRequest) ProtoMessage() {}
 
 func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[32]
+	mi := &file_circuit_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2107,7 @@ func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeChanRequest.ProtoReflect.Descriptor instead.
 func (*MakeChanRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{32}
+	return file_circuit_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MakeChanRequest) GetPath() string {
@@ -1978,7 +2142,7 @@ type SendChunk struct {
 
 func (x *SendChunk) Reset() {
 	*x = SendChunk{}
-	mi := &file_circuit_proto_msgTypes[33]
+	mi := &file_circuit_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2154,7 @@ func (x *SendChunk) String() string {
 func (*SendChunk) ProtoMessage() {}
 
 func (x *SendChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[33]
+	mi := &file_circuit_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2167,7 @@ func (x *SendChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendChunk.ProtoReflect.Descriptor instead.
 func (*SendChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{33}
+	return file_circuit_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SendChunk) GetPath() string {
@@ -2035,7 +2199,7 @@ type SendReply struct {
 
 func (x *SendReply) Reset() {
 	*x = SendReply{}
-	mi := &file_circuit_proto_msgTypes[34]
+	mi := &file_circuit_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2211,7 @@ func (x *SendReply) String() string {
 func (*SendReply) ProtoMessage() {}
 
 func (x *SendReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[34]
+	mi := &file_circuit_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2224,7 @@ func (x *SendReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendReply.ProtoReflect.Descriptor instead.
 func (*SendReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{34}
+	return file_circuit_proto_rawDescGZIP(), []int{37}
 }
 
 type RecvAck struct {
@@ -2073,7 +2237,7 @@ type RecvAck struct {
 
 func (x *RecvAck) Reset() {
 	*x = RecvAck{}
-	mi := &file_circuit_proto_msgTypes[35]
+	mi := &file_circuit_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +2249,7 @@ func (x *RecvAck) String() string {
 func (*RecvAck) ProtoMessage() {}
 
 func (x *RecvAck) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[35]
+	mi := &file_circuit_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2262,7 @@ func (x *RecvAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvAck.ProtoReflect.Descriptor instead.
 func (*RecvAck) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{35}
+	return file_circuit_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RecvAck) GetPath() string {
@@ -2125,7 +2289,7 @@ type RecvChunk struct {
 
 func (x *RecvChunk) Reset() {
 	*x = RecvChunk{}
-	mi := &file_circuit_proto_msgTypes[36]
+	mi := &file_circuit_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2301,7 @@ func (x *RecvChunk) String() string {
 func (*RecvChunk) ProtoMessage() {}
 
 func (x *RecvChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[36]
+	mi := &file_circuit_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2314,7 @@ func (x *RecvChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvChunk.ProtoReflect.Descriptor instead.
 func (*RecvChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{36}
+	return file_circuit_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RecvChunk) GetData() []byte {
@@ -2175,7 +2339,7 @@ type CloseReply struct {
 
 func (x *CloseReply) Reset() {
 	*x = CloseReply{}
-	mi := &file_circuit_proto_msgTypes[37]
+	mi := &file_circuit_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2351,7 @@ func (x *CloseReply) String() string {
 func (*CloseReply) ProtoMessage() {}
 
 func (x *CloseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[37]
+	mi := &file_circuit_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2364,7 @@ func (x *CloseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseReply.ProtoReflect.Descriptor instead.
 func (*CloseReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{37}
+	return file_circuit_proto_rawDescGZIP(), []int{40}
 }
 
 type ChanStat struct {
@@ -2218,7 +2382,7 @@ type ChanStat struct {
 
 func (x *ChanStat) Reset() {
 	*x = ChanStat{}
-	mi := &file_circuit_proto_msgTypes[38]
+	mi := &file_circuit_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2394,7 @@ func (x *ChanStat) String() string {
 func (*ChanStat) ProtoMessage() {}
 
 func (x *ChanStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[38]
+	mi := &file_circuit_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2407,7 @@ func (x *ChanStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChanStat.ProtoReflect.Descriptor instead.
 func (*ChanStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{38}
+	return file_circuit_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ChanStat) GetKind() string {
@@ -2305,7 +2469,7 @@ type MakeNameserverRequest struct {
 
 func (x *MakeNameserverRequest) Reset() {
 	*x = MakeNameserverRequest{}
-	mi := &file_circuit_proto_msgTypes[39]
+	mi := &file_circuit_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2317,7 +2481,7 @@ func (x *MakeNameserverRequest) String() string {
 func (*MakeNameserverRequest) ProtoMessage() {}
 
 func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[39]
+	mi := &file_circuit_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2330,7 +2494,7 @@ func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeNameserverRequest.ProtoReflect.Descriptor instead.
 func (*MakeNameserverRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{39}
+	return file_circuit_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MakeNameserverRequest) GetPath() string {
@@ -2357,7 +2521,7 @@ type SetRecordRequest struct {
 
 func (x *SetRecordRequest) Reset() {
 	*x = SetRecordRequest{}
-	mi := &file_circuit_proto_msgTypes[40]
+	mi := &file_circuit_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2533,7 @@ func (x *SetRecordRequest) String() string {
 func (*SetRecordRequest) ProtoMessage() {}
 
 func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[40]
+	mi := &file_circuit_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2546,7 @@ func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRecordRequest.ProtoReflect.Descriptor instead.
 func (*SetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{40}
+	return file_circuit_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetRecordRequest) GetPath() string {
@@ -2409,7 +2573,7 @@ type UnsetRecordRequest struct {
 
 func (x *UnsetRecordRequest) Reset() {
 	*x = UnsetRecordRequest{}
-	mi := &file_circuit_proto_msgTypes[41]
+	mi := &file_circuit_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2585,7 @@ func (x *UnsetRecordRequest) String() string {
 func (*UnsetRecordRequest) ProtoMessage() {}
 
 func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[41]
+	mi := &file_circuit_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2598,7 @@ func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsetRecordRequest.ProtoReflect.Descriptor instead.
 func (*UnsetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{41}
+	return file_circuit_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UnsetRecordRequest) GetPath() string {
@@ -2461,7 +2625,7 @@ type RecordSet struct {
 
 func (x *RecordSet) Reset() {
 	*x = RecordSet{}
-	mi := &file_circuit_proto_msgTypes[42]
+	mi := &file_circuit_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2637,7 @@ func (x *RecordSet) String() string {
 func (*RecordSet) ProtoMessage() {}
 
 func (x *RecordSet) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[42]
+	mi := &file_circuit_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2650,7 @@ func (x *RecordSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordSet.ProtoReflect.Descriptor instead.
 func (*RecordSet) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{42}
+	return file_circuit_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RecordSet) GetName() string {
@@ -2513,7 +2677,7 @@ type NameserverStat struct {
 
 func (x *NameserverStat) Reset() {
 	*x = NameserverStat{}
-	mi := &file_circuit_proto_msgTypes[43]
+	mi := &file_circuit_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2525,7 +2689,7 @@ func (x *NameserverStat) String() string {
 func (*NameserverStat) ProtoMessage() {}
 
 func (x *NameserverStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[43]
+	mi := &file_circuit_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2538,7 +2702,7 @@ func (x *NameserverStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NameserverStat.ProtoReflect.Descriptor instead.
 func (*NameserverStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{43}
+	return file_circuit_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *NameserverStat) GetAddress() string {
@@ -2574,7 +2738,7 @@ type DockerConfig struct {
 
 func (x *DockerConfig) Reset() {
 	*x = DockerConfig{}
-	mi := &file_circuit_proto_msgTypes[44]
+	mi := &file_circuit_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +2750,7 @@ func (x *DockerConfig) String() string {
 func (*DockerConfig) ProtoMessage() {}
 
 func (x *DockerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[44]
+	mi := &file_circuit_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +2763,7 @@ func (x *DockerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerConfig.ProtoReflect.Descriptor instead.
 func (*DockerConfig) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{44}
+	return file_circuit_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DockerConfig) GetImage() string {
@@ -2689,7 +2853,7 @@ type MakeDockerRequest struct {
 
 func (x *MakeDockerRequest) Reset() {
 	*x = MakeDockerRequest{}
-	mi := &file_circuit_proto_msgTypes[45]
+	mi := &file_circuit_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2701,7 +2865,7 @@ func (x *MakeDockerRequest) String() string {
 func (*MakeDockerRequest) ProtoMessage() {}
 
 func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[45]
+	mi := &file_circuit_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2714,7 +2878,7 @@ func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeDockerRequest.ProtoReflect.Descriptor instead.
 func (*MakeDockerRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{45}
+	return file_circuit_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MakeDockerRequest) GetPath() string {
@@ -2747,7 +2911,7 @@ type DockerStat struct {
 
 func (x *DockerStat) Reset() {
 	*x = DockerStat{}
-	mi := &file_circuit_proto_msgTypes[46]
+	mi := &file_circuit_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +2923,7 @@ func (x *DockerStat) String() string {
 func (*DockerStat) ProtoMessage() {}
 
 func (x *DockerStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[46]
+	mi := &file_circuit_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +2936,7 @@ func (x *DockerStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerStat.ProtoReflect.Descriptor instead.
 func (*DockerStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{46}
+	return file_circuit_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DockerStat) GetId() string {
@@ -2841,7 +3005,7 @@ type MakeDockerReply struct {
 
 func (x *MakeDockerReply) Reset() {
 	*x = MakeDockerReply{}
-	mi := &file_circuit_proto_msgTypes[47]
+	mi := &file_circuit_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +3017,7 @@ func (x *MakeDockerReply) String() string {
 func (*MakeDockerReply) ProtoMessage() {}
 
 func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[47]
+	mi := &file_circuit_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +3030,7 @@ func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeDockerReply.ProtoReflect.Descriptor instead.
 func (*MakeDockerReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{47}
+	return file_circuit_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MakeDockerReply) GetStat() *DockerStat {
@@ -2892,7 +3056,7 @@ type DockerInspect struct {
 
 func (x *DockerInspect) Reset() {
 	*x = DockerInspect{}
-	mi := &file_circuit_proto_msgTypes[48]
+	mi := &file_circuit_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3068,7 @@ func (x *DockerInspect) String() string {
 func (*DockerInspect) ProtoMessage() {}
 
 func (x *DockerInspect) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[48]
+	mi := &file_circuit_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3081,7 @@ func (x *DockerInspect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerInspect.ProtoReflect.Descriptor instead.
 func (*DockerInspect) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{48}
+	return file_circuit_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DockerInspect) GetJson() []byte {
@@ -2937,7 +3101,7 @@ type DirsRequest struct {
 
 func (x *DirsRequest) Reset() {
 	*x = DirsRequest{}
-	mi := &file_circuit_proto_msgTypes[49]
+	mi := &file_circuit_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3113,7 @@ func (x *DirsRequest) String() string {
 func (*DirsRequest) ProtoMessage() {}
 
 func (x *DirsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[49]
+	mi := &file_circuit_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3126,7 @@ func (x *DirsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsRequest.ProtoReflect.Descriptor instead.
 func (*DirsRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{49}
+	return file_circuit_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *DirsRequest) GetPath() string {
@@ -2989,7 +3153,7 @@ type DirFile struct {
 
 func (x *DirFile) Reset() {
 	*x = DirFile{}
-	mi := &file_circuit_proto_msgTypes[50]
+	mi := &file_circuit_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3001,7 +3165,7 @@ func (x *DirFile) String() string {
 func (*DirFile) ProtoMessage() {}
 
 func (x *DirFile) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[50]
+	mi := &file_circuit_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3014,7 +3178,7 @@ func (x *DirFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirFile.ProtoReflect.Descriptor instead.
 func (*DirFile) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{50}
+	return file_circuit_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *DirFile) GetPath() string {
@@ -3040,7 +3204,7 @@ type DirsReply struct {
 
 func (x *DirsReply) Reset() {
 	*x = DirsReply{}
-	mi := &file_circuit_proto_msgTypes[51]
+	mi := &file_circuit_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3052,7 +3216,7 @@ func (x *DirsReply) String() string {
 func (*DirsReply) ProtoMessage() {}
 
 func (x *DirsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[51]
+	mi := &file_circuit_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3065,7 +3229,7 @@ func (x *DirsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsReply.ProtoReflect.Descriptor instead.
 func (*DirsReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{51}
+	return file_circuit_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DirsReply) GetFiles() []*DirFile {
@@ -3084,7 +3248,7 @@ type BinaryRequest struct {
 
 func (x *BinaryRequest) Reset() {
 	*x = BinaryRequest{}
-	mi := &file_circuit_proto_msgTypes[52]
+	mi := &file_circuit_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3260,7 @@ func (x *BinaryRequest) String() string {
 func (*BinaryRequest) ProtoMessage() {}
 
 func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[52]
+	mi := &file_circuit_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3273,7 @@ func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRequest.ProtoReflect.Descriptor instead.
 func (*BinaryRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{52}
+	return file_circuit_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *BinaryRequest) GetSha256() string {
@@ -3130,7 +3294,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_circuit_proto_msgTypes[53]
+	mi := &file_circuit_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3306,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[53]
+	mi := &file_circuit_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3319,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{53}
+	return file_circuit_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *BinaryChunk) GetSha256() string {
@@ -3191,7 +3355,7 @@ type BinaryStat struct {
 
 func (x *BinaryStat) Reset() {
 	*x = BinaryStat{}
-	mi := &file_circuit_proto_msgTypes[54]
+	mi := &file_circuit_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3203,7 +3367,7 @@ func (x *BinaryStat) String() string {
 func (*BinaryStat) ProtoMessage() {}
 
 func (x *BinaryStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[54]
+	mi := &file_circuit_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3216,7 +3380,7 @@ func (x *BinaryStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryStat.ProtoReflect.Descriptor instead.
 func (*BinaryStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{54}
+	return file_circuit_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *BinaryStat) GetSha256() string {
@@ -3325,7 +3489,18 @@ const file_circuit_proto_rawDesc = "" +
 	"\x01n\x18\x02 \x01(\x05R\x01n\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\"\x1f\n" +
 	"\tLogRecord\x12\x12\n" +
-	"\x04json\x18\x01 \x01(\fR\x04json\"\x10\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\"J\n" +
+	"\x0eKeyringRequest\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\"3\n" +
+	"\n" +
+	"KeyringKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06in_use\x18\x02 \x01(\bR\x05inUse\"T\n" +
+	"\fKeyringReply\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\bR\achanged\x12*\n" +
+	"\x04keys\x18\x02 \x03(\v2\x16.circuit.v1.KeyringKeyR\x04keys\"\x10\n" +
 	"\x0eRevokedRequest\"H\n" +
 	"\fRevokedReply\x128\n" +
 	"\vrevocations\x18\x01 \x03(\v2\x16.circuit.v1.RevocationR\vrevocations\"!\n" +
@@ -3475,7 +3650,7 @@ const file_circuit_proto_rawDesc = "" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x18\n" +
 	"\apresent\x18\x02 \x01(\bR\apresent\x12\x12\n" +
 	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x03R\x04size2\x9b\x04\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size2\xdc\x04\n" +
 	"\x06Server\x126\n" +
 	"\x04Info\x12\x17.circuit.v1.InfoRequest\x1a\x15.circuit.v1.InfoReply\x12?\n" +
 	"\aMembers\x12\x1a.circuit.v1.MembersRequest\x1a\x18.circuit.v1.MembersReply\x126\n" +
@@ -3485,7 +3660,8 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04Join\x12\x17.circuit.v1.JoinRequest\x1a\x15.circuit.v1.JoinReply\x12<\n" +
 	"\x06Revoke\x12\x19.circuit.v1.RevokeRequest\x1a\x17.circuit.v1.RevokeReply\x12?\n" +
 	"\aRevoked\x12\x1a.circuit.v1.RevokedRequest\x1a\x18.circuit.v1.RevokedReply\x126\n" +
-	"\x03Log\x12\x16.circuit.v1.LogRequest\x1a\x15.circuit.v1.LogRecord0\x012\xb0\x01\n" +
+	"\x03Log\x12\x16.circuit.v1.LogRequest\x1a\x15.circuit.v1.LogRecord0\x01\x12?\n" +
+	"\aKeyring\x12\x1a.circuit.v1.KeyringRequest\x1a\x18.circuit.v1.KeyringReply2\xb0\x01\n" +
 	"\x06Anchor\x124\n" +
 	"\x03Get\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.GetReply\x128\n" +
 	"\x05Scrub\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.ScrubReply\x126\n" +
@@ -3532,7 +3708,7 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_circuit_proto_goTypes = []any{
 	(*Member)(nil),                // 0: circuit.v1.Member
 	(*InfoRequest)(nil),           // 1: circuit.v1.InfoRequest
@@ -3553,138 +3729,144 @@ var file_circuit_proto_goTypes = []any{
 	(*RevokeReply)(nil),           // 16: circuit.v1.RevokeReply
 	(*LogRequest)(nil),            // 17: circuit.v1.LogRequest
 	(*LogRecord)(nil),             // 18: circuit.v1.LogRecord
-	(*RevokedRequest)(nil),        // 19: circuit.v1.RevokedRequest
-	(*RevokedReply)(nil),          // 20: circuit.v1.RevokedReply
-	(*PathRequest)(nil),           // 21: circuit.v1.PathRequest
-	(*GetReply)(nil),              // 22: circuit.v1.GetReply
-	(*ScrubReply)(nil),            // 23: circuit.v1.ScrubReply
-	(*PeekReply)(nil),             // 24: circuit.v1.PeekReply
-	(*Cmd)(nil),                   // 25: circuit.v1.Cmd
-	(*MakeProcRequest)(nil),       // 26: circuit.v1.MakeProcRequest
-	(*ProcStat)(nil),              // 27: circuit.v1.ProcStat
-	(*WaitRequest)(nil),           // 28: circuit.v1.WaitRequest
-	(*SignalRequest)(nil),         // 29: circuit.v1.SignalRequest
-	(*SignalReply)(nil),           // 30: circuit.v1.SignalReply
-	(*ResizeRequest)(nil),         // 31: circuit.v1.ResizeRequest
-	(*MakeChanRequest)(nil),       // 32: circuit.v1.MakeChanRequest
-	(*SendChunk)(nil),             // 33: circuit.v1.SendChunk
-	(*SendReply)(nil),             // 34: circuit.v1.SendReply
-	(*RecvAck)(nil),               // 35: circuit.v1.RecvAck
-	(*RecvChunk)(nil),             // 36: circuit.v1.RecvChunk
-	(*CloseReply)(nil),            // 37: circuit.v1.CloseReply
-	(*ChanStat)(nil),              // 38: circuit.v1.ChanStat
-	(*MakeNameserverRequest)(nil), // 39: circuit.v1.MakeNameserverRequest
-	(*SetRecordRequest)(nil),      // 40: circuit.v1.SetRecordRequest
-	(*UnsetRecordRequest)(nil),    // 41: circuit.v1.UnsetRecordRequest
-	(*RecordSet)(nil),             // 42: circuit.v1.RecordSet
-	(*NameserverStat)(nil),        // 43: circuit.v1.NameserverStat
-	(*DockerConfig)(nil),          // 44: circuit.v1.DockerConfig
-	(*MakeDockerRequest)(nil),     // 45: circuit.v1.MakeDockerRequest
-	(*DockerStat)(nil),            // 46: circuit.v1.DockerStat
-	(*MakeDockerReply)(nil),       // 47: circuit.v1.MakeDockerReply
-	(*DockerInspect)(nil),         // 48: circuit.v1.DockerInspect
-	(*DirsRequest)(nil),           // 49: circuit.v1.DirsRequest
-	(*DirFile)(nil),               // 50: circuit.v1.DirFile
-	(*DirsReply)(nil),             // 51: circuit.v1.DirsReply
-	(*BinaryRequest)(nil),         // 52: circuit.v1.BinaryRequest
-	(*BinaryChunk)(nil),           // 53: circuit.v1.BinaryChunk
-	(*BinaryStat)(nil),            // 54: circuit.v1.BinaryStat
-	nil,                           // 55: circuit.v1.Member.LabelsEntry
-	nil,                           // 56: circuit.v1.InfoReply.LabelsEntry
+	(*KeyringRequest)(nil),        // 19: circuit.v1.KeyringRequest
+	(*KeyringKey)(nil),            // 20: circuit.v1.KeyringKey
+	(*KeyringReply)(nil),          // 21: circuit.v1.KeyringReply
+	(*RevokedRequest)(nil),        // 22: circuit.v1.RevokedRequest
+	(*RevokedReply)(nil),          // 23: circuit.v1.RevokedReply
+	(*PathRequest)(nil),           // 24: circuit.v1.PathRequest
+	(*GetReply)(nil),              // 25: circuit.v1.GetReply
+	(*ScrubReply)(nil),            // 26: circuit.v1.ScrubReply
+	(*PeekReply)(nil),             // 27: circuit.v1.PeekReply
+	(*Cmd)(nil),                   // 28: circuit.v1.Cmd
+	(*MakeProcRequest)(nil),       // 29: circuit.v1.MakeProcRequest
+	(*ProcStat)(nil),              // 30: circuit.v1.ProcStat
+	(*WaitRequest)(nil),           // 31: circuit.v1.WaitRequest
+	(*SignalRequest)(nil),         // 32: circuit.v1.SignalRequest
+	(*SignalReply)(nil),           // 33: circuit.v1.SignalReply
+	(*ResizeRequest)(nil),         // 34: circuit.v1.ResizeRequest
+	(*MakeChanRequest)(nil),       // 35: circuit.v1.MakeChanRequest
+	(*SendChunk)(nil),             // 36: circuit.v1.SendChunk
+	(*SendReply)(nil),             // 37: circuit.v1.SendReply
+	(*RecvAck)(nil),               // 38: circuit.v1.RecvAck
+	(*RecvChunk)(nil),             // 39: circuit.v1.RecvChunk
+	(*CloseReply)(nil),            // 40: circuit.v1.CloseReply
+	(*ChanStat)(nil),              // 41: circuit.v1.ChanStat
+	(*MakeNameserverRequest)(nil), // 42: circuit.v1.MakeNameserverRequest
+	(*SetRecordRequest)(nil),      // 43: circuit.v1.SetRecordRequest
+	(*UnsetRecordRequest)(nil),    // 44: circuit.v1.UnsetRecordRequest
+	(*RecordSet)(nil),             // 45: circuit.v1.RecordSet
+	(*NameserverStat)(nil),        // 46: circuit.v1.NameserverStat
+	(*DockerConfig)(nil),          // 47: circuit.v1.DockerConfig
+	(*MakeDockerRequest)(nil),     // 48: circuit.v1.MakeDockerRequest
+	(*DockerStat)(nil),            // 49: circuit.v1.DockerStat
+	(*MakeDockerReply)(nil),       // 50: circuit.v1.MakeDockerReply
+	(*DockerInspect)(nil),         // 51: circuit.v1.DockerInspect
+	(*DirsRequest)(nil),           // 52: circuit.v1.DirsRequest
+	(*DirFile)(nil),               // 53: circuit.v1.DirFile
+	(*DirsReply)(nil),             // 54: circuit.v1.DirsReply
+	(*BinaryRequest)(nil),         // 55: circuit.v1.BinaryRequest
+	(*BinaryChunk)(nil),           // 56: circuit.v1.BinaryChunk
+	(*BinaryStat)(nil),            // 57: circuit.v1.BinaryStat
+	nil,                           // 58: circuit.v1.Member.LabelsEntry
+	nil,                           // 59: circuit.v1.InfoReply.LabelsEntry
 }
 var file_circuit_proto_depIdxs = []int32{
-	55, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
+	58, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
 	0,  // 1: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
-	56, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
+	59, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
 	0,  // 3: circuit.v1.MembersReply.members:type_name -> circuit.v1.Member
 	6,  // 4: circuit.v1.ListReply.entries:type_name -> circuit.v1.Entry
 	14, // 5: circuit.v1.RevokeReply.revocation:type_name -> circuit.v1.Revocation
-	14, // 6: circuit.v1.RevokedReply.revocations:type_name -> circuit.v1.Revocation
-	2,  // 7: circuit.v1.PeekReply.server:type_name -> circuit.v1.InfoReply
-	27, // 8: circuit.v1.PeekReply.proc:type_name -> circuit.v1.ProcStat
-	38, // 9: circuit.v1.PeekReply.chan:type_name -> circuit.v1.ChanStat
-	38, // 10: circuit.v1.PeekReply.subscription:type_name -> circuit.v1.ChanStat
-	43, // 11: circuit.v1.PeekReply.dns:type_name -> circuit.v1.NameserverStat
-	48, // 12: circuit.v1.PeekReply.docker:type_name -> circuit.v1.DockerInspect
-	25, // 13: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
-	25, // 14: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
-	42, // 15: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
-	44, // 16: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
-	46, // 17: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
-	50, // 18: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
-	1,  // 19: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
-	3,  // 20: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
-	5,  // 21: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
-	8,  // 22: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
-	10, // 23: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
-	12, // 24: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
-	15, // 25: circuit.v1.Server.Revoke:input_type -> circuit.v1.RevokeRequest
-	19, // 26: circuit.v1.Server.Revoked:input_type -> circuit.v1.RevokedRequest
-	17, // 27: circuit.v1.Server.Log:input_type -> circuit.v1.LogRequest
-	21, // 28: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
-	21, // 29: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
-	21, // 30: circuit.v1.Anchor.Peek:input_type -> circuit.v1.PathRequest
-	26, // 31: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
-	21, // 32: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
-	28, // 33: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
-	29, // 34: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
-	31, // 35: circuit.v1.Proc.Resize:input_type -> circuit.v1.ResizeRequest
-	32, // 36: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
-	33, // 37: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
-	35, // 38: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
-	21, // 39: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
-	21, // 40: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
-	39, // 41: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
-	40, // 42: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
-	41, // 43: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
-	21, // 44: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
-	45, // 45: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
-	21, // 46: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
-	21, // 47: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
-	29, // 48: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
-	49, // 49: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
-	49, // 50: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
-	52, // 51: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
-	53, // 52: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
-	2,  // 53: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 54: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 55: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 56: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 57: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 58: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	16, // 59: circuit.v1.Server.Revoke:output_type -> circuit.v1.RevokeReply
-	20, // 60: circuit.v1.Server.Revoked:output_type -> circuit.v1.RevokedReply
-	18, // 61: circuit.v1.Server.Log:output_type -> circuit.v1.LogRecord
-	22, // 62: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	23, // 63: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	24, // 64: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
-	27, // 65: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	27, // 66: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	27, // 67: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	30, // 68: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	30, // 69: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
-	38, // 70: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
-	34, // 71: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
-	36, // 72: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
-	37, // 73: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
-	38, // 74: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
-	43, // 75: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
-	43, // 76: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
-	43, // 77: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
-	43, // 78: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
-	47, // 79: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
-	48, // 80: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
-	46, // 81: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
-	30, // 82: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
-	51, // 83: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
-	51, // 84: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
-	54, // 85: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
-	54, // 86: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
-	53, // [53:87] is the sub-list for method output_type
-	19, // [19:53] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	20, // 6: circuit.v1.KeyringReply.keys:type_name -> circuit.v1.KeyringKey
+	14, // 7: circuit.v1.RevokedReply.revocations:type_name -> circuit.v1.Revocation
+	2,  // 8: circuit.v1.PeekReply.server:type_name -> circuit.v1.InfoReply
+	30, // 9: circuit.v1.PeekReply.proc:type_name -> circuit.v1.ProcStat
+	41, // 10: circuit.v1.PeekReply.chan:type_name -> circuit.v1.ChanStat
+	41, // 11: circuit.v1.PeekReply.subscription:type_name -> circuit.v1.ChanStat
+	46, // 12: circuit.v1.PeekReply.dns:type_name -> circuit.v1.NameserverStat
+	51, // 13: circuit.v1.PeekReply.docker:type_name -> circuit.v1.DockerInspect
+	28, // 14: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
+	28, // 15: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
+	45, // 16: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
+	47, // 17: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
+	49, // 18: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
+	53, // 19: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
+	1,  // 20: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
+	3,  // 21: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
+	5,  // 22: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
+	8,  // 23: circuit.v1.Server.Stack:input_type -> circuit.v1.StackRequest
+	10, // 24: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
+	12, // 25: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
+	15, // 26: circuit.v1.Server.Revoke:input_type -> circuit.v1.RevokeRequest
+	22, // 27: circuit.v1.Server.Revoked:input_type -> circuit.v1.RevokedRequest
+	17, // 28: circuit.v1.Server.Log:input_type -> circuit.v1.LogRequest
+	19, // 29: circuit.v1.Server.Keyring:input_type -> circuit.v1.KeyringRequest
+	24, // 30: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
+	24, // 31: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
+	24, // 32: circuit.v1.Anchor.Peek:input_type -> circuit.v1.PathRequest
+	29, // 33: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
+	24, // 34: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
+	31, // 35: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
+	32, // 36: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
+	34, // 37: circuit.v1.Proc.Resize:input_type -> circuit.v1.ResizeRequest
+	35, // 38: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
+	36, // 39: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
+	38, // 40: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
+	24, // 41: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
+	24, // 42: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
+	42, // 43: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
+	43, // 44: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
+	44, // 45: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
+	24, // 46: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
+	48, // 47: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
+	24, // 48: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
+	24, // 49: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
+	32, // 50: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
+	52, // 51: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
+	52, // 52: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
+	55, // 53: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
+	56, // 54: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
+	2,  // 55: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 56: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 57: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 58: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 59: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 60: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	16, // 61: circuit.v1.Server.Revoke:output_type -> circuit.v1.RevokeReply
+	23, // 62: circuit.v1.Server.Revoked:output_type -> circuit.v1.RevokedReply
+	18, // 63: circuit.v1.Server.Log:output_type -> circuit.v1.LogRecord
+	21, // 64: circuit.v1.Server.Keyring:output_type -> circuit.v1.KeyringReply
+	25, // 65: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	26, // 66: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	27, // 67: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
+	30, // 68: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	30, // 69: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	30, // 70: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	33, // 71: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	33, // 72: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
+	41, // 73: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	37, // 74: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	39, // 75: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	40, // 76: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	41, // 77: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	46, // 78: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
+	46, // 79: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
+	46, // 80: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
+	46, // 81: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
+	50, // 82: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
+	51, // 83: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
+	49, // 84: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
+	33, // 85: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
+	54, // 86: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
+	54, // 87: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
+	57, // 88: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
+	57, // 89: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
+	55, // [55:90] is the sub-list for method output_type
+	20, // [20:55] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_circuit_proto_init() }
@@ -3692,7 +3874,7 @@ func file_circuit_proto_init() {
 	if File_circuit_proto != nil {
 		return
 	}
-	file_circuit_proto_msgTypes[24].OneofWrappers = []any{
+	file_circuit_proto_msgTypes[27].OneofWrappers = []any{
 		(*PeekReply_Server)(nil),
 		(*PeekReply_Proc)(nil),
 		(*PeekReply_Chan)(nil),
@@ -3706,7 +3888,7 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   57,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -35,6 +35,7 @@ const (
 	Server_Revoke_FullMethodName  = "/circuit.v1.Server/Revoke"
 	Server_Revoked_FullMethodName = "/circuit.v1.Server/Revoked"
 	Server_Log_FullMethodName     = "/circuit.v1.Server/Log"
+	Server_Keyring_FullMethodName = "/circuit.v1.Server/Keyring"
 )
 
 // ServerClient is the client API for Server service.
@@ -63,6 +64,9 @@ type ServerClient interface {
 	// Log sends the server's recent operation records (who ran what), and
 	// with follow, every record made after them, until the client goes.
 	Log(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogRecord], error)
+	// Keyring lists or changes the server's keys: install one, use an
+	// installed one, remove one not in use.
+	Keyring(ctx context.Context, in *KeyringRequest, opts ...grpc.CallOption) (*KeyringReply, error)
 }
 
 type serverClient struct {
@@ -172,6 +176,16 @@ func (c *serverClient) Log(ctx context.Context, in *LogRequest, opts ...grpc.Cal
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Server_LogClient = grpc.ServerStreamingClient[LogRecord]
 
+func (c *serverClient) Keyring(ctx context.Context, in *KeyringRequest, opts ...grpc.CallOption) (*KeyringReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KeyringReply)
+	err := c.cc.Invoke(ctx, Server_Keyring_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ServerServer is the server API for Server service.
 // All implementations must embed UnimplementedServerServer
 // for forward compatibility.
@@ -198,6 +212,9 @@ type ServerServer interface {
 	// Log sends the server's recent operation records (who ran what), and
 	// with follow, every record made after them, until the client goes.
 	Log(*LogRequest, grpc.ServerStreamingServer[LogRecord]) error
+	// Keyring lists or changes the server's keys: install one, use an
+	// installed one, remove one not in use.
+	Keyring(context.Context, *KeyringRequest) (*KeyringReply, error)
 	mustEmbedUnimplementedServerServer()
 }
 
@@ -234,6 +251,9 @@ func (UnimplementedServerServer) Revoked(context.Context, *RevokedRequest) (*Rev
 }
 func (UnimplementedServerServer) Log(*LogRequest, grpc.ServerStreamingServer[LogRecord]) error {
 	return status.Error(codes.Unimplemented, "method Log not implemented")
+}
+func (UnimplementedServerServer) Keyring(context.Context, *KeyringRequest) (*KeyringReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Keyring not implemented")
 }
 func (UnimplementedServerServer) mustEmbedUnimplementedServerServer() {}
 func (UnimplementedServerServer) testEmbeddedByValue()                {}
@@ -411,6 +431,24 @@ func _Server_Log_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Server_LogServer = grpc.ServerStreamingServer[LogRecord]
 
+func _Server_Keyring_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KeyringRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ServerServer).Keyring(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Server_Keyring_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ServerServer).Keyring(ctx, req.(*KeyringRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Server_ServiceDesc is the grpc.ServiceDesc for Server service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -449,6 +487,10 @@ var Server_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Revoked",
 			Handler:    _Server_Revoked_Handler,
+		},
+		{
+			MethodName: "Keyring",
+			Handler:    _Server_Keyring_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -12,6 +12,7 @@ func commands() []*command {
 		execCmd(),
 		joinCmd(),
 		keygenCmd(),
+		keyringCmd(),
 		credCmd(),
 		killCmd(),
 		logCmd(),

@@ -6,42 +6,86 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/circuit-project/circuit/internal/console"
+	"github.com/circuit-project/circuit/internal/security"
 	"github.com/circuit-project/circuit/internal/server"
 )
 
 func consoleTokenCmd() *command {
 	return &command{
 		name:  "console-token",
-		short: "print the web console's token, derived from the cluster key",
+		short: "print a web console token: the key's, or a credential's (-cred), whose role the console applies",
 		long: `A server started with -http ADDR and a cluster key asks every browser for
-this token and refuses everything without it. The token is derived from the
-key's console subkey (HKDF, then HMAC-SHA256 of "token", in hex): the same
-for every console of the cluster until the key changes, so keep it as secret
-as the key. Enter it on the console's login page (or open the console once
+a token and refuses everything without one.
+
+With -cred FILE (or $CIRCUIT_CRED and no key) it prints a credential's
+token instead: the credential's certificate, an expiry (-ttl, 12 hours by
+default) and the credential's signature over both, which the console
+checks against its server's keys and revocations. The console then applies
+the credential's role: a read credential gets a read-only console (no
+output is read, environments are hidden, no writes), operate and admin
+get the writes that -http-write allows. A credential limited by -l or
+-path is refused: the console shows the whole cluster. The token does not
+let the console act as the credential.
+
+The key's token is derived from the key's console subkey (HKDF, then
+HMAC-SHA256 of "token", in hex): the same for every console of the cluster
+until the key changes, so keep it as secret as the key. Enter a token on the console's login page (or open the console once
 with ?token=TOKEN): the console exchanges it for a session of its own, kept
 in an HttpOnly cookie that never holds the token, and takes the token out
 of the address at once. A session ends after 12 hours without a request, or
 when the server restarts.
 
-Example:
-  circuit console-token -hmac ~/.circuit-key`,
+Examples:
+  circuit console-token -hmac ~/.circuit-key
+  circuit console-token -cred alice.cred -ttl 1h`,
 		json: "One JSON object: Token, the token as it would be printed without -json.",
 		flags: func(fs *flag.FlagSet) any {
-			var key string
-			addKeyFlag(fs, &key)
-			return &key
+			f := &consoleTokenFlags{}
+			addKeyFlag(fs, &f.hmac)
+			fs.StringVar(&f.cred, "cred", "", "print the token of the credential in `FILE` (default $CIRCUIT_CRED when no key is given)")
+			fs.DurationVar(&f.ttl, "ttl", 12*time.Hour, "how long a credential's token lasts, `DURATION` (at most 720h, and no longer than the credential)")
+			return f
 		},
 		run: runConsoleToken,
 	}
 }
 
+type consoleTokenFlags struct {
+	hmac, cred string
+	ttl        time.Duration
+}
+
 func runConsoleToken(env *Env, inv *invocation) error {
+	f := inv.opts.(*consoleTokenFlags)
 	if len(inv.args) != 0 {
 		return usagef("console-token takes no arguments")
 	}
-	key, err := readKey(env, *inv.opts.(*string), false)
+	if f.cred != "" || (f.hmac == "" && env.Getenv("CIRCUIT_HMAC") == "" && env.Getenv("CIRCUIT_CRED") != "") {
+		if f.hmac != "" {
+			return usagef("give -hmac or -cred, not both")
+		}
+		path := f.cred
+		if path == "" {
+			path = env.Getenv("CIRCUIT_CRED")
+		}
+		cf, err := security.LoadCredentialFile(expandHome(path))
+		if err != nil {
+			return usagef("%v", err)
+		}
+		token, err := console.CredentialToken(cf.Current(), f.ttl)
+		if err != nil {
+			return usagef("-ttl: %v", err)
+		}
+		if env.jsonOut {
+			return printJSON(env, struct{ Token string }{token})
+		}
+		_, err = fmt.Fprintln(env.Stdout, token)
+		return err
+	}
+	key, err := readKey(env, f.hmac, false)
 	if err != nil {
 		return err
 	}
@@ -116,8 +160,12 @@ func startConsole(ctx context.Context, env *Env, f *startFlags, key []byte, srv 
 	if err != nil {
 		return nil, err
 	}
+	if k := srv.Ring().Use(); k != nil {
+		key = []byte(k.Text()) // the key in use, which may be the ring's in -var rather than -hmac's
+	}
 	con, err := console.Start(ctx, console.Config{
 		Addr: f.httpAddr, Server: srv.URL().String(), Key: key, Write: f.httpWrite,
+		Ring: srv.Ring(), Admit: srv.Admit,
 		Members: srv.Members, Ops: srv.Ops(), Logger: log,
 		Hosts: consoleHosts(f.httpHost), TLSCert: cert, TLSKey: certKey,
 	})

@@ -82,12 +82,14 @@ type Config struct {
 	// other datacenters' on the WAN timers.
 	DC     string
 	Timing Timing
-	// GossipKey, when set, encrypts gossip (AES-256, 32 bytes);
-	// WANGossipKey that of the pool spanning datacenters. They differ, and
+	// GossipKeys, when set, encrypt gossip (AES-256, 32 bytes each): the
+	// first encrypts, every one decrypts (a keyring in rotation:
+	// SetGossipKeys); WANGossipKeys those of the pool spanning
+	// datacenters. They differ, and
 	// each pool has its own memberlist label (lanLabel, wanLabel), so
 	// that packets of one pool are refused by the other.
-	GossipKey    []byte
-	WANGossipKey []byte
+	GossipKeys    [][]byte
+	WANGossipKeys [][]byte
 	// UDP is the packet socket, bound to the advertised port.
 	UDP *net.UDPConn
 	// DialStream opens a gossip stream to another server's address.
@@ -127,6 +129,8 @@ type Cluster struct {
 	log *slog.Logger
 
 	wan *wanPool // the datacenter pool, with Config.DC set
+	// lanRing and wanRing are the pools' gossip keys (nil: plaintext).
+	lanRing, wanRing *memberlist.Keyring
 
 	mu      sync.Mutex
 	members map[ident.ID]Member
@@ -162,6 +166,10 @@ func New(cfg Config) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, log: cfg.Logger, members: map[ident.ID]Member{}, remote: map[ident.ID]Member{}, failed: newFailedSet(),
 		hidden: map[ident.ID]Member{}, suspects: make(chan string, 64), reports: make(chan report, 64), stop: make(chan struct{})}
 	c.watch = newWatches(c)
+	var err error
+	if c.lanRing, err = gossipRing(cfg.GossipKeys); err != nil {
+		return nil, err
+	}
 	var wanTr *transport
 	if cfg.DC != "" {
 		c.wan = newWANPool(c)
@@ -176,7 +184,7 @@ func New(cfg Config) (*Cluster, error) {
 	mc.BindPort = cfg.Advertise.Port
 	mc.AdvertiseAddr = cfg.Advertise.IP.String()
 	mc.AdvertisePort = cfg.Advertise.Port
-	mc.SecretKey = cfg.GossipKey
+	mc.Keyring = c.lanRing
 	mc.Label = lanLabel
 	mc.Delegate = delegate{meta: meta, c: c}
 	mc.Events = eventDelegate{c}
@@ -597,6 +605,49 @@ func (c *Cluster) sayBye() {
 			c.log.Debug("saying goodbye", "to", n.Name, "err", err)
 		}
 	}
+}
+
+// gossipRing makes a pool's keyring from its keys, the first in use; nil
+// for none.
+func gossipRing(keys [][]byte) (*memberlist.Keyring, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	r, err := memberlist.NewKeyring(keys[1:], keys[0])
+	if err != nil {
+		return nil, fmt.Errorf("gossip keys: %w", err)
+	}
+	return r, nil
+}
+
+// SetGossipKeys changes the keys of both pools, as Config.GossipKeys and
+// WANGossipKeys: the first encrypts from now on, every one decrypts, and
+// keys not given are dropped. A pool started without keys stays without.
+func (c *Cluster) SetGossipKeys(lan, wan [][]byte) error {
+	for _, p := range []struct {
+		r    *memberlist.Keyring
+		keys [][]byte
+	}{{c.lanRing, lan}, {c.wanRing, wan}} {
+		if p.r == nil || len(p.keys) == 0 {
+			continue
+		}
+		for _, k := range p.keys {
+			if err := p.r.AddKey(k); err != nil {
+				return fmt.Errorf("gossip keys: %w", err)
+			}
+		}
+		if err := p.r.UseKey(p.keys[0]); err != nil {
+			return fmt.Errorf("gossip keys: %w", err)
+		}
+		for _, old := range p.r.GetKeys() {
+			if !slices.ContainsFunc(p.keys, func(k []byte) bool { return bytes.Equal(k, old) }) {
+				if err := p.r.RemoveKey(old); err != nil {
+					return fmt.Errorf("gossip keys: %w", err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // shareMsg starts the user message that carries news of the shared state.

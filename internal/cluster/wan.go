@@ -57,7 +57,12 @@ func (w *wanPool) start(meta []byte) error {
 	mc.BindPort = c.cfg.Advertise.Port
 	mc.AdvertiseAddr = c.cfg.Advertise.IP.String()
 	mc.AdvertisePort = c.cfg.Advertise.Port
-	mc.SecretKey = c.cfg.WANGossipKey
+	var err error
+	if c.wanRing, err = gossipRing(c.cfg.WANGossipKeys); err != nil {
+		w.tr.Shutdown()
+		return err
+	}
+	mc.Keyring = c.wanRing
 	mc.Label = wanLabel
 	mc.Delegate = delegate{meta: meta, c: c, wan: true}
 	mc.Events = wanEvents{w}

@@ -59,7 +59,8 @@ func (c *Console) info(w http.ResponseWriter, r *http.Request) {
 		Server string
 		Write  bool
 		Keyed  bool
-	}{c.cfg.Server, c.cfg.Write, c.token != ""})
+		Who    string // whose session this is: "key", or a credential's name and ID
+	}{c.cfg.Server, c.writable(r), c.token != "", grantOf(r).who})
 }
 
 // writeWithin bounds each write of an event stream: a page that stops
@@ -189,7 +190,7 @@ func (c *Console) peek(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := el.State
-	if !c.cfg.Write && (el.Kind == "proc" || el.Kind == "docker") {
+	if !c.writable(r) && (el.Kind == "proc" || el.Kind == "docker") {
 		if state, err = hideEnv(state); err != nil {
 			fail(w, http.StatusInternalServerError, "peek %s: %v", path, err)
 			return
@@ -245,7 +246,7 @@ func hideEnv(state any) (any, error) {
 // A read-only console never reads output (package doc): reading it would
 // take it from its real reader.
 func (c *Console) stream(w http.ResponseWriter, r *http.Request) {
-	if !c.cfg.Write {
+	if !c.writable(r) {
 		fail(w, http.StatusForbidden, "this console is read-only: it never reads a process's output, which would take it from its reader (circuit stdout); it shows what peek gives, and a console started with -http-write reads the output on request")
 		return
 	}
@@ -327,6 +328,10 @@ func (c *Console) write(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !c.cfg.Write {
 			fail(w, http.StatusForbidden, "this console is read-only: start the server with -http-write to allow mkproc, signal and scrub")
+			return
+		}
+		if g := grantOf(r); !g.write {
+			fail(w, http.StatusForbidden, "this session is read-only: %s has role read, and the console's writes need role operate", g.who)
 			return
 		}
 		if r.Header.Get(csrfHeader) != "1" {

@@ -55,6 +55,12 @@ type Config struct {
 	Server string
 	// Key is the cluster key (the key file's contents), nil for none.
 	Key []byte
+	// Ring is the server's keyring, against which credentials' console
+	// tokens are checked (credtoken.go); nil accepts only the key's token.
+	Ring *security.Ring
+	// Admit, when set, refuses a credential the server would refuse
+	// (revoked).
+	Admit func(security.Claims) error
 	// Write allows mkproc, signal and scrub.
 	Write bool
 	// Members reads the server's member list in-process.
@@ -298,16 +304,17 @@ func (c *Console) guard(next http.Handler) http.Handler {
 			return
 		}
 		if c.token == "" || (r.Method == http.MethodPost && r.URL.Path == "/login") {
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, grant{who: "anyone", write: true})))
 			return
 		}
 		q := r.URL.Query()
 		if q.Has("token") {
-			if r.Method != http.MethodGet || !c.validToken(q.Get("token")) {
-				http.Error(w, "unauthorized: that token was refused (circuit console-token prints the right one)", http.StatusUnauthorized)
+			g, err := c.grantFor(q.Get("token"))
+			if r.Method != http.MethodGet || err != nil {
+				http.Error(w, "unauthorized: that token was refused (circuit console-token prints the right one): "+errText(err), http.StatusUnauthorized)
 				return
 			}
-			if err := c.startSession(w, r); err != nil {
+			if err := c.startSession(w, r, g); err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
@@ -315,9 +322,11 @@ func (c *Console) guard(next http.Handler) http.Handler {
 			http.Redirect(w, r, withoutToken(r.URL), http.StatusSeeOther)
 			return
 		}
-		if ck, err := r.Cookie(cookieName); err == nil && c.sess.valid(ck.Value) {
-			next.ServeHTTP(w, r)
-			return
+		if ck, err := r.Cookie(cookieName); err == nil {
+			if g, ok := c.sess.valid(ck.Value); ok {
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, g)))
+				return
+			}
 		}
 		if r.Method == http.MethodGet && r.URL.Path == "/" {
 			h.Set("Content-Type", "text/html; charset=utf-8")
@@ -344,14 +353,35 @@ func withoutToken(u *url.URL) string {
 	return out.RequestURI()
 }
 
-func (c *Console) validToken(t string) bool {
-	return subtle.ConstantTimeCompare([]byte(t), []byte(c.token)) == 1
+// grantFor checks a token, the key's or a credential's, and returns what a
+// session of it may do.
+func (c *Console) grantFor(t string) (grant, error) {
+	if strings.HasPrefix(t, credTokenPrefix) {
+		g, err := c.credGrant(t)
+		if err != nil {
+			c.cfg.Logger.Warn("console: a credential's token refused", "err", err)
+		}
+		return g, err
+	}
+	if subtle.ConstantTimeCompare([]byte(t), []byte(c.token)) != 1 {
+		return grant{}, errors.New("it is neither the key's token nor a credential's")
+	}
+	return grant{who: "key", write: true}, nil
 }
 
-// startSession makes a session for a browser that gave the token, and
-// sets its cookie.
-func (c *Console) startSession(w http.ResponseWriter, r *http.Request) error {
-	id, err := c.sess.create()
+// errText is err's text, or "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// startSession makes a session for a browser that gave a token, and sets
+// its cookie.
+func (c *Console) startSession(w http.ResponseWriter, r *http.Request, g grant) error {
+	c.cfg.Logger.Info("console: session opened", "who", g.who, "write", c.cfg.Write && g.write, "from", r.RemoteAddr)
+	id, err := c.sess.create(g)
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}
@@ -368,14 +398,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	if !c.validToken(r.PostFormValue("token")) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8192)
+	g, err := c.grantFor(r.PostFormValue("token"))
+	if err != nil {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusUnauthorized)
 		w.Write([]byte(loginPage(true)))
 		return
 	}
-	if err := c.startSession(w, r); err != nil {
+	if err := c.startSession(w, r, g); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -396,7 +427,7 @@ func loginPage(refused bool) string {
 <html lang="en"><head><meta charset="utf-8"><title>circuit console: token</title></head>
 <body>
 <h1>circuit console</h1>
-<p>This cluster has a key. Enter the console token (<code>circuit console-token</code> prints it).</p>
+<p>This cluster has a key. Enter a console token: <code>circuit console-token</code> prints the key's, and <code>circuit console-token -cred FILE</code> a credential's, whose role the console applies.</p>
 ` + msg + `<form method="post" action="/login">
 <input type="password" name="token" id="token" size="70" autofocus>
 <button type="submit">Open</button>

@@ -58,9 +58,22 @@
 // table holds at most 1024 (the least recently used goes first); a restarted
 // console knows none.
 //
+// A credential's token (CredentialToken; circuit console-token -cred FILE)
+// opens a session with the credential's role: its certificate, an expiry
+// and the credential's signature over both, checked against the server's
+// keyring (Config.Ring) and its revocations (Config.Admit), so the console
+// learns nothing that lets it act as the holder. A read credential's
+// session is read-only whatever -http-write says: no writes, no output,
+// environments hidden; operate and admin get the writes -http-write allows.
+// The console acts through its key-dialled client, so it applies the role
+// itself; a credential limited to some servers or a subtree is refused,
+// since the console shows the whole cluster. Each session opened is logged
+// with whose it is.
+//
 // Read-only viewers consume nothing. A process's stdout and stderr have one
 // reader each (package proc), and reading them takes them: so a read-only
-// console (without -http-write) never opens them. It shows of a process
+// console (without -http-write), or session (a read credential's), never
+// opens them. It shows of a process
 // only what peek gives, and /api/stream answers 403. A writable console's
 // user may act on the process anyway, so the page offers its output behind
 // an explicit button ("read stdout (takes it)") and opens it only then; it

@@ -29,15 +29,21 @@ type sessions struct {
 	max  int
 	idle time.Duration
 	now  func() time.Time
-	last map[[sha256.Size]byte]time.Time // when each session was last used
+	last map[[sha256.Size]byte]session
+}
+
+// session is one logged-in browser: when it was last used, and what it may do.
+type session struct {
+	at time.Time
+	g  grant
 }
 
 func newSessions() *sessions {
-	return &sessions{max: maxSessions, idle: sessionIdle, now: time.Now, last: map[[sha256.Size]byte]time.Time{}}
+	return &sessions{max: maxSessions, idle: sessionIdle, now: time.Now, last: map[[sha256.Size]byte]session{}}
 }
 
-// create makes a new session and returns its ID.
-func (s *sessions) create() (string, error) {
+// create makes a new session with grant g and returns its ID.
+func (s *sessions) create(g grant) (string, error) {
 	b := make([]byte, sessionIDLen)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("making a session ID: %w", err)
@@ -46,8 +52,8 @@ func (s *sessions) create() (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	for h, t := range s.last {
-		if now.Sub(t) > s.idle {
+	for h, e := range s.last {
+		if now.Sub(e.at) > s.idle {
 			delete(s.last, h)
 		}
 	}
@@ -55,36 +61,37 @@ func (s *sessions) create() (string, error) {
 		var oldest [sha256.Size]byte
 		var at time.Time
 		first := true
-		for h, t := range s.last {
-			if first || t.Before(at) {
-				oldest, at, first = h, t, false
+		for h, e := range s.last {
+			if first || e.at.Before(at) {
+				oldest, at, first = h, e.at, false
 			}
 		}
 		delete(s.last, oldest)
 	}
-	s.last[sha256.Sum256([]byte(id))] = now
+	s.last[sha256.Sum256([]byte(id))] = session{at: now, g: g}
 	return id, nil
 }
 
-// valid tells whether id is a live session, and if so marks it used.
-func (s *sessions) valid(id string) bool {
+// valid returns the grant of the live session id, and marks it used.
+func (s *sessions) valid(id string) (grant, bool) {
 	if id == "" {
-		return false
+		return grant{}, false
 	}
 	h := sha256.Sum256([]byte(id))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, ok := s.last[h]
+	e, ok := s.last[h]
 	if !ok {
-		return false
+		return grant{}, false
 	}
 	now := s.now()
-	if now.Sub(t) > s.idle {
+	if now.Sub(e.at) > s.idle {
 		delete(s.last, h)
-		return false
+		return grant{}, false
 	}
-	s.last[h] = now
-	return true
+	e.at = now
+	s.last[h] = e
+	return e.g, true
 }
 
 // len is the number of sessions held (expired ones included until pruned).

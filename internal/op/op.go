@@ -106,6 +106,7 @@ var table = []Op{
 	{"Server.Join", Admin, false, "join a server to another cluster (join)", []string{"url"}},
 	{"Server.Revoke", Admin, false, "revoke a credential everywhere (revoke)", []string{"id", "name"}},
 	{"Server.Revoked", Admin, false, "list the revoked credentials (revoke -list)", nil},
+	{"Server.Keyring", Admin, false, "list or change a server's keys (keyring)", []string{"action", "id"}},
 	{"Server.Log", Admin, false, "read a server's operation records, who ran what (log)", nil},
 }
 

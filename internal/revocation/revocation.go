@@ -24,6 +24,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/circuit-project/circuit/internal/safefile"
 )
 
 // MaxEntries bounds the list. Past it, the entries that end soonest go
@@ -224,23 +226,7 @@ func (l *List) save() error {
 		all = append(all, e)
 	}
 	b, _ := json.MarshalIndent(all, "", "  ")
-	tmp := l.path + ".new"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("saving the revocation list: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, l.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := safefile.Write(l.path, b, 0o600); err != nil {
 		return fmt.Errorf("saving the revocation list: %w", err)
 	}
 	return nil

@@ -322,6 +322,24 @@ func (k *Key) Verify(der, msg, sig []byte) (Claims, error) {
 	return claims, nil
 }
 
+// AcceptMAC returns k if tag is b's preamble tag under it, else nil (a key
+// alone as a wire.Acceptor).
+func (k *Key) AcceptMAC(b, tag []byte) *Key {
+	if k.VerifyMAC(b, tag) {
+		return k
+	}
+	return nil
+}
+
+// AcceptCredential is Verify, naming k as the credential's key.
+func (k *Key) AcceptCredential(der, msg, sig []byte) (Claims, *Key, error) {
+	c, err := k.Verify(der, msg, sig)
+	if err != nil {
+		return Claims{}, nil, err
+	}
+	return c, k, nil
+}
+
 // CheckCredential checks that cert is a credential of this cluster, in
 // force now, and returns its claims.
 func (k *Key) CheckCredential(cert *x509.Certificate) (Claims, error) {
@@ -370,12 +388,16 @@ type CredentialFile struct {
 	mu      sync.Mutex
 	cred    *Credential
 	checked time.Time
+	mod     time.Time // the file's modification time when read
 }
 
 // LoadCredentialFile reads the credential at path. The file must not be
 // open to group or others, as a key file must not.
 func LoadCredentialFile(path string) (*CredentialFile, error) {
 	f := &CredentialFile{path: path}
+	if fi, err := os.Stat(path); err == nil {
+		f.mod = fi.ModTime()
+	}
 	c, err := f.read()
 	if err != nil {
 		return nil, err
@@ -399,18 +421,24 @@ func (f *CredentialFile) read() (*Credential, error) {
 	return c, nil
 }
 
-// Current is the credential to dial with now.
+// Current is the credential to dial with now: the file is read again, at
+// most once a second, when it changed (its server renewed it, or made it
+// again under a new key) or its credential is past half its life.
 func (f *CredentialFile) Current() *Credential {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c := f.cred
-	life := c.cert.Leaf.NotAfter.Sub(c.cert.Leaf.NotBefore)
-	if time.Until(c.cert.Leaf.NotAfter) > life/2 || time.Since(f.checked) < time.Second {
+	if time.Since(f.checked) < time.Second {
 		return c
 	}
 	f.checked = time.Now()
-	if n, err := f.read(); err == nil && n.cert.Leaf.NotAfter.After(c.cert.Leaf.NotAfter) {
-		f.cred = n
+	life := c.cert.Leaf.NotAfter.Sub(c.cert.Leaf.NotBefore)
+	fi, err := os.Stat(f.path)
+	if err != nil || fi.ModTime().Equal(f.mod) && time.Until(c.cert.Leaf.NotAfter) > life/2 {
+		return c
+	}
+	if n, err := f.read(); err == nil && (!fi.ModTime().Equal(f.mod) || n.cert.Leaf.NotAfter.After(c.cert.Leaf.NotAfter)) {
+		f.cred, f.mod = n, fi.ModTime()
 	}
 	return f.cred
 }

@@ -57,6 +57,7 @@ const leafLife = 24 * time.Hour
 
 // Key is a loaded cluster key. A nil *Key means "no key": plaintext traffic.
 type Key struct {
+	secret      []byte // its text, as key files hold it
 	macKey      []byte
 	gossipKey   []byte
 	wanKey      []byte
@@ -107,6 +108,7 @@ func New(secret []byte) (*Key, error) {
 		return b
 	}
 	k := &Key{
+		secret:      append([]byte(nil), secret...),
 		macKey:      derive("preamble mac", 32),
 		gossipKey:   derive("gossip lan aes-256", 32),
 		wanKey:      derive("gossip wan aes-256", 32),

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/circuit-project/circuit/internal/anchorfs"
 	"github.com/circuit-project/circuit/internal/op"
+	"github.com/circuit-project/circuit/internal/safefile"
 	"github.com/circuit-project/circuit/internal/security"
 )
 
@@ -109,6 +111,7 @@ func (s *Server) credLife() time.Duration {
 type procCred struct {
 	path string
 	make func() ([]byte, error)
+	mu   sync.Mutex // one write at a time: renewal, or a new key in use
 }
 
 // newProcCred makes a credential for the process to be started at the
@@ -145,7 +148,7 @@ func (s *Server) newProcCred(path, name string, who caller) (*procCred, string, 
 					return nil, fmt.Errorf("the credential of %s, which started the process, has expired", who.name())
 				}
 			}
-			return s.cfg.Key.Mint(claims, l)
+			return s.ring.Use().Mint(claims, l)
 		},
 	}
 	if err := pc.write(); err != nil {
@@ -156,16 +159,13 @@ func (s *Server) newProcCred(path, name string, who caller) (*procCred, string, 
 
 // write makes a new credential and replaces the file with it whole.
 func (pc *procCred) write() error {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
 	b, err := pc.make()
 	if err != nil {
 		return err
 	}
-	tmp := pc.path + ".new"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("writing a process's credential: %w", err)
-	}
-	if err := os.Rename(tmp, pc.path); err != nil {
-		os.Remove(tmp)
+	if err := safefile.Write(pc.path, b, 0o600); err != nil {
 		return fmt.Errorf("writing a process's credential: %w", err)
 	}
 	return nil
@@ -174,7 +174,15 @@ func (pc *procCred) write() error {
 // renew rewrites the credential every third of its life until done is
 // closed, then removes its file.
 func (s *Server) renewProcCred(pc *procCred, done <-chan struct{}) {
-	defer os.Remove(pc.path)
+	s.credMu.Lock()
+	s.creds[pc] = struct{}{}
+	s.credMu.Unlock()
+	defer func() {
+		s.credMu.Lock()
+		delete(s.creds, pc)
+		s.credMu.Unlock()
+		os.Remove(pc.path)
+	}()
 	life := s.credLife()
 	t := time.NewTicker(life / 3)
 	defer t.Stop()

@@ -62,17 +62,32 @@ func (s *Server) track(c net.Conn) bool {
 	if s.ctx.Err() != nil {
 		return false
 	}
-	s.conns[c] = nil
+	s.conns[c] = connAuth{}
 	return true
 }
 
-// authenticated records the claims of the credential a tracked connection
-// authenticated with, so that its revocation closes it (onRevoked).
-func (s *Server) authenticated(c net.Conn, claims *security.Claims) {
+// connAuth is how a client's connection authenticated: the key its
+// preamble was made under and the claims of its credential, if any.
+type connAuth struct {
+	key    *security.Key
+	claims *security.Claims
+}
+
+// authenticated records how a tracked client connection (RPC or stream)
+// authenticated, so that revoking its credential (onRevoked) or removing its
+// key (onRingChange) closes it. Connections between servers (gossip,
+// watches) are not recorded: a watch's end reports a crash.
+func (s *Server) authenticated(c net.Conn, a connAuth) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.conns[c]; ok {
-		s.conns[c] = claims
+	if old, ok := s.conns[c]; ok {
+		if a.claims == nil {
+			a.claims = old.claims
+		}
+		if a.key == nil {
+			a.key = old.key
+		}
+		s.conns[c] = a
 	}
 }
 
@@ -137,7 +152,7 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 		}
 	}()
 	c.SetDeadline(time.Now().Add(wire.AuthTimeout))
-	g := wire.NewGreeting(s.id, s.cfg.Key != nil)
+	g := wire.NewGreeting(s.id, s.ring != nil)
 	if _, err := c.Write(g.Bytes()); err != nil {
 		return
 	}
@@ -149,7 +164,7 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 		}
 		return
 	}
-	if r := p.Check(g, s.cfg.Key); r != nil {
+	if r := p.Check(g, s.acceptor()); r != nil {
 		s.refused(c, r.Msg)
 		wire.WriteStatus(c, r)
 		return
@@ -161,7 +176,9 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 			wire.WriteStatus(c, r)
 			return
 		}
-		s.authenticated(c, p.Claims)
+	}
+	if p.Kind == wire.KindRPC || p.Kind == wire.KindStream {
+		s.authenticated(c, connAuth{key: p.Key, claims: p.Claims})
 	}
 	if p.Target != 0 && p.Target != s.id {
 		if p.Kind == wire.KindGossip || p.Kind == wire.KindGossipWAN || p.Kind == wire.KindWatch || p.Hop > 0 {
@@ -181,7 +198,7 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 	if err := wire.WriteStatus(c, nil); err != nil {
 		return
 	}
-	if s.cfg.Key == nil || !p.Kind.TLS() {
+	if s.ring == nil || !p.Kind.TLS() {
 		release() // authenticated by the preamble (or never: no key)
 	}
 	switch p.Kind {
@@ -205,8 +222,8 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 		if p.Origin != "" { // a relay's preamble, under the key (or no key at all)
 			who.from, who.via = p.Origin, who.from
 		}
-		if s.cfg.Key != nil {
-			tc := tls.Server(c, s.cfg.Key.ServerTLS())
+		if s.ring != nil {
+			tc := tls.Server(c, s.ring.ServerTLS(p.Key))
 			if err := tc.HandshakeContext(s.ctx); err != nil {
 				s.refused(c, "TLS handshake: "+err.Error())
 				return
@@ -216,7 +233,7 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 			who.keyed = true
 			if claims, ok := security.PeerClaims(tc.ConnectionState()); ok {
 				who.claims = &claims
-				s.authenticated(c, &claims) // revoked: refused by every operation (authorize)
+				s.authenticated(c, connAuth{claims: &claims}) // revoked: refused by every operation (authorize)
 			}
 		}
 		if p.Kind == wire.KindStream {
@@ -417,7 +434,14 @@ func (s *Server) relay(c net.Conn, p wire.Preamble, release func()) {
 		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnknownServer, Msg: "server " + p.Target.String() + " is not at " + m.Addr + " (" + g.ID.String() + " answers there)"})
 		return
 	}
-	if _, err := up.Write(wire.NewRelayPreamble(p.Kind, p.Target, p.Hop+1, g, s.cfg.Key.Auth(), c.RemoteAddr().String()).Bytes()); err != nil {
+	// Signed under the key the client's preamble was made under (or its
+	// credential's), so that the target presents the certificate that
+	// the client trusts, whatever key each side has in use.
+	auth := s.ring.Auth()
+	if p.Key != nil {
+		auth = p.Key.Auth()
+	}
+	if _, err := up.Write(wire.NewRelayPreamble(p.Kind, p.Target, p.Hop+1, g, auth, c.RemoteAddr().String()).Bytes()); err != nil {
 		wire.WriteStatus(c, &wire.Refusal{Code: wire.CodeUnreachable, Msg: "relaying to " + p.Target.String() + ": " + err.Error()})
 		return
 	}

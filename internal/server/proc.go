@@ -218,7 +218,7 @@ func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op) (*pr
 			os.Remove(cred.path)
 		}
 	}
-	if c.Cred && s.cfg.Key != nil {
+	if c.Cred && s.ring != nil {
 		var env string
 		if cred, env, err = s.newProcCred(p.String(), p.Elems[len(p.Elems)-1], who); err != nil {
 			unlist()

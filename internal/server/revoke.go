@@ -45,8 +45,8 @@ func (s *Server) onRevoked(e revocation.Entry) {
 	s.log.Warn("credential revoked", "id", e.ID, "name", e.Name, "by", e.By)
 	var doomed []net.Conn
 	s.mu.Lock()
-	for c, claims := range s.conns {
-		if claims != nil && slices.Contains(claims.Lineage(), e.ID) {
+	for c, a := range s.conns {
+		if a.claims != nil && slices.Contains(a.claims.Lineage(), e.ID) {
 			doomed = append(doomed, c)
 		}
 	}

@@ -120,7 +120,7 @@ func (s *Server) info() *api.InfoReply {
 	return &api.InfoReply{
 		Id: s.id.String(), Url: s.url.String(), Addr: s.url.Addr, Pid: int64(os.Getpid()),
 		StartedUnixNano: s.started.UnixNano(), Version: version.String(), GoVersion: version.Go(),
-		Members: s.members(), Elements: int64(s.tree.Count()), Keyed: s.cfg.Key != nil,
+		Members: s.members(), Elements: int64(s.tree.Count()), Keyed: s.ring != nil,
 		Labels: s.cfg.Labels, Dc: s.cfg.DC,
 	}
 }

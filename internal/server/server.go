@@ -81,6 +81,8 @@ type Server struct {
 	ops     *oplog.Log
 	audit   *oplog.Audit     // nil without Config.Audit
 	revoked *revocation.List // the cluster's revoked credentials (revoke.go)
+	// ring is the server's keys (keyring.go): nil without Config.Key.
+	ring *security.Ring
 
 	ln      *net.TCPListener
 	cluster *cluster.Cluster
@@ -105,15 +107,16 @@ type Server struct {
 	wg     sync.WaitGroup // every goroutine the server starts
 
 	mu sync.Mutex
-	// conns are the open connections, with the claims of the credential
-	// each authenticated with (nil for none, or not yet).
-	conns    map[net.Conn]*security.Claims
+	// conns are the open connections, with how each client connection
+	// authenticated (connAuth).
+	conns    map[net.Conn]connAuth
 	refusals refusalLog
 	unauth   unauthLimit
 	joins    joinTable // of servers announced by discovery
 
 	credMu   sync.Mutex
-	credPath string // the directory of processes' credentials, once made
+	credPath string                 // the directory of processes' credentials, once made
+	creds    map[*procCred]struct{} // those of running processes
 
 	stopOnce sync.Once
 	done     chan struct{} // closed when Stop has finished
@@ -138,7 +141,7 @@ func Start(cfg Config) (s *Server, err error) {
 	}
 	s = &Server{
 		cfg: cfg, id: ident.NewID(), started: time.Now(),
-		conns: map[net.Conn]*security.Claims{}, done: make(chan struct{}), stopReq: make(chan struct{}),
+		conns: map[net.Conn]connAuth{}, creds: map[*procCred]struct{}{}, done: make(chan struct{}), stopReq: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -158,6 +161,10 @@ func Start(cfg Config) (s *Server, err error) {
 		if s.audit, err = oplog.OpenAudit(cfg.Audit); err != nil {
 			return s, err
 		}
+	}
+	var ringWarning string
+	if s.ring, ringWarning, err = security.OpenRing(cfg.VarDir, cfg.Key); err != nil {
+		return s, err
 	}
 	fsRoot := "/"
 	if cfg.FSRoot != "" {
@@ -194,8 +201,11 @@ func Start(cfg Config) (s *Server, err error) {
 		binDir = filepath.Join(cfg.VarDir, "bin")
 	}
 	s.bins = binstore.Open(binDir)
-	if w := unkeyedWarning(cfg.Key != nil, ln.Addr().(*net.TCPAddr)); w != "" {
+	if w := unkeyedWarning(s.ring != nil, ln.Addr().(*net.TCPAddr)); w != "" {
 		s.log.Warn(w)
+	}
+	if ringWarning != "" {
+		s.log.Warn(ringWarning)
 	}
 
 	if cfg.Docker {
@@ -207,22 +217,19 @@ func Start(cfg Config) (s *Server, err error) {
 		}
 	}
 
-	var gossipKey, wanKey []byte
-	if cfg.Key != nil {
-		gossipKey, wanKey = cfg.Key.GossipKey(), cfg.Key.WANGossipKey()
-	}
+	gossipKeys, wanKeys := s.gossipKeys()
 	s.cluster, err = cluster.New(cluster.Config{
 		ID: s.id, Advertise: adv, PID: os.Getpid(), Timing: cfg.Timing, Labels: cfg.Labels, DC: cfg.DC,
-		GossipKey: gossipKey, WANGossipKey: wanKey, UDP: udp, Logger: s.log, OnEvent: s.onMember,
+		GossipKeys: gossipKeys, WANGossipKeys: wanKeys, UDP: udp, Logger: s.log, OnEvent: s.onMember,
 		Shared: sharedRevocations{s},
 		DialStream: func(ctx context.Context, addr string) (net.Conn, error) {
-			return wire.Dial(ctx, addr, wire.KindGossip, 0, cfg.Key.Auth())
+			return wire.Dial(ctx, addr, wire.KindGossip, 0, s.ring.Auth())
 		},
 		DialWANStream: func(ctx context.Context, addr string) (net.Conn, error) {
-			return wire.Dial(ctx, addr, wire.KindGossipWAN, 0, cfg.Key.Auth())
+			return wire.Dial(ctx, addr, wire.KindGossipWAN, 0, s.ring.Auth())
 		},
 		DialWatch: func(ctx context.Context, addr string, id ident.ID) (net.Conn, error) {
-			return wire.Dial(ctx, addr, wire.KindWatch, id, cfg.Key.Auth())
+			return wire.Dial(ctx, addr, wire.KindWatch, id, s.ring.Auth())
 		},
 	})
 	if err != nil {
@@ -230,6 +237,9 @@ func Start(cfg Config) (s *Server, err error) {
 		return s, err
 	}
 
+	if s.ring != nil {
+		s.ring.Watch(s.onRingChange)
+	}
 	s.rpcLn = newConnListener(adv)
 	s.rpc = grpc.NewServer(
 		grpc.Creds(identityCreds{}),
@@ -276,15 +286,15 @@ func Start(cfg Config) (s *Server, err error) {
 				return s, fmt.Errorf("-if %s: %w", cfg.Iface, err)
 			}
 		}
-		if cfg.Key != nil {
-			dc.Key = cfg.Key.DiscoveryKey()
+		if k := s.ring.Use(); k != nil {
+			dc.Key = k.DiscoveryKey() // the key in use at start: discovery does not follow a rotation
 		}
 		s.disc, err = discover.Serve(s.ctx, dc, s.url.String(), s.discovered)
 		if err != nil {
 			return s, fmt.Errorf("-discover %s: %w", cfg.Discover, err)
 		}
 	}
-	s.log.Info("serving", "url", s.url.String(), "keyed", cfg.Key != nil, "timing", string(cfg.Timing))
+	s.log.Info("serving", "url", s.url.String(), "keyed", s.ring != nil, "timing", string(cfg.Timing))
 	return s, nil
 }
 

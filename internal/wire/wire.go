@@ -148,6 +148,9 @@ type Preamble struct {
 	Cred bool
 	// Claims are the credential's, once Check has accepted it.
 	Claims *security.Claims
+	// Key is, once Check has accepted a keyed preamble, the key it was
+	// made under: TLS then presents that key's certificate.
+	Key *security.Key
 	// Origin is, in a relay's preamble, the address of the dialler whose
 	// connection it relays, covered by the relay's MAC: the target's
 	// records name who asked from where, not the relay.
@@ -304,7 +307,13 @@ func (p Preamble) Bytes() []byte {
 // signed for another connection (replayed) fails as a wrong key does. A
 // credential opens no gossip connection: only servers, which hold the key,
 // gossip.
-func (p *Preamble) Check(g Greeting, key *security.Key) *Refusal {
+func (p *Preamble) Check(g Greeting, key Acceptor) *Refusal {
+	if k, ok := key.(*security.Key); ok && k == nil {
+		key = nil // a nil key is no key
+	}
+	if r, ok := key.(*security.Ring); ok && r == nil {
+		key = nil
+	}
 	switch {
 	case key == nil && p.Keyed:
 		return &Refusal{Code: CodeNoKeyHere, Msg: "this server runs without a key, but the dialler uses one"}
@@ -315,16 +324,28 @@ func (p *Preamble) Check(g Greeting, key *security.Key) *Refusal {
 	case p.Cred && (p.Kind == KindGossip || p.Kind == KindGossipWAN):
 		return &Refusal{Code: CodeDenied, Msg: "a credential does not open gossip connections: only servers, with the cluster key, gossip"}
 	case p.Cred:
-		claims, err := key.Verify(p.cert, p.signed(g), p.sig)
+		claims, k, err := key.AcceptCredential(p.cert, p.signed(g), p.sig)
 		if err != nil {
 			return &Refusal{Code: CodeBadKey, Msg: "authentication failed: " + err.Error()}
 		}
-		p.Claims = &claims
+		p.Claims, p.Key = &claims, k
 		return nil
-	case !key.VerifyMAC(p.signed(g), p.raw[macOffset:]):
+	}
+	if p.Key = key.AcceptMAC(p.signed(g), p.raw[macOffset:]); p.Key == nil {
 		return &Refusal{Code: CodeBadKey, Msg: "authentication failed: the dialler's key differs from this server's (or its preamble was made for another connection)"}
 	}
 	return nil
+}
+
+// Acceptor checks the proof of a preamble: one key (*security.Key), or a
+// server's keyring (*security.Ring), which accepts any key installed.
+type Acceptor interface {
+	// AcceptMAC returns the key under which tag is b's MAC, or nil.
+	AcceptMAC(b, tag []byte) *security.Key
+	// AcceptCredential verifies a credential's certificate and its
+	// signature over msg, and returns its claims and the key whose
+	// authority made it.
+	AcceptCredential(der, msg, sig []byte) (security.Claims, *security.Key, error)
 }
 
 // Code is a status code answering a preamble.
