@@ -79,11 +79,7 @@ func runConsoleToken(env *Env, inv *invocation) error {
 		if err != nil {
 			return usagef("-ttl: %v", err)
 		}
-		if env.jsonOut {
-			return printJSON(env, struct{ Token string }{token})
-		}
-		_, err = fmt.Fprintln(env.Stdout, token)
-		return err
+		return printToken(env, token)
 	}
 	key, err := readKey(env, f.hmac, false)
 	if err != nil {
@@ -96,10 +92,15 @@ func runConsoleToken(env *Env, inv *invocation) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
+	return printToken(env, token)
+}
+
+// printToken prints a console token, or with -json an object holding it.
+func printToken(env *Env, token string) error {
 	if env.jsonOut {
 		return printJSON(env, struct{ Token string }{token})
 	}
-	_, err = fmt.Fprintln(env.Stdout, token)
+	_, err := fmt.Fprintln(env.Stdout, token)
 	return err
 }
 
