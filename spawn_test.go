@@ -89,7 +89,27 @@ func holdings() (string, error) {
 	return cred.Claims().Name + "\n" + cred.Claims().Parent + "\n" + strings.Join(append(os.Environ(), "client key="+key), "\n"), nil
 }
 
-func init() { Register(add, divide, boom, feedback, park, spawnFrom, describe, holdings) }
+// whenStopped waits for the worker to be asked to stop, through Context
+// rather than an argument, and returns how it ended.
+func whenStopped(greeting string) string {
+	fmt.Println(greeting)
+	select {
+	case <-Context().Done():
+		return "stopped cleanly"
+	case <-time.After(time.Minute):
+		return "never asked to stop"
+	}
+}
+
+// stubborn ignores being asked to stop.
+func stubborn(greeting string) {
+	fmt.Println(greeting)
+	time.Sleep(time.Minute)
+}
+
+func init() {
+	Register(add, divide, boom, feedback, park, spawnFrom, describe, holdings, whenStopped, stubborn)
+}
 
 var connectOnce sync.Mutex
 
@@ -507,4 +527,60 @@ func TestFilesVanishWithTheirHost(t *testing.T) {
 	if _, err := wait(t, w); !errors.As(err, &lost) {
 		t.Logf("wait for a worker of a lost host: %v", err)
 	}
+}
+
+// TestStopContext: kill -grace asks a worker to stop: circuit.Context ends,
+// and a worker that returns then ends well, with its result; one that does
+// not is killed when the grace period is over. Outside a worker the
+// context never ends.
+func TestStopContext(t *testing.T) {
+	cl := cluster(t, 1, testcluster.Options{})
+	ctx := context.Background()
+	if Context().Err() != nil {
+		t.Fatal("the context of a spawning program ended")
+	}
+	c, err := Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		fn   any
+	}{{"returns", whenStopped}, {"stubborn", stubborn}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := Spawn(cl.Servers[0].ID, []string{"/test/stop/" + tc.name}, tc.fn, "up")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := w.Output(ctx, "stdout")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			line := make([]byte, 3)
+			if _, err := io.ReadFull(out, line); err != nil { // it runs, and watches its context
+				t.Fatal(err)
+			}
+			start := time.Now()
+			killed, err := c.KillGrace(ctx, "/test/stop/"+tc.name+"/...", 2*time.Second)
+			if err != nil || len(killed) != 1 {
+				t.Fatalf("kill -grace: %v, %v", killed, err)
+			}
+			took := time.Since(start)
+			go io.Copy(io.Discard, out)
+			res, err := wait(t, w)
+			var we *WorkerError
+			switch tc.name {
+			case "returns":
+				if err != nil || len(res) != 1 || res[0] != "stopped cleanly" || took > 2*time.Second {
+					t.Fatalf("a worker asked to stop: %v, %v after %v; want its result at once", res, err, took)
+				}
+			case "stubborn":
+				if !errors.As(err, &we) || !we.Died || !strings.Contains(err.Error(), "KILL") || took < 2*time.Second {
+					t.Fatalf("a worker that ignores the request: %v after %v; want killed after the grace period", err, took)
+				}
+			}
+		})
+	}
+	noOrphans(t, cl)
 }

@@ -58,6 +58,24 @@ var state struct {
 	opts   client.Options // how a worker connects, lazily
 	worker string         // this process's worker ID, "" for a spawner
 	self   *Worker        // this worker, nil for a spawner
+	ctx    context.Context
+}
+
+// Context returns, in a worker, the context that ends when the worker is
+// asked to stop: by SIGTERM, which circuit kill -grace sends (as a respawn
+// will), giving the worker that long to return before it is killed. It is
+// the context a spawned function that takes one receives. Outside a worker
+// it never ends.
+//
+// To stop without interruption, a worker returns once its context ends,
+// holding no request it has taken and not answered.
+func Context() context.Context {
+	state.Lock()
+	defer state.Unlock()
+	if state.ctx == nil {
+		return context.Background()
+	}
+	return state.ctx
 }
 
 // Main is the entry hook: call it first thing in main. In a process that
@@ -118,6 +136,9 @@ func runWorker(id string) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
+	state.Lock()
+	state.ctx = ctx
+	state.Unlock()
 	var o outcome
 	code := func() (code int) {
 		defer func() {

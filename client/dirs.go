@@ -89,10 +89,10 @@ func (c *Client) eachMember(ctx context.Context, f func(ctx context.Context, id 
 }
 
 // dirFiles gathers the anchor files every server reports for a query.
-func (c *Client) dirFiles(ctx context.Context, q anchorfs.Query, kill bool) ([]anchorfs.File, error) {
+func (c *Client) dirFiles(ctx context.Context, q anchorfs.Query, kill bool, grace time.Duration) ([]anchorfs.File, error) {
 	var mu sync.Mutex
 	var files []anchorfs.File
-	req := &api.DirsRequest{Path: q.String()}
+	req := &api.DirsRequest{Path: q.String(), GraceNanos: int64(grace)}
 	err := c.eachMember(ctx, func(ctx context.Context, id ident.ID) error {
 		sc, err := c.conn(id)
 		if err != nil {
@@ -122,7 +122,7 @@ func (c *Client) dirFiles(ctx context.Context, q anchorfs.Query, kill bool) ([]a
 
 // listDirs lists the anchor file system at a parsed path, as List does.
 func (c *Client) listDirs(ctx context.Context, q anchorfs.Query) ([]Entry, error) {
-	files, err := c.dirFiles(ctx, q, false)
+	files, err := c.dirFiles(ctx, q, false, 0)
 	var incomplete *IncompleteError
 	if err != nil && !errors.As(err, &incomplete) {
 		return nil, err
@@ -161,6 +161,13 @@ const (
 // the files they had there, sorted; none is not an error. Servers that did
 // not answer make an *IncompleteError alongside what the others killed.
 func (c *Client) Kill(ctx context.Context, path string) ([]Entry, error) {
+	return c.KillGrace(ctx, path, 0)
+}
+
+// KillGrace is Kill that first asks the workers to stop: each gets SIGTERM,
+// which cancels circuit.Context in a worker, and is killed (SIGKILL) only if
+// it has not exited within grace (at most a minute; 0 kills at once).
+func (c *Client) KillGrace(ctx context.Context, path string, grace time.Duration) ([]Entry, error) {
 	q, err := anchorfs.Parse(path)
 	if err != nil {
 		return nil, fault.New(fault.BadRequest, err.Error())
@@ -168,7 +175,7 @@ func (c *Client) Kill(ctx context.Context, path string) ([]Entry, error) {
 	if len(q.Dir) == 0 {
 		return nil, fault.New(fault.BadRequest, "kill takes a directory of the anchor file system, like /firehose/clients/..., not "+path)
 	}
-	files, err := c.dirFiles(ctx, q, true)
+	files, err := c.dirFiles(ctx, q, true, grace)
 	var incomplete *IncompleteError
 	if err != nil && !errors.As(err, &incomplete) {
 		return nil, err

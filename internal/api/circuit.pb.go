@@ -3092,9 +3092,13 @@ func (x *DockerInspect) GetJson() []byte {
 }
 
 type DirsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"` // a directory, e.g. /firehose/clients; "/" for all
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Path      string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"` // a directory, e.g. /firehose/clients; "/" for all
+	Recursive bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	// Kill: ask the workers to stop (SIGTERM, which cancels circuit.Context
+	// in a worker) and kill them (SIGKILL) only after this long; 0 kills at
+	// once. At most a minute.
+	GraceNanos    int64 `protobuf:"varint,3,opt,name=grace_nanos,json=graceNanos,proto3" json:"grace_nanos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3141,6 +3145,13 @@ func (x *DirsRequest) GetRecursive() bool {
 		return x.Recursive
 	}
 	return false
+}
+
+func (x *DirsRequest) GetGraceNanos() int64 {
+	if x != nil {
+		return x.GraceNanos
+	}
+	return 0
 }
 
 type DirFile struct {
@@ -3630,10 +3641,12 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04stat\x18\x01 \x01(\v2\x16.circuit.v1.DockerStatR\x04stat\x12\x1a\n" +
 	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"#\n" +
 	"\rDockerInspect\x12\x12\n" +
-	"\x04json\x18\x01 \x01(\fR\x04json\"?\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\"`\n" +
 	"\vDirsRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
-	"\trecursive\x18\x02 \x01(\bR\trecursive\"5\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1f\n" +
+	"\vgrace_nanos\x18\x03 \x01(\x03R\n" +
+	"graceNanos\"5\n" +
 	"\aDirFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06anchor\x18\x02 \x01(\tR\x06anchor\"6\n" +

@@ -5,11 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/circuit-project/circuit/client"
 )
 
-type killFlags struct{ verbose bool }
+type killFlags struct {
+	verbose bool
+	grace   time.Duration
+}
 
 func killCmd() *command {
 	return &command{
@@ -20,19 +24,24 @@ func killCmd() *command {
 		long: `Kills, with SIGKILL, every worker listed in each directory of the anchor file
 system, or anywhere below it when the path ends in /..., on every server. It
 returns once they have exited, so their files are gone. A path ending in a
-worker ID kills that worker. With -v, prints the files of the killed
-workers. Exits with 3 when no worker matched.
+worker ID kills that worker. With -grace D, each worker is first asked to
+stop (SIGTERM, which cancels circuit.Context in a worker, so that a function
+that watches it can return) and killed only if it is still running after
+D. With -v, prints the files of the killed workers. Exits with 3 when no
+worker matched.
 
 Examples:
   circuit kill /firehose/clients/spam/...
   circuit kill /firehose/clients/...
-  circuit kill /firehose/clients/spam/R6aca01d945c3b861`,
+  circuit kill /firehose/clients/spam/R6aca01d945c3b861
+  circuit kill -grace 10s /firehose/clients/...`,
 		dial: true,
 		json: `One JSON object: Killed, the files of the killed workers, each as ls -json
 prints a path (Path, Kind, Server, Anchor). -json implies -v.`,
 		flags: func(fs *flag.FlagSet) any {
 			f := &killFlags{}
 			fs.BoolVar(&f.verbose, "v", false, "print the files of the killed workers")
+			fs.DurationVar(&f.grace, "grace", 0, "ask the workers to stop first (SIGTERM: circuit.Context ends in a worker), and kill them only after `DURATION` (at most 1m)")
 			return f
 		},
 		run: runKill,
@@ -44,6 +53,9 @@ func runKill(env *Env, inv *invocation) error {
 	if len(inv.args) == 0 {
 		return usagef("kill takes one or more directories, e.g. circuit kill /firehose/clients/...")
 	}
+	if f.grace < 0 || f.grace > time.Minute {
+		return usagef("-grace %v: want 0 to 1m", f.grace)
+	}
 	c, err := connect(env, inv)
 	if err != nil {
 		return err
@@ -52,7 +64,7 @@ func runKill(env *Env, inv *invocation) error {
 	var errs []error
 	killedAll := []entryJSON{}
 	for _, path := range inv.args {
-		killed, err := c.Kill(env.Ctx, path)
+		killed, err := c.KillGrace(env.Ctx, path, f.grace)
 		var incomplete *client.IncompleteError
 		if err != nil && !errors.As(err, &incomplete) {
 			return fmt.Errorf("kill %s: %w", path, err)

@@ -92,7 +92,7 @@ var table = []Op{
 	{"Nameserver.Set", Operate, false, "set a resource record (set)", []string{"record"}},
 	{"Nameserver.Unset", Operate, false, "remove resource records (unset)", []string{"name"}},
 	{"Anchor.Scrub", Operate, false, "remove an element (scrub)", nil},
-	{"Dirs.Kill", Operate, false, "kill the workers listed in a directory", []string{"recursive"}},
+	{"Dirs.Kill", Operate, false, "kill the workers listed in a directory", []string{"recursive", "grace_nanos"}},
 	{"Binary.Upload", Operate, false, "store a binary (Spawn)", nil},
 	{"Stream.stdin", Operate, false, "write a process's standard input (stdin)", nil},
 	{"Stream.stdout", Operate, false, "read a process's standard output (stdout): it consumes", nil},

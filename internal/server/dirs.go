@@ -50,10 +50,17 @@ func (v *dirsService) List(_ context.Context, req *api.DirsRequest) (*api.DirsRe
 // so that their files are gone when it answers.
 const killWait = 5 * time.Second
 
+// maxKillGrace bounds the grace period of a kill.
+const maxKillGrace = time.Minute
+
 func (v *dirsService) Kill(ctx context.Context, req *api.DirsRequest) (*api.DirsReply, error) {
 	q, err := v.s.dirsQuery(req)
 	if err != nil {
 		return nil, err
+	}
+	grace := time.Duration(req.GetGraceNanos())
+	if grace < 0 || grace > maxKillGrace {
+		return nil, fault.Errorf(fault.BadRequest, "a grace period of %v: want 0 to %v", grace, maxKillGrace)
 	}
 	files := v.s.dirs.Files(q, false)
 	killed := map[string]*procElement{}
@@ -65,8 +72,28 @@ func (v *dirsService) Kill(ctx context.Context, req *api.DirsRequest) (*api.Dirs
 		if err != nil {
 			continue // exited and removed meanwhile
 		}
-		pe.Signal("KILL") // fails only for a process that has exited
+		if grace > 0 {
+			pe.Signal("TERM") // the worker's circuit.Context ends
+		} else {
+			pe.Signal("KILL") // fails only for a process that has exited
+		}
 		killed[f.Worker] = pe
+	}
+	if grace > 0 {
+		// Those still running when the grace period is over are killed.
+		deadline := time.NewTimer(grace)
+		defer deadline.Stop()
+		for _, pe := range killed {
+			select {
+			case <-pe.Done():
+			case <-deadline.C:
+				for _, pe := range killed {
+					pe.Signal("KILL")
+				}
+			case <-ctx.Done():
+				return nil, status.FromContextError(ctx.Err()).Err()
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, killWait)
 	defer cancel()
