@@ -2,11 +2,13 @@ package circuit
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -101,6 +103,21 @@ func whenStopped(greeting string) string {
 	}
 }
 
+// spin keeps a core busy hashing until its context ends, printing a line
+// first, and returns how many rounds it made.
+func spin(ctx context.Context, greeting string) int {
+	fmt.Println(greeting)
+	sum := sha256.Sum256([]byte(greeting))
+	n := 0
+	for ctx.Err() == nil {
+		for range 1000 {
+			sum = sha256.Sum256(sum[:])
+		}
+		n++
+	}
+	return n
+}
+
 // stubborn ignores being asked to stop.
 func stubborn(greeting string) {
 	fmt.Println(greeting)
@@ -108,7 +125,7 @@ func stubborn(greeting string) {
 }
 
 func init() {
-	Register(add, divide, boom, feedback, park, spawnFrom, describe, holdings, whenStopped, stubborn)
+	Register(add, divide, boom, feedback, park, spawnFrom, describe, holdings, whenStopped, stubborn, spin)
 }
 
 var connectOnce sync.Mutex
@@ -583,4 +600,84 @@ func TestStopContext(t *testing.T) {
 		})
 	}
 	noOrphans(t, cl)
+}
+
+// TestProfileWorker: a worker's CPU profile shows its own function; its
+// heap, goroutines, blocking and trace are taken too; one CPU profile at a
+// time; circuit stk's text of a worker names the function; a process that
+// is no worker, and a bad kind, are refused.
+func TestProfileWorker(t *testing.T) {
+	cl := cluster(t, 2, testcluster.Options{Key: true})
+	ctx := context.Background()
+	c, err := Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Spawn(cl.Servers[1].ID, []string{"/test/busy"}, spin, "spinning")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Kill(ctx)
+	out, err := w.Output(ctx, "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	line := make([]byte, len("spinning\n"))
+	if _, err := io.ReadFull(out, line); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, out)
+	file := "/test/busy/" + w.ID()
+	dir := t.TempDir()
+	var cpu strings.Builder
+	busy := make(chan error, 1)
+	go func() {
+		// A second CPU profile while the first runs is refused.
+		time.Sleep(300 * time.Millisecond)
+		busy <- c.Profile(ctx, file, client.ProfileCPU, time.Second, io.Discard)
+	}()
+	if err := c.Profile(ctx, file, client.ProfileCPU, 3*time.Second, &cpu); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-busy; !errors.Is(err, client.ErrPrecondition) || !strings.Contains(err.Error(), "one at a time") {
+		t.Errorf("a second CPU profile at once: %v", err)
+	}
+	pf := dir + "/cpu.pprof"
+	if err := os.WriteFile(pf, []byte(cpu.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=200", pf).CombinedOutput()
+	if err != nil || !strings.Contains(string(top), "circuit.spin") {
+		t.Fatalf("go tool pprof -top of the worker's CPU profile: %v\n%s", err, top)
+	}
+	for _, kind := range []string{client.ProfileHeap, client.ProfileGoroutine, client.ProfileBlock, client.ProfileTrace} {
+		var b strings.Builder
+		d := time.Duration(0)
+		if kind == client.ProfileBlock || kind == client.ProfileTrace {
+			d = 300 * time.Millisecond
+		}
+		if err := c.Profile(ctx, w.Anchor(), kind, d, &b); err != nil || b.Len() == 0 {
+			t.Errorf("%s profile of the worker by its anchor: %d bytes, %v", kind, b.Len(), err)
+		}
+	}
+	var stk strings.Builder
+	if err := c.Profile(ctx, file, client.ProfileStacks, 0, &stk); err != nil || !strings.Contains(stk.String(), "circuit.spin") {
+		t.Errorf("the worker's stacks: %v\n%s", err, stk.String())
+	}
+	if err := c.Profile(ctx, file, "flame", 0, io.Discard); !errors.Is(err, client.ErrBadRequest) {
+		t.Errorf("a bad kind: %v", err)
+	}
+	h, err := c.MakeProcAt(ctx, "/"+cl.Servers[1].ID+"/plain", client.Cmd{Path: "/bin/sleep", Args: []string{"30"}, Scrub: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Signal(ctx, "KILL")
+	if err := c.Profile(ctx, "/"+cl.Servers[1].ID+"/plain", client.ProfileHeap, 0, io.Discard); !errors.Is(err, client.ErrPrecondition) {
+		t.Errorf("profiling a process that is no worker: %v", err)
+	}
+	var srv strings.Builder
+	if err := c.Profile(ctx, "/"+cl.Servers[1].ID, client.ProfileGoroutine, 0, &srv); err != nil || srv.Len() == 0 {
+		t.Errorf("a server's goroutine profile: %v", err)
+	}
 }

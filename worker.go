@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -15,10 +16,14 @@ import (
 	"time"
 
 	"github.com/circuit-project/circuit/client"
+	"github.com/circuit-project/circuit/internal/profile"
 )
 
 // envWorker marks a process started by Spawn; its value is the worker ID.
 const envWorker = "CIRCUIT_WORKER"
+
+// envControl names the control socket a worker's server gave it.
+const envControl = "CIRCUIT_CONTROL"
 
 // envCred names the file of a worker's credential, set by its server
 // (client.Cmd.Cred) when the cluster has a key.
@@ -134,6 +139,17 @@ func runWorker(id string) int {
 	state.opts = client.Options{Addr: req.Server, CredFile: os.Getenv(envCred)}
 	state.Unlock()
 
+	// The worker's server gave it a control socket, where it serves its
+	// profiles (circuit pprof, circuit stk) while it runs.
+	if path := os.Getenv(envControl); path != "" {
+		os.Unsetenv(envControl)
+		if ln, err := net.Listen("unix", path); err == nil {
+			defer ln.Close()
+			go profile.Serve(ln)
+		} else {
+			fmt.Fprintf(os.Stderr, "circuit worker %s: no control socket, so no profiles: %v\n", id, err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	state.Lock()

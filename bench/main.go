@@ -44,6 +44,7 @@ var benchmarks = []benchmark{
 	{"kill", benchKill},
 	{"lost", benchLost},
 	{"launch", benchLaunch},
+	{"profile", benchProfile},
 	{"stdout", benchStdout},
 	{"chan", benchChan},
 	{"dns", benchDNS},

@@ -1199,6 +1199,110 @@ func (x *KeyringReply) GetKeys() []*KeyringKey {
 	return nil
 }
 
+type ProfileRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`    // /Xid, or a worker's anchor /Xid/R...
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`    // cpu, heap, goroutine, block, mutex, trace, stacks
+	Nanos         int64                  `protobuf:"varint,3,opt,name=nanos,proto3" json:"nanos,omitempty"` // how long: cpu and trace; block and mutex (0: 5 s)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProfileRequest) Reset() {
+	*x = ProfileRequest{}
+	mi := &file_circuit_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProfileRequest) ProtoMessage() {}
+
+func (x *ProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProfileRequest.ProtoReflect.Descriptor instead.
+func (*ProfileRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ProfileRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ProfileRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ProfileRequest) GetNanos() int64 {
+	if x != nil {
+		return x.Nanos
+	}
+	return 0
+}
+
+type ProfileChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProfileChunk) Reset() {
+	*x = ProfileChunk{}
+	mi := &file_circuit_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProfileChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProfileChunk) ProtoMessage() {}
+
+func (x *ProfileChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProfileChunk.ProtoReflect.Descriptor instead.
+func (*ProfileChunk) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ProfileChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type RevokedRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1207,7 +1311,7 @@ type RevokedRequest struct {
 
 func (x *RevokedRequest) Reset() {
 	*x = RevokedRequest{}
-	mi := &file_circuit_proto_msgTypes[22]
+	mi := &file_circuit_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1323,7 @@ func (x *RevokedRequest) String() string {
 func (*RevokedRequest) ProtoMessage() {}
 
 func (x *RevokedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[22]
+	mi := &file_circuit_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1336,7 @@ func (x *RevokedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedRequest.ProtoReflect.Descriptor instead.
 func (*RevokedRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{22}
+	return file_circuit_proto_rawDescGZIP(), []int{24}
 }
 
 type RevokedReply struct {
@@ -1244,7 +1348,7 @@ type RevokedReply struct {
 
 func (x *RevokedReply) Reset() {
 	*x = RevokedReply{}
-	mi := &file_circuit_proto_msgTypes[23]
+	mi := &file_circuit_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1360,7 @@ func (x *RevokedReply) String() string {
 func (*RevokedReply) ProtoMessage() {}
 
 func (x *RevokedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[23]
+	mi := &file_circuit_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1373,7 @@ func (x *RevokedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedReply.ProtoReflect.Descriptor instead.
 func (*RevokedReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{23}
+	return file_circuit_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevokedReply) GetRevocations() []*Revocation {
@@ -1288,7 +1392,7 @@ type PathRequest struct {
 
 func (x *PathRequest) Reset() {
 	*x = PathRequest{}
-	mi := &file_circuit_proto_msgTypes[24]
+	mi := &file_circuit_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1404,7 @@ func (x *PathRequest) String() string {
 func (*PathRequest) ProtoMessage() {}
 
 func (x *PathRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[24]
+	mi := &file_circuit_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1417,7 @@ func (x *PathRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathRequest.ProtoReflect.Descriptor instead.
 func (*PathRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{24}
+	return file_circuit_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PathRequest) GetPath() string {
@@ -1332,7 +1436,7 @@ type GetReply struct {
 
 func (x *GetReply) Reset() {
 	*x = GetReply{}
-	mi := &file_circuit_proto_msgTypes[25]
+	mi := &file_circuit_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1448,7 @@ func (x *GetReply) String() string {
 func (*GetReply) ProtoMessage() {}
 
 func (x *GetReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[25]
+	mi := &file_circuit_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1461,7 @@ func (x *GetReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReply.ProtoReflect.Descriptor instead.
 func (*GetReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{25}
+	return file_circuit_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetReply) GetKind() string {
@@ -1375,7 +1479,7 @@ type ScrubReply struct {
 
 func (x *ScrubReply) Reset() {
 	*x = ScrubReply{}
-	mi := &file_circuit_proto_msgTypes[26]
+	mi := &file_circuit_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1491,7 @@ func (x *ScrubReply) String() string {
 func (*ScrubReply) ProtoMessage() {}
 
 func (x *ScrubReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[26]
+	mi := &file_circuit_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1504,7 @@ func (x *ScrubReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScrubReply.ProtoReflect.Descriptor instead.
 func (*ScrubReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{26}
+	return file_circuit_proto_rawDescGZIP(), []int{28}
 }
 
 type PeekReply struct {
@@ -1424,7 +1528,7 @@ type PeekReply struct {
 
 func (x *PeekReply) Reset() {
 	*x = PeekReply{}
-	mi := &file_circuit_proto_msgTypes[27]
+	mi := &file_circuit_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1540,7 @@ func (x *PeekReply) String() string {
 func (*PeekReply) ProtoMessage() {}
 
 func (x *PeekReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[27]
+	mi := &file_circuit_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1553,7 @@ func (x *PeekReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeekReply.ProtoReflect.Descriptor instead.
 func (*PeekReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{27}
+	return file_circuit_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PeekReply) GetKind() string {
@@ -1591,7 +1695,7 @@ type Cmd struct {
 
 func (x *Cmd) Reset() {
 	*x = Cmd{}
-	mi := &file_circuit_proto_msgTypes[28]
+	mi := &file_circuit_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1707,7 @@ func (x *Cmd) String() string {
 func (*Cmd) ProtoMessage() {}
 
 func (x *Cmd) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[28]
+	mi := &file_circuit_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1720,7 @@ func (x *Cmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cmd.ProtoReflect.Descriptor instead.
 func (*Cmd) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{28}
+	return file_circuit_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Cmd) GetPath() string {
@@ -1713,7 +1817,7 @@ type MakeProcRequest struct {
 
 func (x *MakeProcRequest) Reset() {
 	*x = MakeProcRequest{}
-	mi := &file_circuit_proto_msgTypes[29]
+	mi := &file_circuit_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1829,7 @@ func (x *MakeProcRequest) String() string {
 func (*MakeProcRequest) ProtoMessage() {}
 
 func (x *MakeProcRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[29]
+	mi := &file_circuit_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1842,7 @@ func (x *MakeProcRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeProcRequest.ProtoReflect.Descriptor instead.
 func (*MakeProcRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{29}
+	return file_circuit_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MakeProcRequest) GetPath() string {
@@ -1773,7 +1877,7 @@ type ProcStat struct {
 
 func (x *ProcStat) Reset() {
 	*x = ProcStat{}
-	mi := &file_circuit_proto_msgTypes[30]
+	mi := &file_circuit_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1889,7 @@ func (x *ProcStat) String() string {
 func (*ProcStat) ProtoMessage() {}
 
 func (x *ProcStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[30]
+	mi := &file_circuit_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1902,7 @@ func (x *ProcStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcStat.ProtoReflect.Descriptor instead.
 func (*ProcStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{30}
+	return file_circuit_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ProcStat) GetCmd() *Cmd {
@@ -1881,7 +1985,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_circuit_proto_msgTypes[31]
+	mi := &file_circuit_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +1997,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[31]
+	mi := &file_circuit_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2010,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{31}
+	return file_circuit_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WaitRequest) GetPath() string {
@@ -1933,7 +2037,7 @@ type SignalRequest struct {
 
 func (x *SignalRequest) Reset() {
 	*x = SignalRequest{}
-	mi := &file_circuit_proto_msgTypes[32]
+	mi := &file_circuit_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2049,7 @@ func (x *SignalRequest) String() string {
 func (*SignalRequest) ProtoMessage() {}
 
 func (x *SignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[32]
+	mi := &file_circuit_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2062,7 @@ func (x *SignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
 func (*SignalRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{32}
+	return file_circuit_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SignalRequest) GetPath() string {
@@ -1983,7 +2087,7 @@ type SignalReply struct {
 
 func (x *SignalReply) Reset() {
 	*x = SignalReply{}
-	mi := &file_circuit_proto_msgTypes[33]
+	mi := &file_circuit_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2099,7 @@ func (x *SignalReply) String() string {
 func (*SignalReply) ProtoMessage() {}
 
 func (x *SignalReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[33]
+	mi := &file_circuit_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2112,7 @@ func (x *SignalReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalReply.ProtoReflect.Descriptor instead.
 func (*SignalReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{33}
+	return file_circuit_proto_rawDescGZIP(), []int{35}
 }
 
 type ResizeRequest struct {
@@ -2022,7 +2126,7 @@ type ResizeRequest struct {
 
 func (x *ResizeRequest) Reset() {
 	*x = ResizeRequest{}
-	mi := &file_circuit_proto_msgTypes[34]
+	mi := &file_circuit_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2138,7 @@ func (x *ResizeRequest) String() string {
 func (*ResizeRequest) ProtoMessage() {}
 
 func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[34]
+	mi := &file_circuit_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2151,7 @@ func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeRequest.ProtoReflect.Descriptor instead.
 func (*ResizeRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{34}
+	return file_circuit_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ResizeRequest) GetPath() string {
@@ -2082,7 +2186,7 @@ type MakeChanRequest struct {
 
 func (x *MakeChanRequest) Reset() {
 	*x = MakeChanRequest{}
-	mi := &file_circuit_proto_msgTypes[35]
+	mi := &file_circuit_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2198,7 @@ func (x *MakeChanRequest) String() string {
 func (*MakeChanRequest) ProtoMessage() {}
 
 func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[35]
+	mi := &file_circuit_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2211,7 @@ func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeChanRequest.ProtoReflect.Descriptor instead.
 func (*MakeChanRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{35}
+	return file_circuit_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MakeChanRequest) GetPath() string {
@@ -2142,7 +2246,7 @@ type SendChunk struct {
 
 func (x *SendChunk) Reset() {
 	*x = SendChunk{}
-	mi := &file_circuit_proto_msgTypes[36]
+	mi := &file_circuit_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2258,7 @@ func (x *SendChunk) String() string {
 func (*SendChunk) ProtoMessage() {}
 
 func (x *SendChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[36]
+	mi := &file_circuit_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2271,7 @@ func (x *SendChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendChunk.ProtoReflect.Descriptor instead.
 func (*SendChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{36}
+	return file_circuit_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SendChunk) GetPath() string {
@@ -2199,7 +2303,7 @@ type SendReply struct {
 
 func (x *SendReply) Reset() {
 	*x = SendReply{}
-	mi := &file_circuit_proto_msgTypes[37]
+	mi := &file_circuit_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2315,7 @@ func (x *SendReply) String() string {
 func (*SendReply) ProtoMessage() {}
 
 func (x *SendReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[37]
+	mi := &file_circuit_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2328,7 @@ func (x *SendReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendReply.ProtoReflect.Descriptor instead.
 func (*SendReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{37}
+	return file_circuit_proto_rawDescGZIP(), []int{39}
 }
 
 type RecvAck struct {
@@ -2237,7 +2341,7 @@ type RecvAck struct {
 
 func (x *RecvAck) Reset() {
 	*x = RecvAck{}
-	mi := &file_circuit_proto_msgTypes[38]
+	mi := &file_circuit_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2353,7 @@ func (x *RecvAck) String() string {
 func (*RecvAck) ProtoMessage() {}
 
 func (x *RecvAck) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[38]
+	mi := &file_circuit_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2366,7 @@ func (x *RecvAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvAck.ProtoReflect.Descriptor instead.
 func (*RecvAck) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{38}
+	return file_circuit_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RecvAck) GetPath() string {
@@ -2289,7 +2393,7 @@ type RecvChunk struct {
 
 func (x *RecvChunk) Reset() {
 	*x = RecvChunk{}
-	mi := &file_circuit_proto_msgTypes[39]
+	mi := &file_circuit_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2405,7 @@ func (x *RecvChunk) String() string {
 func (*RecvChunk) ProtoMessage() {}
 
 func (x *RecvChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[39]
+	mi := &file_circuit_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2418,7 @@ func (x *RecvChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvChunk.ProtoReflect.Descriptor instead.
 func (*RecvChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{39}
+	return file_circuit_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RecvChunk) GetData() []byte {
@@ -2339,7 +2443,7 @@ type CloseReply struct {
 
 func (x *CloseReply) Reset() {
 	*x = CloseReply{}
-	mi := &file_circuit_proto_msgTypes[40]
+	mi := &file_circuit_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2351,7 +2455,7 @@ func (x *CloseReply) String() string {
 func (*CloseReply) ProtoMessage() {}
 
 func (x *CloseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[40]
+	mi := &file_circuit_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2364,7 +2468,7 @@ func (x *CloseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseReply.ProtoReflect.Descriptor instead.
 func (*CloseReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{40}
+	return file_circuit_proto_rawDescGZIP(), []int{42}
 }
 
 type ChanStat struct {
@@ -2382,7 +2486,7 @@ type ChanStat struct {
 
 func (x *ChanStat) Reset() {
 	*x = ChanStat{}
-	mi := &file_circuit_proto_msgTypes[41]
+	mi := &file_circuit_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2498,7 @@ func (x *ChanStat) String() string {
 func (*ChanStat) ProtoMessage() {}
 
 func (x *ChanStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[41]
+	mi := &file_circuit_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2511,7 @@ func (x *ChanStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChanStat.ProtoReflect.Descriptor instead.
 func (*ChanStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{41}
+	return file_circuit_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ChanStat) GetKind() string {
@@ -2469,7 +2573,7 @@ type MakeNameserverRequest struct {
 
 func (x *MakeNameserverRequest) Reset() {
 	*x = MakeNameserverRequest{}
-	mi := &file_circuit_proto_msgTypes[42]
+	mi := &file_circuit_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2481,7 +2585,7 @@ func (x *MakeNameserverRequest) String() string {
 func (*MakeNameserverRequest) ProtoMessage() {}
 
 func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[42]
+	mi := &file_circuit_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2494,7 +2598,7 @@ func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeNameserverRequest.ProtoReflect.Descriptor instead.
 func (*MakeNameserverRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{42}
+	return file_circuit_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MakeNameserverRequest) GetPath() string {
@@ -2521,7 +2625,7 @@ type SetRecordRequest struct {
 
 func (x *SetRecordRequest) Reset() {
 	*x = SetRecordRequest{}
-	mi := &file_circuit_proto_msgTypes[43]
+	mi := &file_circuit_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2533,7 +2637,7 @@ func (x *SetRecordRequest) String() string {
 func (*SetRecordRequest) ProtoMessage() {}
 
 func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[43]
+	mi := &file_circuit_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2546,7 +2650,7 @@ func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRecordRequest.ProtoReflect.Descriptor instead.
 func (*SetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{43}
+	return file_circuit_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SetRecordRequest) GetPath() string {
@@ -2573,7 +2677,7 @@ type UnsetRecordRequest struct {
 
 func (x *UnsetRecordRequest) Reset() {
 	*x = UnsetRecordRequest{}
-	mi := &file_circuit_proto_msgTypes[44]
+	mi := &file_circuit_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +2689,7 @@ func (x *UnsetRecordRequest) String() string {
 func (*UnsetRecordRequest) ProtoMessage() {}
 
 func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[44]
+	mi := &file_circuit_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +2702,7 @@ func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsetRecordRequest.ProtoReflect.Descriptor instead.
 func (*UnsetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{44}
+	return file_circuit_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UnsetRecordRequest) GetPath() string {
@@ -2625,7 +2729,7 @@ type RecordSet struct {
 
 func (x *RecordSet) Reset() {
 	*x = RecordSet{}
-	mi := &file_circuit_proto_msgTypes[45]
+	mi := &file_circuit_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2741,7 @@ func (x *RecordSet) String() string {
 func (*RecordSet) ProtoMessage() {}
 
 func (x *RecordSet) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[45]
+	mi := &file_circuit_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2754,7 @@ func (x *RecordSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordSet.ProtoReflect.Descriptor instead.
 func (*RecordSet) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{45}
+	return file_circuit_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RecordSet) GetName() string {
@@ -2677,7 +2781,7 @@ type NameserverStat struct {
 
 func (x *NameserverStat) Reset() {
 	*x = NameserverStat{}
-	mi := &file_circuit_proto_msgTypes[46]
+	mi := &file_circuit_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2793,7 @@ func (x *NameserverStat) String() string {
 func (*NameserverStat) ProtoMessage() {}
 
 func (x *NameserverStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[46]
+	mi := &file_circuit_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2806,7 @@ func (x *NameserverStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NameserverStat.ProtoReflect.Descriptor instead.
 func (*NameserverStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{46}
+	return file_circuit_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *NameserverStat) GetAddress() string {
@@ -2738,7 +2842,7 @@ type DockerConfig struct {
 
 func (x *DockerConfig) Reset() {
 	*x = DockerConfig{}
-	mi := &file_circuit_proto_msgTypes[47]
+	mi := &file_circuit_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2750,7 +2854,7 @@ func (x *DockerConfig) String() string {
 func (*DockerConfig) ProtoMessage() {}
 
 func (x *DockerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[47]
+	mi := &file_circuit_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2763,7 +2867,7 @@ func (x *DockerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerConfig.ProtoReflect.Descriptor instead.
 func (*DockerConfig) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{47}
+	return file_circuit_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DockerConfig) GetImage() string {
@@ -2853,7 +2957,7 @@ type MakeDockerRequest struct {
 
 func (x *MakeDockerRequest) Reset() {
 	*x = MakeDockerRequest{}
-	mi := &file_circuit_proto_msgTypes[48]
+	mi := &file_circuit_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2865,7 +2969,7 @@ func (x *MakeDockerRequest) String() string {
 func (*MakeDockerRequest) ProtoMessage() {}
 
 func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[48]
+	mi := &file_circuit_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2878,7 +2982,7 @@ func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeDockerRequest.ProtoReflect.Descriptor instead.
 func (*MakeDockerRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{48}
+	return file_circuit_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MakeDockerRequest) GetPath() string {
@@ -2911,7 +3015,7 @@ type DockerStat struct {
 
 func (x *DockerStat) Reset() {
 	*x = DockerStat{}
-	mi := &file_circuit_proto_msgTypes[49]
+	mi := &file_circuit_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3027,7 @@ func (x *DockerStat) String() string {
 func (*DockerStat) ProtoMessage() {}
 
 func (x *DockerStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[49]
+	mi := &file_circuit_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3040,7 @@ func (x *DockerStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerStat.ProtoReflect.Descriptor instead.
 func (*DockerStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{49}
+	return file_circuit_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DockerStat) GetId() string {
@@ -3005,7 +3109,7 @@ type MakeDockerReply struct {
 
 func (x *MakeDockerReply) Reset() {
 	*x = MakeDockerReply{}
-	mi := &file_circuit_proto_msgTypes[50]
+	mi := &file_circuit_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3017,7 +3121,7 @@ func (x *MakeDockerReply) String() string {
 func (*MakeDockerReply) ProtoMessage() {}
 
 func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[50]
+	mi := &file_circuit_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3030,7 +3134,7 @@ func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeDockerReply.ProtoReflect.Descriptor instead.
 func (*MakeDockerReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{50}
+	return file_circuit_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MakeDockerReply) GetStat() *DockerStat {
@@ -3056,7 +3160,7 @@ type DockerInspect struct {
 
 func (x *DockerInspect) Reset() {
 	*x = DockerInspect{}
-	mi := &file_circuit_proto_msgTypes[51]
+	mi := &file_circuit_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3068,7 +3172,7 @@ func (x *DockerInspect) String() string {
 func (*DockerInspect) ProtoMessage() {}
 
 func (x *DockerInspect) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[51]
+	mi := &file_circuit_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3081,7 +3185,7 @@ func (x *DockerInspect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerInspect.ProtoReflect.Descriptor instead.
 func (*DockerInspect) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{51}
+	return file_circuit_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *DockerInspect) GetJson() []byte {
@@ -3105,7 +3209,7 @@ type DirsRequest struct {
 
 func (x *DirsRequest) Reset() {
 	*x = DirsRequest{}
-	mi := &file_circuit_proto_msgTypes[52]
+	mi := &file_circuit_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3117,7 +3221,7 @@ func (x *DirsRequest) String() string {
 func (*DirsRequest) ProtoMessage() {}
 
 func (x *DirsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[52]
+	mi := &file_circuit_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3130,7 +3234,7 @@ func (x *DirsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsRequest.ProtoReflect.Descriptor instead.
 func (*DirsRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{52}
+	return file_circuit_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DirsRequest) GetPath() string {
@@ -3164,7 +3268,7 @@ type DirFile struct {
 
 func (x *DirFile) Reset() {
 	*x = DirFile{}
-	mi := &file_circuit_proto_msgTypes[53]
+	mi := &file_circuit_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3176,7 +3280,7 @@ func (x *DirFile) String() string {
 func (*DirFile) ProtoMessage() {}
 
 func (x *DirFile) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[53]
+	mi := &file_circuit_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3189,7 +3293,7 @@ func (x *DirFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirFile.ProtoReflect.Descriptor instead.
 func (*DirFile) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{53}
+	return file_circuit_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DirFile) GetPath() string {
@@ -3215,7 +3319,7 @@ type DirsReply struct {
 
 func (x *DirsReply) Reset() {
 	*x = DirsReply{}
-	mi := &file_circuit_proto_msgTypes[54]
+	mi := &file_circuit_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3227,7 +3331,7 @@ func (x *DirsReply) String() string {
 func (*DirsReply) ProtoMessage() {}
 
 func (x *DirsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[54]
+	mi := &file_circuit_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3240,7 +3344,7 @@ func (x *DirsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsReply.ProtoReflect.Descriptor instead.
 func (*DirsReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{54}
+	return file_circuit_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DirsReply) GetFiles() []*DirFile {
@@ -3259,7 +3363,7 @@ type BinaryRequest struct {
 
 func (x *BinaryRequest) Reset() {
 	*x = BinaryRequest{}
-	mi := &file_circuit_proto_msgTypes[55]
+	mi := &file_circuit_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3375,7 @@ func (x *BinaryRequest) String() string {
 func (*BinaryRequest) ProtoMessage() {}
 
 func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[55]
+	mi := &file_circuit_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3388,7 @@ func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRequest.ProtoReflect.Descriptor instead.
 func (*BinaryRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{55}
+	return file_circuit_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *BinaryRequest) GetSha256() string {
@@ -3305,7 +3409,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_circuit_proto_msgTypes[56]
+	mi := &file_circuit_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3317,7 +3421,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[56]
+	mi := &file_circuit_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3330,7 +3434,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{56}
+	return file_circuit_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *BinaryChunk) GetSha256() string {
@@ -3366,7 +3470,7 @@ type BinaryStat struct {
 
 func (x *BinaryStat) Reset() {
 	*x = BinaryStat{}
-	mi := &file_circuit_proto_msgTypes[57]
+	mi := &file_circuit_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3378,7 +3482,7 @@ func (x *BinaryStat) String() string {
 func (*BinaryStat) ProtoMessage() {}
 
 func (x *BinaryStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[57]
+	mi := &file_circuit_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3391,7 +3495,7 @@ func (x *BinaryStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryStat.ProtoReflect.Descriptor instead.
 func (*BinaryStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{57}
+	return file_circuit_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *BinaryStat) GetSha256() string {
@@ -3511,7 +3615,13 @@ const file_circuit_proto_rawDesc = "" +
 	"\x06in_use\x18\x02 \x01(\bR\x05inUse\"T\n" +
 	"\fKeyringReply\x12\x18\n" +
 	"\achanged\x18\x01 \x01(\bR\achanged\x12*\n" +
-	"\x04keys\x18\x02 \x03(\v2\x16.circuit.v1.KeyringKeyR\x04keys\"\x10\n" +
+	"\x04keys\x18\x02 \x03(\v2\x16.circuit.v1.KeyringKeyR\x04keys\"N\n" +
+	"\x0eProfileRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05nanos\x18\x03 \x01(\x03R\x05nanos\"\"\n" +
+	"\fProfileChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x10\n" +
 	"\x0eRevokedRequest\"H\n" +
 	"\fRevokedReply\x128\n" +
 	"\vrevocations\x18\x01 \x03(\v2\x16.circuit.v1.RevocationR\vrevocations\"!\n" +
@@ -3663,7 +3773,7 @@ const file_circuit_proto_rawDesc = "" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x18\n" +
 	"\apresent\x18\x02 \x01(\bR\apresent\x12\x12\n" +
 	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x03R\x04size2\xdc\x04\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size2\x9f\x05\n" +
 	"\x06Server\x126\n" +
 	"\x04Info\x12\x17.circuit.v1.InfoRequest\x1a\x15.circuit.v1.InfoReply\x12?\n" +
 	"\aMembers\x12\x1a.circuit.v1.MembersRequest\x1a\x18.circuit.v1.MembersReply\x126\n" +
@@ -3674,7 +3784,8 @@ const file_circuit_proto_rawDesc = "" +
 	"\x06Revoke\x12\x19.circuit.v1.RevokeRequest\x1a\x17.circuit.v1.RevokeReply\x12?\n" +
 	"\aRevoked\x12\x1a.circuit.v1.RevokedRequest\x1a\x18.circuit.v1.RevokedReply\x126\n" +
 	"\x03Log\x12\x16.circuit.v1.LogRequest\x1a\x15.circuit.v1.LogRecord0\x01\x12?\n" +
-	"\aKeyring\x12\x1a.circuit.v1.KeyringRequest\x1a\x18.circuit.v1.KeyringReply2\xb0\x01\n" +
+	"\aKeyring\x12\x1a.circuit.v1.KeyringRequest\x1a\x18.circuit.v1.KeyringReply\x12A\n" +
+	"\aProfile\x12\x1a.circuit.v1.ProfileRequest\x1a\x18.circuit.v1.ProfileChunk0\x012\xb0\x01\n" +
 	"\x06Anchor\x124\n" +
 	"\x03Get\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.GetReply\x128\n" +
 	"\x05Scrub\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.ScrubReply\x126\n" +
@@ -3721,7 +3832,7 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_circuit_proto_goTypes = []any{
 	(*Member)(nil),                // 0: circuit.v1.Member
 	(*InfoRequest)(nil),           // 1: circuit.v1.InfoRequest
@@ -3745,66 +3856,68 @@ var file_circuit_proto_goTypes = []any{
 	(*KeyringRequest)(nil),        // 19: circuit.v1.KeyringRequest
 	(*KeyringKey)(nil),            // 20: circuit.v1.KeyringKey
 	(*KeyringReply)(nil),          // 21: circuit.v1.KeyringReply
-	(*RevokedRequest)(nil),        // 22: circuit.v1.RevokedRequest
-	(*RevokedReply)(nil),          // 23: circuit.v1.RevokedReply
-	(*PathRequest)(nil),           // 24: circuit.v1.PathRequest
-	(*GetReply)(nil),              // 25: circuit.v1.GetReply
-	(*ScrubReply)(nil),            // 26: circuit.v1.ScrubReply
-	(*PeekReply)(nil),             // 27: circuit.v1.PeekReply
-	(*Cmd)(nil),                   // 28: circuit.v1.Cmd
-	(*MakeProcRequest)(nil),       // 29: circuit.v1.MakeProcRequest
-	(*ProcStat)(nil),              // 30: circuit.v1.ProcStat
-	(*WaitRequest)(nil),           // 31: circuit.v1.WaitRequest
-	(*SignalRequest)(nil),         // 32: circuit.v1.SignalRequest
-	(*SignalReply)(nil),           // 33: circuit.v1.SignalReply
-	(*ResizeRequest)(nil),         // 34: circuit.v1.ResizeRequest
-	(*MakeChanRequest)(nil),       // 35: circuit.v1.MakeChanRequest
-	(*SendChunk)(nil),             // 36: circuit.v1.SendChunk
-	(*SendReply)(nil),             // 37: circuit.v1.SendReply
-	(*RecvAck)(nil),               // 38: circuit.v1.RecvAck
-	(*RecvChunk)(nil),             // 39: circuit.v1.RecvChunk
-	(*CloseReply)(nil),            // 40: circuit.v1.CloseReply
-	(*ChanStat)(nil),              // 41: circuit.v1.ChanStat
-	(*MakeNameserverRequest)(nil), // 42: circuit.v1.MakeNameserverRequest
-	(*SetRecordRequest)(nil),      // 43: circuit.v1.SetRecordRequest
-	(*UnsetRecordRequest)(nil),    // 44: circuit.v1.UnsetRecordRequest
-	(*RecordSet)(nil),             // 45: circuit.v1.RecordSet
-	(*NameserverStat)(nil),        // 46: circuit.v1.NameserverStat
-	(*DockerConfig)(nil),          // 47: circuit.v1.DockerConfig
-	(*MakeDockerRequest)(nil),     // 48: circuit.v1.MakeDockerRequest
-	(*DockerStat)(nil),            // 49: circuit.v1.DockerStat
-	(*MakeDockerReply)(nil),       // 50: circuit.v1.MakeDockerReply
-	(*DockerInspect)(nil),         // 51: circuit.v1.DockerInspect
-	(*DirsRequest)(nil),           // 52: circuit.v1.DirsRequest
-	(*DirFile)(nil),               // 53: circuit.v1.DirFile
-	(*DirsReply)(nil),             // 54: circuit.v1.DirsReply
-	(*BinaryRequest)(nil),         // 55: circuit.v1.BinaryRequest
-	(*BinaryChunk)(nil),           // 56: circuit.v1.BinaryChunk
-	(*BinaryStat)(nil),            // 57: circuit.v1.BinaryStat
-	nil,                           // 58: circuit.v1.Member.LabelsEntry
-	nil,                           // 59: circuit.v1.InfoReply.LabelsEntry
+	(*ProfileRequest)(nil),        // 22: circuit.v1.ProfileRequest
+	(*ProfileChunk)(nil),          // 23: circuit.v1.ProfileChunk
+	(*RevokedRequest)(nil),        // 24: circuit.v1.RevokedRequest
+	(*RevokedReply)(nil),          // 25: circuit.v1.RevokedReply
+	(*PathRequest)(nil),           // 26: circuit.v1.PathRequest
+	(*GetReply)(nil),              // 27: circuit.v1.GetReply
+	(*ScrubReply)(nil),            // 28: circuit.v1.ScrubReply
+	(*PeekReply)(nil),             // 29: circuit.v1.PeekReply
+	(*Cmd)(nil),                   // 30: circuit.v1.Cmd
+	(*MakeProcRequest)(nil),       // 31: circuit.v1.MakeProcRequest
+	(*ProcStat)(nil),              // 32: circuit.v1.ProcStat
+	(*WaitRequest)(nil),           // 33: circuit.v1.WaitRequest
+	(*SignalRequest)(nil),         // 34: circuit.v1.SignalRequest
+	(*SignalReply)(nil),           // 35: circuit.v1.SignalReply
+	(*ResizeRequest)(nil),         // 36: circuit.v1.ResizeRequest
+	(*MakeChanRequest)(nil),       // 37: circuit.v1.MakeChanRequest
+	(*SendChunk)(nil),             // 38: circuit.v1.SendChunk
+	(*SendReply)(nil),             // 39: circuit.v1.SendReply
+	(*RecvAck)(nil),               // 40: circuit.v1.RecvAck
+	(*RecvChunk)(nil),             // 41: circuit.v1.RecvChunk
+	(*CloseReply)(nil),            // 42: circuit.v1.CloseReply
+	(*ChanStat)(nil),              // 43: circuit.v1.ChanStat
+	(*MakeNameserverRequest)(nil), // 44: circuit.v1.MakeNameserverRequest
+	(*SetRecordRequest)(nil),      // 45: circuit.v1.SetRecordRequest
+	(*UnsetRecordRequest)(nil),    // 46: circuit.v1.UnsetRecordRequest
+	(*RecordSet)(nil),             // 47: circuit.v1.RecordSet
+	(*NameserverStat)(nil),        // 48: circuit.v1.NameserverStat
+	(*DockerConfig)(nil),          // 49: circuit.v1.DockerConfig
+	(*MakeDockerRequest)(nil),     // 50: circuit.v1.MakeDockerRequest
+	(*DockerStat)(nil),            // 51: circuit.v1.DockerStat
+	(*MakeDockerReply)(nil),       // 52: circuit.v1.MakeDockerReply
+	(*DockerInspect)(nil),         // 53: circuit.v1.DockerInspect
+	(*DirsRequest)(nil),           // 54: circuit.v1.DirsRequest
+	(*DirFile)(nil),               // 55: circuit.v1.DirFile
+	(*DirsReply)(nil),             // 56: circuit.v1.DirsReply
+	(*BinaryRequest)(nil),         // 57: circuit.v1.BinaryRequest
+	(*BinaryChunk)(nil),           // 58: circuit.v1.BinaryChunk
+	(*BinaryStat)(nil),            // 59: circuit.v1.BinaryStat
+	nil,                           // 60: circuit.v1.Member.LabelsEntry
+	nil,                           // 61: circuit.v1.InfoReply.LabelsEntry
 }
 var file_circuit_proto_depIdxs = []int32{
-	58, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
+	60, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
 	0,  // 1: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
-	59, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
+	61, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
 	0,  // 3: circuit.v1.MembersReply.members:type_name -> circuit.v1.Member
 	6,  // 4: circuit.v1.ListReply.entries:type_name -> circuit.v1.Entry
 	14, // 5: circuit.v1.RevokeReply.revocation:type_name -> circuit.v1.Revocation
 	20, // 6: circuit.v1.KeyringReply.keys:type_name -> circuit.v1.KeyringKey
 	14, // 7: circuit.v1.RevokedReply.revocations:type_name -> circuit.v1.Revocation
 	2,  // 8: circuit.v1.PeekReply.server:type_name -> circuit.v1.InfoReply
-	30, // 9: circuit.v1.PeekReply.proc:type_name -> circuit.v1.ProcStat
-	41, // 10: circuit.v1.PeekReply.chan:type_name -> circuit.v1.ChanStat
-	41, // 11: circuit.v1.PeekReply.subscription:type_name -> circuit.v1.ChanStat
-	46, // 12: circuit.v1.PeekReply.dns:type_name -> circuit.v1.NameserverStat
-	51, // 13: circuit.v1.PeekReply.docker:type_name -> circuit.v1.DockerInspect
-	28, // 14: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
-	28, // 15: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
-	45, // 16: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
-	47, // 17: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
-	49, // 18: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
-	53, // 19: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
+	32, // 9: circuit.v1.PeekReply.proc:type_name -> circuit.v1.ProcStat
+	43, // 10: circuit.v1.PeekReply.chan:type_name -> circuit.v1.ChanStat
+	43, // 11: circuit.v1.PeekReply.subscription:type_name -> circuit.v1.ChanStat
+	48, // 12: circuit.v1.PeekReply.dns:type_name -> circuit.v1.NameserverStat
+	53, // 13: circuit.v1.PeekReply.docker:type_name -> circuit.v1.DockerInspect
+	30, // 14: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
+	30, // 15: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
+	47, // 16: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
+	49, // 17: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
+	51, // 18: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
+	55, // 19: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
 	1,  // 20: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
 	3,  // 21: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
 	5,  // 22: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
@@ -3812,71 +3925,73 @@ var file_circuit_proto_depIdxs = []int32{
 	10, // 24: circuit.v1.Server.Stop:input_type -> circuit.v1.StopRequest
 	12, // 25: circuit.v1.Server.Join:input_type -> circuit.v1.JoinRequest
 	15, // 26: circuit.v1.Server.Revoke:input_type -> circuit.v1.RevokeRequest
-	22, // 27: circuit.v1.Server.Revoked:input_type -> circuit.v1.RevokedRequest
+	24, // 27: circuit.v1.Server.Revoked:input_type -> circuit.v1.RevokedRequest
 	17, // 28: circuit.v1.Server.Log:input_type -> circuit.v1.LogRequest
 	19, // 29: circuit.v1.Server.Keyring:input_type -> circuit.v1.KeyringRequest
-	24, // 30: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
-	24, // 31: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
-	24, // 32: circuit.v1.Anchor.Peek:input_type -> circuit.v1.PathRequest
-	29, // 33: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
-	24, // 34: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
-	31, // 35: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
-	32, // 36: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
-	34, // 37: circuit.v1.Proc.Resize:input_type -> circuit.v1.ResizeRequest
-	35, // 38: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
-	36, // 39: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
-	38, // 40: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
-	24, // 41: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
-	24, // 42: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
-	42, // 43: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
-	43, // 44: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
-	44, // 45: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
-	24, // 46: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
-	48, // 47: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
-	24, // 48: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
-	24, // 49: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
-	32, // 50: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
-	52, // 51: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
-	52, // 52: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
-	55, // 53: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
-	56, // 54: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
-	2,  // 55: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 56: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 57: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 58: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 59: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 60: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	16, // 61: circuit.v1.Server.Revoke:output_type -> circuit.v1.RevokeReply
-	23, // 62: circuit.v1.Server.Revoked:output_type -> circuit.v1.RevokedReply
-	18, // 63: circuit.v1.Server.Log:output_type -> circuit.v1.LogRecord
-	21, // 64: circuit.v1.Server.Keyring:output_type -> circuit.v1.KeyringReply
-	25, // 65: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	26, // 66: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	27, // 67: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
-	30, // 68: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	30, // 69: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	30, // 70: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	33, // 71: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	33, // 72: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
-	41, // 73: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
-	37, // 74: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
-	39, // 75: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
-	40, // 76: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
-	41, // 77: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
-	46, // 78: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
-	46, // 79: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
-	46, // 80: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
-	46, // 81: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
-	50, // 82: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
-	51, // 83: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
-	49, // 84: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
-	33, // 85: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
-	54, // 86: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
-	54, // 87: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
-	57, // 88: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
-	57, // 89: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
-	55, // [55:90] is the sub-list for method output_type
-	20, // [20:55] is the sub-list for method input_type
+	22, // 30: circuit.v1.Server.Profile:input_type -> circuit.v1.ProfileRequest
+	26, // 31: circuit.v1.Anchor.Get:input_type -> circuit.v1.PathRequest
+	26, // 32: circuit.v1.Anchor.Scrub:input_type -> circuit.v1.PathRequest
+	26, // 33: circuit.v1.Anchor.Peek:input_type -> circuit.v1.PathRequest
+	31, // 34: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
+	26, // 35: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
+	33, // 36: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
+	34, // 37: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
+	36, // 38: circuit.v1.Proc.Resize:input_type -> circuit.v1.ResizeRequest
+	37, // 39: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
+	38, // 40: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
+	40, // 41: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
+	26, // 42: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
+	26, // 43: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
+	44, // 44: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
+	45, // 45: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
+	46, // 46: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
+	26, // 47: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
+	50, // 48: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
+	26, // 49: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
+	26, // 50: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
+	34, // 51: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
+	54, // 52: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
+	54, // 53: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
+	57, // 54: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
+	58, // 55: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
+	2,  // 56: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 57: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 58: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 59: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 60: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 61: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	16, // 62: circuit.v1.Server.Revoke:output_type -> circuit.v1.RevokeReply
+	25, // 63: circuit.v1.Server.Revoked:output_type -> circuit.v1.RevokedReply
+	18, // 64: circuit.v1.Server.Log:output_type -> circuit.v1.LogRecord
+	21, // 65: circuit.v1.Server.Keyring:output_type -> circuit.v1.KeyringReply
+	23, // 66: circuit.v1.Server.Profile:output_type -> circuit.v1.ProfileChunk
+	27, // 67: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	28, // 68: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	29, // 69: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
+	32, // 70: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	32, // 71: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	32, // 72: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	35, // 73: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	35, // 74: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
+	43, // 75: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	39, // 76: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	41, // 77: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	42, // 78: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	43, // 79: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	48, // 80: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
+	48, // 81: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
+	48, // 82: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
+	48, // 83: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
+	52, // 84: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
+	53, // 85: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
+	51, // 86: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
+	35, // 87: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
+	56, // 88: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
+	56, // 89: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
+	59, // 90: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
+	59, // 91: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
+	56, // [56:92] is the sub-list for method output_type
+	20, // [20:56] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name
@@ -3887,7 +4002,7 @@ func file_circuit_proto_init() {
 	if File_circuit_proto != nil {
 		return
 	}
-	file_circuit_proto_msgTypes[27].OneofWrappers = []any{
+	file_circuit_proto_msgTypes[29].OneofWrappers = []any{
 		(*PeekReply_Server)(nil),
 		(*PeekReply_Proc)(nil),
 		(*PeekReply_Chan)(nil),
@@ -3901,7 +4016,7 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

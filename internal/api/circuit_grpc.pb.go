@@ -36,6 +36,7 @@ const (
 	Server_Revoked_FullMethodName = "/circuit.v1.Server/Revoked"
 	Server_Log_FullMethodName     = "/circuit.v1.Server/Log"
 	Server_Keyring_FullMethodName = "/circuit.v1.Server/Keyring"
+	Server_Profile_FullMethodName = "/circuit.v1.Server/Profile"
 )
 
 // ServerClient is the client API for Server service.
@@ -67,6 +68,9 @@ type ServerClient interface {
 	// Keyring lists or changes the server's keys: install one, use an
 	// installed one, remove one not in use.
 	Keyring(ctx context.Context, in *KeyringRequest, opts ...grpc.CallOption) (*KeyringReply, error)
+	// Profile takes a profile of the server itself (path /Xid) or of a
+	// worker it runs (its anchor, /Xid/R...), and sends it in chunks.
+	Profile(ctx context.Context, in *ProfileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ProfileChunk], error)
 }
 
 type serverClient struct {
@@ -186,6 +190,25 @@ func (c *serverClient) Keyring(ctx context.Context, in *KeyringRequest, opts ...
 	return out, nil
 }
 
+func (c *serverClient) Profile(ctx context.Context, in *ProfileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ProfileChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Server_ServiceDesc.Streams[1], Server_Profile_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ProfileRequest, ProfileChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Server_ProfileClient = grpc.ServerStreamingClient[ProfileChunk]
+
 // ServerServer is the server API for Server service.
 // All implementations must embed UnimplementedServerServer
 // for forward compatibility.
@@ -215,6 +238,9 @@ type ServerServer interface {
 	// Keyring lists or changes the server's keys: install one, use an
 	// installed one, remove one not in use.
 	Keyring(context.Context, *KeyringRequest) (*KeyringReply, error)
+	// Profile takes a profile of the server itself (path /Xid) or of a
+	// worker it runs (its anchor, /Xid/R...), and sends it in chunks.
+	Profile(*ProfileRequest, grpc.ServerStreamingServer[ProfileChunk]) error
 	mustEmbedUnimplementedServerServer()
 }
 
@@ -254,6 +280,9 @@ func (UnimplementedServerServer) Log(*LogRequest, grpc.ServerStreamingServer[Log
 }
 func (UnimplementedServerServer) Keyring(context.Context, *KeyringRequest) (*KeyringReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Keyring not implemented")
+}
+func (UnimplementedServerServer) Profile(*ProfileRequest, grpc.ServerStreamingServer[ProfileChunk]) error {
+	return status.Error(codes.Unimplemented, "method Profile not implemented")
 }
 func (UnimplementedServerServer) mustEmbedUnimplementedServerServer() {}
 func (UnimplementedServerServer) testEmbeddedByValue()                {}
@@ -449,6 +478,17 @@ func _Server_Keyring_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Server_Profile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ProfileRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ServerServer).Profile(m, &grpc.GenericServerStream[ProfileRequest, ProfileChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Server_ProfileServer = grpc.ServerStreamingServer[ProfileChunk]
+
 // Server_ServiceDesc is the grpc.ServiceDesc for Server service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -497,6 +537,11 @@ var Server_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Log",
 			Handler:       _Server_Log_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Profile",
+			Handler:       _Server_Profile_Handler,
 			ServerStreams: true,
 		},
 	},

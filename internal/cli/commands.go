@@ -24,6 +24,7 @@ func commands() []*command {
 		mkdnsCmd(),
 		mkprocCmd(),
 		peekCmd(),
+		pprofCmd(),
 		recvCmd(),
 		revokeCmd(),
 		runCmd(),

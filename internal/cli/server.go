@@ -2,6 +2,10 @@ package cli
 
 import (
 	"fmt"
+	"io"
+	"strings"
+
+	"github.com/circuit-project/circuit/client"
 
 	"github.com/circuit-project/circuit/internal/anchor"
 )
@@ -25,15 +29,20 @@ func stkCmd() *command {
 	return &command{
 		name:    "stk",
 		example: "circuit stk /X88550014d4c82e4d",
-		args:    "/Xid",
-		short:   "print the goroutine stacks of a server",
+		args:    "/Xid|WORKER",
+		short:   "print the goroutine stacks of a server, or of a worker (its anchor or its anchor-file-system file)",
 		dial:    true,
-		json:    "One JSON object: Server (its ID) and Stack (the text of every goroutine's stack).",
+		json:    "One JSON object: Server (its ID), or Worker (the path given), and Stack (the text of every goroutine's stack).",
 		run:     runStk,
 	}
 }
 
 func runStk(env *Env, inv *invocation) error {
+	if len(inv.args) == 1 {
+		if p, err := anchor.Parse(inv.args[0]); err != nil || len(p.Elems) > 0 || p.Server == 0 {
+			return workerStk(env, inv)
+		}
+	}
 	id, err := serverArg(inv, "stk")
 	if err != nil {
 		return err
@@ -103,4 +112,21 @@ func runJoin(env *Env, inv *invocation) error {
 		return fmt.Errorf("join %s: %w", inv.args[0], err)
 	}
 	return nil
+}
+
+// workerStk prints a worker's stacks, asked of its control socket.
+func workerStk(env *Env, inv *invocation) error {
+	c, err := connect(env, inv)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	if err := c.Profile(env.Ctx, inv.args[0], client.ProfileStacks, 0, &b); err != nil {
+		return fmt.Errorf("stk %s: %w", inv.args[0], err)
+	}
+	if env.jsonOut {
+		return printJSON(env, struct{ Worker, Stack string }{inv.args[0], b.String()})
+	}
+	_, err = io.WriteString(env.Stdout, b.String())
+	return err
 }

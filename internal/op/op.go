@@ -68,6 +68,7 @@ var table = []Op{
 	{"Server.Members", Read, false, "the cluster's members (every command, to find servers)", nil},
 	{"Server.List", Read, false, "list anchors (ls)", nil},
 	{"Server.Stack", Read, false, "a server's goroutine stacks (stk)", nil},
+	{"Server.Profile", Read, false, "profile a server or a worker (pprof, stk of a worker)", []string{"kind", "nanos"}},
 	{"Anchor.Get", Read, false, "the kind of the element at an anchor", nil},
 	{"Anchor.Peek", Read, false, "peek at any element", nil},
 	{"Proc.Peek", Read, false, "peek at a process", nil},

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -33,7 +35,13 @@ type procElement struct {
 	// op is the operation that started it, under whose number its exit
 	// is recorded; nil for none.
 	op *oplog.Op
+	// control is the path of a worker's control socket (profile.Serve),
+	// "" for other processes.
+	control string
 }
+
+// envControl names a worker's control socket in its environment.
+const envControl = "CIRCUIT_CONTROL"
 
 // tomb keeps the final status of processes removed by Cmd.Scrub, so that a
 // client that started one can still Wait for it. It is bounded in size and
@@ -227,13 +235,27 @@ func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op) (*pr
 		}
 		c.Env = append(slices.Clip(c.Env), env)
 	}
+	// A worker of a circuit program (its anchor named by a worker ID, as
+	// Spawn's are) serves its profiles on a control socket it makes at
+	// this path, in the server's private directory.
+	var control string
+	if anchorfs.IsWorkerID(p.Elems[len(p.Elems)-1]) {
+		dir, err := s.credDir()
+		if err != nil {
+			unlist()
+			release(nil)
+			return nil, fault.New(fault.Remote, err.Error())
+		}
+		control = filepath.Join(dir, rand.Text()[:12]+".ctl")
+		c.Env = append(slices.Clip(c.Env), envControl+"="+control)
+	}
 	pr, err := proc.Start(c)
 	if err != nil {
 		unlist()
 		release(nil)
 		return nil, fault.Errorf(fault.Remote, "starting %s: %v", c.Path, err)
 	}
-	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{}), op: op}
+	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{}), op: op, control: control}
 	if err := release(pe); err != nil {
 		pr.Scrub()
 		unlist()
@@ -288,6 +310,9 @@ func (s *Server) reap(elems []string, pe *procElement) {
 		s.dirs.Remove(pe.worker) // before anyone can see the exit
 	}
 	close(pe.unlisted)
+	if pe.control != "" {
+		os.Remove(pe.control)
+	}
 	st := pe.Peek()
 	if pe.op != nil {
 		pe.op.Exited(exitWhat(st.ExitCode, st.Signal, st.Exit))
