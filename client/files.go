@@ -39,20 +39,24 @@ func (c *Client) CopyTo(ctx context.Context, local, server, remote string) error
 	if _, err := root.Lstat(base); err != nil {
 		return fmt.Errorf("cp %s: %w", local, err)
 	}
-	return c.put(ctx, server, remote, "put", func(w io.Writer) error { return filecopy.Pack(w, root, base, nil) })
+	abs, err := filepath.Abs(local)
+	if err != nil {
+		abs = local
+	}
+	return c.put(ctx, server, remote, "put", abs, func(w io.Writer) error { return filecopy.Pack(w, root, base, nil) })
 }
 
 // CopyTarTo writes the tar stream r into the directory remote on the
 // server.
 func (c *Client) CopyTarTo(ctx context.Context, r io.Reader, server, remote string) error {
-	return c.put(ctx, server, remote, "puttar", func(w io.Writer) error {
+	return c.put(ctx, server, remote, "puttar", "", func(w io.Writer) error {
 		_, err := filecopy.Copy(w, r)
 		return err
 	})
 }
 
-func (c *Client) put(ctx context.Context, server, remote, stream string, send func(io.Writer) error) error {
-	conn, err := c.fileStream(ctx, server, remote, stream)
+func (c *Client) put(ctx context.Context, server, remote, stream, local string, send func(io.Writer) error) error {
+	conn, err := c.fileStream(ctx, server, remote, stream, local)
 	if err != nil {
 		return err
 	}
@@ -118,7 +122,7 @@ func (c *Client) CopyFrom(ctx context.Context, server, remote, local string) err
 	if err != nil {
 		return err
 	}
-	return c.get(ctx, server, remote, func(r *filecopy.Reader) error {
+	return c.get(ctx, server, remote, abs, func(r *filecopy.Reader) error {
 		return filecopy.Unpack(r, root, name, true, r.Drain, nil)
 	})
 }
@@ -127,14 +131,14 @@ func (c *Client) CopyFrom(ctx context.Context, server, remote, local string) err
 // tar stream. Its checksum is checked once it has all been written: an
 // error then means what w got is not to be trusted.
 func (c *Client) CopyTarFrom(ctx context.Context, server, remote string, w io.Writer) error {
-	return c.get(ctx, server, remote, func(r *filecopy.Reader) error {
+	return c.get(ctx, server, remote, "", func(r *filecopy.Reader) error {
 		_, err := filecopy.Copy(w, r)
 		return err
 	})
 }
 
-func (c *Client) get(ctx context.Context, server, remote string, recv func(*filecopy.Reader) error) error {
-	conn, err := c.fileStream(ctx, server, remote, "get")
+func (c *Client) get(ctx context.Context, server, remote, local string, recv func(*filecopy.Reader) error) error {
+	conn, err := c.fileStream(ctx, server, remote, "get", local)
 	if err != nil {
 		return err
 	}
@@ -151,7 +155,9 @@ func (c *Client) get(ctx context.Context, server, remote string, recv func(*file
 	return nil
 }
 
-func (c *Client) fileStream(ctx context.Context, server, remote, stream string) (net.Conn, error) {
+// fileStream opens a copy's stream; local, the client's side of the copy,
+// is for the server's records only.
+func (c *Client) fileStream(ctx context.Context, server, remote, stream, local string) (net.Conn, error) {
 	id, err := ident.ParseID(server)
 	if err != nil {
 		return nil, fault.New(fault.BadRequest, err.Error())
@@ -159,5 +165,5 @@ func (c *Client) fileStream(ctx context.Context, server, remote, stream string) 
 	if _, err := filecopy.Rel(remote); err != nil {
 		return nil, fault.New(fault.BadRequest, "cp: remote "+err.Error())
 	}
-	return c.openStreamHeader(ctx, wire.StreamHeader{Path: "/" + id.String(), Stream: stream, File: remote})
+	return c.openStreamHeader(ctx, wire.StreamHeader{Path: "/" + id.String(), Stream: stream, File: remote, Local: local})
 }

@@ -99,9 +99,9 @@ var table = []Op{
 	{"Stream.stdout", Operate, false, "read a process's standard output (stdout): it consumes", nil},
 	{"Stream.stderr", Operate, false, "read a process's standard error (stderr): it consumes", nil},
 	{"Stream.run", Operate, true, "run a command and stream its output (run)", []string{"cmd.path", "cmd.args", "cmd.dir", "selector"}},
-	{"Stream.get", Operate, false, "copy files from a server (cp)", []string{"file", "bytes"}},
-	{"Stream.put", Operate, false, "copy a file to a server (cp)", []string{"file", "bytes"}},
-	{"Stream.puttar", Operate, false, "copy a tree to a server (cp -r)", []string{"file", "bytes"}},
+	{"Stream.get", Operate, false, "copy files from a server (cp)", []string{"file", "local", "entries", "bytes"}},
+	{"Stream.put", Operate, false, "copy a file to a server (cp)", []string{"file", "local", "entries", "bytes"}},
+	{"Stream.puttar", Operate, false, "copy a tree to a server (cp -r)", []string{"file", "local", "entries", "bytes"}},
 
 	{"Server.Stop", Admin, false, "stop a server (suicide)", nil},
 	{"Server.Join", Admin, false, "join a server to another cluster (join)", []string{"url"}},

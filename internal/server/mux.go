@@ -282,6 +282,9 @@ func (s *Server) serveStream(conn net.Conn, who caller) {
 		}
 	case isFileStream(h.Stream) && h.File != "":
 		f.What = map[string]any{"file": h.File}
+		if h.Local != "" {
+			f.What["local"] = h.Local
+		}
 	}
 	op, err := s.ops.Begin(name, f)
 	if err != nil {

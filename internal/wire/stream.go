@@ -16,6 +16,9 @@ type StreamHeader struct {
 	// File is a host path on the server, for the file streams of circuit
 	// cp ("put", "puttar", "get" on the server's own anchor).
 	File string `json:",omitempty"`
+	// Local is the client's side of a copy (its local path), for the
+	// server's records only.
+	Local string `json:",omitempty"`
 }
 
 // maxStreamHeader bounds the header read from the wire.

@@ -162,7 +162,7 @@ func TestAuditLog(t *testing.T) {
 		t.Errorf("run's records: %+v", run)
 	}
 	cp := find(recs, "Stream.put", bp)
-	if !strings.HasSuffix(fmt.Sprint(cp["begin"].What["file"]), "/copy") || cp["end"].What["bytes"] != float64(5) || cp["end"].What["entries"] != float64(1) {
+	if !strings.HasSuffix(fmt.Sprint(cp["begin"].What["file"]), "/copy") || cp["begin"].What["local"] != src || cp["end"].What["bytes"] != float64(5) || cp["end"].What["entries"] != float64(1) {
 		t.Errorf("cp's records: %+v", cp)
 	}
 	var signalled bool
