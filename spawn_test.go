@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -680,4 +681,126 @@ func TestProfileWorker(t *testing.T) {
 	if err := c.Profile(ctx, "/"+cl.Servers[1].ID, client.ProfileGoroutine, 0, &srv); err != nil || srv.Len() == 0 {
 		t.Errorf("a server's goroutine profile: %v", err)
 	}
+}
+
+// whisper writes to stderr and ends as asked: returning, failing or
+// panicking.
+func whisper(how string) (string, error) {
+	fmt.Fprintln(os.Stderr, "last words of a worker that "+how)
+	switch how {
+	case "fails":
+		return "", errors.New("it did not work")
+	case "panics":
+		panic("it broke")
+	}
+	return "done", nil
+}
+
+// spawnChild spawns whisper from inside a worker and waits for it.
+func spawnChild(host string) (string, error) {
+	w, err := Spawn(host, []string{"/test/grave/children"}, whisper, "returns")
+	if err != nil {
+		return "", err
+	}
+	_, err = w.Wait(context.Background())
+	return w.ID(), err
+}
+
+func init() { Register(whisper, spawnChild) }
+
+// TestGraveyard: every worker that ends leaves a record on the server that
+// ran it: who it was, who spawned it (a client, or the worker that did),
+// why it ended, and its stderr's last words; listed by directory and in
+// all, newest first; kept across a restart of a server with -var.
+func TestGraveyard(t *testing.T) {
+	varDir := t.TempDir()
+	cl := cluster(t, 1, testcluster.Options{Key: true})
+	kept := cl.StartServer("-j", cl.Servers[0].URL, "-var", varDir, "-timing", "local")
+	cl.WaitMembers(2)
+	ctx := context.Background()
+	c, err := Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, how := range []string{"returns", "fails", "panics"} {
+		w, err := Spawn(kept.ID, []string{"/test/grave/" + how}, whisper, how)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait(t, w)
+		ids[how] = w.ID()
+	}
+	parent, err := Spawn(kept.ID, []string{"/test/grave/parents"}, spawnChild, kept.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := wait(t, parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := res[0].(string)
+	sleeper, err := Spawn(kept.ID, []string{"/test/grave/killed"}, park, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleeper.Kill(ctx)
+	wait(t, sleeper)
+
+	var recs []client.GraveRecord
+	testsupport.Eventually(t, 10*time.Second, func() error {
+		if recs, err = c.Graveyard(ctx, "/test/grave/..."); err != nil {
+			return err
+		}
+		if len(recs) != 6 {
+			return fmt.Errorf("%d records, want 6", len(recs))
+		}
+		for _, r := range recs {
+			if r.ID == ids["returns"] && !strings.Contains(r.Stderr, "last words") {
+				return errors.New("the stderr of a returned worker is not in yet")
+			}
+		}
+		return nil
+	})
+	byID := map[string]client.GraveRecord{}
+	for i, r := range recs {
+		byID[r.ID] = r
+		if i > 0 && r.End.After(recs[i-1].End) {
+			t.Errorf("records not newest first: %v after %v", r.End, recs[i-1].End)
+		}
+	}
+	for how, want := range map[string]string{"returns": "returned", "fails": "error: it did not work", "panics": "panic: it broke"} {
+		r := byID[ids[how]]
+		if r.Cause != want || r.Func != "github.com/circuit-project/circuit.whisper" || r.Server != kept.ID || len(r.Binary) != 64 ||
+			!strings.HasPrefix(r.Parent, "client key at ") || !strings.Contains(r.Stderr, "last words of a worker that "+how) || !r.End.After(r.Start) {
+			t.Errorf("the record of a worker that %s: %+v", how, r)
+		}
+	}
+	if r := byID[child]; r.Parent != parent.ID() || r.Cause != "returned" {
+		t.Errorf("the child's record: %+v; want its parent %s", r, parent.ID())
+	}
+	if r := byID[sleeper.ID()]; r.Cause != "signal KILL" {
+		t.Errorf("the killed worker's record: %+v", r)
+	}
+	if only, err := c.Graveyard(ctx, "/test/grave/fails"); err != nil || len(only) != 1 || only[0].ID != ids["fails"] {
+		t.Errorf("one directory's records: %+v, %v", only, err)
+	}
+	if all, err := c.Graveyard(ctx, "/"); err != nil || len(all) < 6 {
+		t.Errorf("every record: %d, %v", len(all), err)
+	}
+	// A restart with the same -var keeps them.
+	kept.Signal(syscall.SIGTERM)
+	kept.Wait(10 * time.Second)
+	again := cl.StartServer("-j", cl.Servers[0].URL, "-var", varDir, "-timing", "local")
+	testsupport.Eventually(t, 10*time.Second, func() error {
+		recs, err := c.Graveyard(ctx, "/test/grave/...")
+		if err != nil {
+			return err
+		}
+		if len(recs) != 6 || recs[0].Server != kept.ID {
+			return fmt.Errorf("after a restart: %d records", len(recs))
+		}
+		return nil
+	})
+	_ = again
 }

@@ -3258,6 +3258,51 @@ func (x *DirsRequest) GetGraceNanos() int64 {
 	return 0
 }
 
+type GraveyardReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Each record as JSON: the fields of circuit graveyard -json.
+	Records       [][]byte `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GraveyardReply) Reset() {
+	*x = GraveyardReply{}
+	mi := &file_circuit_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GraveyardReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GraveyardReply) ProtoMessage() {}
+
+func (x *GraveyardReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GraveyardReply.ProtoReflect.Descriptor instead.
+func (*GraveyardReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *GraveyardReply) GetRecords() [][]byte {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
 type DirFile struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`     // the file: directory and worker ID
@@ -3268,7 +3313,7 @@ type DirFile struct {
 
 func (x *DirFile) Reset() {
 	*x = DirFile{}
-	mi := &file_circuit_proto_msgTypes[55]
+	mi := &file_circuit_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3280,7 +3325,7 @@ func (x *DirFile) String() string {
 func (*DirFile) ProtoMessage() {}
 
 func (x *DirFile) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[55]
+	mi := &file_circuit_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3293,7 +3338,7 @@ func (x *DirFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirFile.ProtoReflect.Descriptor instead.
 func (*DirFile) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{55}
+	return file_circuit_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DirFile) GetPath() string {
@@ -3319,7 +3364,7 @@ type DirsReply struct {
 
 func (x *DirsReply) Reset() {
 	*x = DirsReply{}
-	mi := &file_circuit_proto_msgTypes[56]
+	mi := &file_circuit_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3331,7 +3376,7 @@ func (x *DirsReply) String() string {
 func (*DirsReply) ProtoMessage() {}
 
 func (x *DirsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[56]
+	mi := &file_circuit_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3344,7 +3389,7 @@ func (x *DirsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsReply.ProtoReflect.Descriptor instead.
 func (*DirsReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{56}
+	return file_circuit_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *DirsReply) GetFiles() []*DirFile {
@@ -3363,7 +3408,7 @@ type BinaryRequest struct {
 
 func (x *BinaryRequest) Reset() {
 	*x = BinaryRequest{}
-	mi := &file_circuit_proto_msgTypes[57]
+	mi := &file_circuit_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3375,7 +3420,7 @@ func (x *BinaryRequest) String() string {
 func (*BinaryRequest) ProtoMessage() {}
 
 func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[57]
+	mi := &file_circuit_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3388,7 +3433,7 @@ func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRequest.ProtoReflect.Descriptor instead.
 func (*BinaryRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{57}
+	return file_circuit_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *BinaryRequest) GetSha256() string {
@@ -3409,7 +3454,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_circuit_proto_msgTypes[58]
+	mi := &file_circuit_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3421,7 +3466,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[58]
+	mi := &file_circuit_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3434,7 +3479,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{58}
+	return file_circuit_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *BinaryChunk) GetSha256() string {
@@ -3470,7 +3515,7 @@ type BinaryStat struct {
 
 func (x *BinaryStat) Reset() {
 	*x = BinaryStat{}
-	mi := &file_circuit_proto_msgTypes[59]
+	mi := &file_circuit_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3482,7 +3527,7 @@ func (x *BinaryStat) String() string {
 func (*BinaryStat) ProtoMessage() {}
 
 func (x *BinaryStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[59]
+	mi := &file_circuit_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3495,7 +3540,7 @@ func (x *BinaryStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryStat.ProtoReflect.Descriptor instead.
 func (*BinaryStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{59}
+	return file_circuit_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *BinaryStat) GetSha256() string {
@@ -3756,7 +3801,9 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1f\n" +
 	"\vgrace_nanos\x18\x03 \x01(\x03R\n" +
-	"graceNanos\"5\n" +
+	"graceNanos\"*\n" +
+	"\x0eGraveyardReply\x12\x18\n" +
+	"\arecords\x18\x01 \x03(\fR\arecords\"5\n" +
 	"\aDirFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06anchor\x18\x02 \x01(\tR\x06anchor\"6\n" +
@@ -3812,10 +3859,11 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04Make\x12\x1d.circuit.v1.MakeDockerRequest\x1a\x1b.circuit.v1.MakeDockerReply\x12:\n" +
 	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x19.circuit.v1.DockerInspect\x127\n" +
 	"\x04Wait\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.DockerStat\x12<\n" +
-	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReply2v\n" +
+	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReply2\xb8\x01\n" +
 	"\x04Dirs\x126\n" +
 	"\x04List\x12\x17.circuit.v1.DirsRequest\x1a\x15.circuit.v1.DirsReply\x126\n" +
-	"\x04Kill\x12\x17.circuit.v1.DirsRequest\x1a\x15.circuit.v1.DirsReply2\x80\x01\n" +
+	"\x04Kill\x12\x17.circuit.v1.DirsRequest\x1a\x15.circuit.v1.DirsReply\x12@\n" +
+	"\tGraveyard\x12\x17.circuit.v1.DirsRequest\x1a\x1a.circuit.v1.GraveyardReply2\x80\x01\n" +
 	"\x06Binary\x129\n" +
 	"\x04Stat\x12\x19.circuit.v1.BinaryRequest\x1a\x16.circuit.v1.BinaryStat\x12;\n" +
 	"\x06Upload\x12\x17.circuit.v1.BinaryChunk\x1a\x16.circuit.v1.BinaryStat(\x01B1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
@@ -3832,7 +3880,7 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_circuit_proto_goTypes = []any{
 	(*Member)(nil),                // 0: circuit.v1.Member
 	(*InfoRequest)(nil),           // 1: circuit.v1.InfoRequest
@@ -3889,18 +3937,19 @@ var file_circuit_proto_goTypes = []any{
 	(*MakeDockerReply)(nil),       // 52: circuit.v1.MakeDockerReply
 	(*DockerInspect)(nil),         // 53: circuit.v1.DockerInspect
 	(*DirsRequest)(nil),           // 54: circuit.v1.DirsRequest
-	(*DirFile)(nil),               // 55: circuit.v1.DirFile
-	(*DirsReply)(nil),             // 56: circuit.v1.DirsReply
-	(*BinaryRequest)(nil),         // 57: circuit.v1.BinaryRequest
-	(*BinaryChunk)(nil),           // 58: circuit.v1.BinaryChunk
-	(*BinaryStat)(nil),            // 59: circuit.v1.BinaryStat
-	nil,                           // 60: circuit.v1.Member.LabelsEntry
-	nil,                           // 61: circuit.v1.InfoReply.LabelsEntry
+	(*GraveyardReply)(nil),        // 55: circuit.v1.GraveyardReply
+	(*DirFile)(nil),               // 56: circuit.v1.DirFile
+	(*DirsReply)(nil),             // 57: circuit.v1.DirsReply
+	(*BinaryRequest)(nil),         // 58: circuit.v1.BinaryRequest
+	(*BinaryChunk)(nil),           // 59: circuit.v1.BinaryChunk
+	(*BinaryStat)(nil),            // 60: circuit.v1.BinaryStat
+	nil,                           // 61: circuit.v1.Member.LabelsEntry
+	nil,                           // 62: circuit.v1.InfoReply.LabelsEntry
 }
 var file_circuit_proto_depIdxs = []int32{
-	60, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
+	61, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
 	0,  // 1: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
-	61, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
+	62, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
 	0,  // 3: circuit.v1.MembersReply.members:type_name -> circuit.v1.Member
 	6,  // 4: circuit.v1.ListReply.entries:type_name -> circuit.v1.Entry
 	14, // 5: circuit.v1.RevokeReply.revocation:type_name -> circuit.v1.Revocation
@@ -3917,7 +3966,7 @@ var file_circuit_proto_depIdxs = []int32{
 	47, // 16: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
 	49, // 17: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
 	51, // 18: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
-	55, // 19: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
+	56, // 19: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
 	1,  // 20: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
 	3,  // 21: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
 	5,  // 22: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
@@ -3952,46 +4001,48 @@ var file_circuit_proto_depIdxs = []int32{
 	34, // 51: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
 	54, // 52: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
 	54, // 53: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
-	57, // 54: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
-	58, // 55: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
-	2,  // 56: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 57: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 58: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 59: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 60: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 61: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	16, // 62: circuit.v1.Server.Revoke:output_type -> circuit.v1.RevokeReply
-	25, // 63: circuit.v1.Server.Revoked:output_type -> circuit.v1.RevokedReply
-	18, // 64: circuit.v1.Server.Log:output_type -> circuit.v1.LogRecord
-	21, // 65: circuit.v1.Server.Keyring:output_type -> circuit.v1.KeyringReply
-	23, // 66: circuit.v1.Server.Profile:output_type -> circuit.v1.ProfileChunk
-	27, // 67: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	28, // 68: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	29, // 69: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
-	32, // 70: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	32, // 71: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	32, // 72: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	35, // 73: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	35, // 74: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
-	43, // 75: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
-	39, // 76: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
-	41, // 77: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
-	42, // 78: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
-	43, // 79: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
-	48, // 80: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
-	48, // 81: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
-	48, // 82: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
-	48, // 83: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
-	52, // 84: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
-	53, // 85: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
-	51, // 86: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
-	35, // 87: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
-	56, // 88: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
-	56, // 89: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
-	59, // 90: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
-	59, // 91: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
-	56, // [56:92] is the sub-list for method output_type
-	20, // [20:56] is the sub-list for method input_type
+	54, // 54: circuit.v1.Dirs.Graveyard:input_type -> circuit.v1.DirsRequest
+	58, // 55: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
+	59, // 56: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
+	2,  // 57: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 58: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 59: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 60: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 61: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 62: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	16, // 63: circuit.v1.Server.Revoke:output_type -> circuit.v1.RevokeReply
+	25, // 64: circuit.v1.Server.Revoked:output_type -> circuit.v1.RevokedReply
+	18, // 65: circuit.v1.Server.Log:output_type -> circuit.v1.LogRecord
+	21, // 66: circuit.v1.Server.Keyring:output_type -> circuit.v1.KeyringReply
+	23, // 67: circuit.v1.Server.Profile:output_type -> circuit.v1.ProfileChunk
+	27, // 68: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	28, // 69: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	29, // 70: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
+	32, // 71: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	32, // 72: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	32, // 73: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	35, // 74: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	35, // 75: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
+	43, // 76: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	39, // 77: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	41, // 78: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	42, // 79: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	43, // 80: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	48, // 81: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
+	48, // 82: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
+	48, // 83: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
+	48, // 84: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
+	52, // 85: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
+	53, // 86: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
+	51, // 87: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
+	35, // 88: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
+	57, // 89: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
+	57, // 90: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
+	55, // 91: circuit.v1.Dirs.Graveyard:output_type -> circuit.v1.GraveyardReply
+	60, // 92: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
+	60, // 93: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
+	57, // [57:94] is the sub-list for method output_type
+	20, // [20:57] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name
@@ -4016,7 +4067,7 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

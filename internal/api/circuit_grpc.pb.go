@@ -1737,8 +1737,9 @@ var Docker_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Dirs_List_FullMethodName = "/circuit.v1.Dirs/List"
-	Dirs_Kill_FullMethodName = "/circuit.v1.Dirs/Kill"
+	Dirs_List_FullMethodName      = "/circuit.v1.Dirs/List"
+	Dirs_Kill_FullMethodName      = "/circuit.v1.Dirs/Kill"
+	Dirs_Graveyard_FullMethodName = "/circuit.v1.Dirs/Graveyard"
 )
 
 // DirsClient is the client API for Dirs service.
@@ -1754,6 +1755,10 @@ type DirsClient interface {
 	// Kill kills the processes whose files are in a directory, or below it
 	// when recursive, and returns the files they had there.
 	Kill(ctx context.Context, in *DirsRequest, opts ...grpc.CallOption) (*DirsReply, error)
+	// Graveyard lists the records of the workers that ended on this server,
+	// newest first: those listed in the directory (or below it, recursive),
+	// or every one for "/".
+	Graveyard(ctx context.Context, in *DirsRequest, opts ...grpc.CallOption) (*GraveyardReply, error)
 }
 
 type dirsClient struct {
@@ -1784,6 +1789,16 @@ func (c *dirsClient) Kill(ctx context.Context, in *DirsRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *dirsClient) Graveyard(ctx context.Context, in *DirsRequest, opts ...grpc.CallOption) (*GraveyardReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GraveyardReply)
+	err := c.cc.Invoke(ctx, Dirs_Graveyard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DirsServer is the server API for Dirs service.
 // All implementations must embed UnimplementedDirsServer
 // for forward compatibility.
@@ -1797,6 +1812,10 @@ type DirsServer interface {
 	// Kill kills the processes whose files are in a directory, or below it
 	// when recursive, and returns the files they had there.
 	Kill(context.Context, *DirsRequest) (*DirsReply, error)
+	// Graveyard lists the records of the workers that ended on this server,
+	// newest first: those listed in the directory (or below it, recursive),
+	// or every one for "/".
+	Graveyard(context.Context, *DirsRequest) (*GraveyardReply, error)
 	mustEmbedUnimplementedDirsServer()
 }
 
@@ -1812,6 +1831,9 @@ func (UnimplementedDirsServer) List(context.Context, *DirsRequest) (*DirsReply, 
 }
 func (UnimplementedDirsServer) Kill(context.Context, *DirsRequest) (*DirsReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Kill not implemented")
+}
+func (UnimplementedDirsServer) Graveyard(context.Context, *DirsRequest) (*GraveyardReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Graveyard not implemented")
 }
 func (UnimplementedDirsServer) mustEmbedUnimplementedDirsServer() {}
 func (UnimplementedDirsServer) testEmbeddedByValue()              {}
@@ -1870,6 +1892,24 @@ func _Dirs_Kill_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Dirs_Graveyard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DirsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DirsServer).Graveyard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dirs_Graveyard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DirsServer).Graveyard(ctx, req.(*DirsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dirs_ServiceDesc is the grpc.ServiceDesc for Dirs service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1884,6 +1924,10 @@ var Dirs_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Kill",
 			Handler:    _Dirs_Kill_Handler,
+		},
+		{
+			MethodName: "Graveyard",
+			Handler:    _Dirs_Graveyard_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

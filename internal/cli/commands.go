@@ -10,6 +10,7 @@ func commands() []*command {
 		consoleTokenCmd(),
 		cpCmd(),
 		execCmd(),
+		graveyardCmd(),
 		joinCmd(),
 		keygenCmd(),
 		keyringCmd(),

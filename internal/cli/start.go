@@ -15,6 +15,7 @@ import (
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/footprint"
+	"github.com/circuit-project/circuit/internal/graveyard"
 	"github.com/circuit-project/circuit/internal/label"
 	"github.com/circuit-project/circuit/internal/metrics"
 	"github.com/circuit-project/circuit/internal/security"
@@ -31,6 +32,8 @@ type startFlags struct {
 	addr, iface, bind, discover, hmac, varDir, timing, logLevel, fsRoot, dc, audit string
 	join, labels                                                                   multiFlag
 	docker, requireKey, noExec                                                     bool
+	graveMax                                                                       int
+	graveAge                                                                       time.Duration
 
 	// the web console (console.go)
 	httpAddr  string
@@ -76,6 +79,8 @@ URL, ID, Addr (as advertised) and PID.`,
 			fs.BoolVar(&f.requireKey, "require-key", false, "refuse to start without a cluster key (also $CIRCUIT_REQUIRE_KEY=1, which the packaged unit and image set)")
 			fs.BoolVar(&f.docker, "docker", false, "allow container elements (mkdkr), through the Docker engine of this host")
 			fs.StringVar(&f.fsRoot, "fs-root", "", "confine circuit cp on this server to `DIR` (default: every path)")
+			fs.IntVar(&f.graveMax, "graveyard-max", 0, "keep at most `N` records of ended workers (default 10000)")
+			fs.DurationVar(&f.graveAge, "graveyard-age", 0, "keep records of ended workers for `DURATION` (default 168h)")
 			fs.StringVar(&f.audit, "audit", "", "append every operation's records (who, from where, what, the outcome) to `FILE` as JSON lines; circuit log reads the recent ones")
 			fs.BoolVar(&f.noExec, "no-exec", false, "refuse every operation that starts a command (mkproc, run, exec, mkdkr, Spawn) to everyone, the key's holder included")
 			fs.StringVar(&f.varDir, "var", "", "state `DIR`: a lock against a second server, and circuit.log")
@@ -100,6 +105,9 @@ func runStart(env *Env, inv *invocation) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return usagef("-log %q: want debug, info, warn or error", f.logLevel)
+	}
+	if f.graveMax < 0 || f.graveAge < 0 {
+		return usagef("-graveyard-max %d, -graveyard-age %v: want 0 (the default) or more", f.graveMax, f.graveAge)
 	}
 	timing := cluster.Timing(f.timing)
 	if timing != cluster.LAN && timing != cluster.Local {
@@ -138,7 +146,8 @@ func runStart(env *Env, inv *invocation) error {
 			return fmt.Errorf("-var: %w", err)
 		}
 	}
-	cfg := server.Config{Addr: f.addr, Iface: f.iface, Bind: f.bind, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker, FSRoot: f.fsRoot, DC: f.dc, Metrics: f.metrics, NoExec: f.noExec, Audit: f.audit}
+	cfg := server.Config{Addr: f.addr, Iface: f.iface, Bind: f.bind, Join: f.join, Discover: f.discover, VarDir: f.varDir, Timing: timing, Docker: f.docker, FSRoot: f.fsRoot, DC: f.dc, Metrics: f.metrics, NoExec: f.noExec, Audit: f.audit,
+		Graveyard: graveyard.Limits{Max: f.graveMax, Age: f.graveAge}}
 	if len(labels) > 0 {
 		cfg.Labels = labels
 	}

@@ -78,6 +78,7 @@ var table = []Op{
 	{"Docker.Peek", Read, false, "peek at a container", nil},
 	{"Docker.Wait", Read, false, "wait for a container to exit", nil},
 	{"Dirs.List", Read, false, "list the anchor file system", nil},
+	{"Dirs.Graveyard", Read, false, "list the records of ended workers (graveyard)", nil},
 	{"Binary.Stat", Read, false, "whether a server stores a binary (Spawn)", nil},
 
 	{"Proc.Make", Operate, true, "start a process (mkproc, exec, Spawn)", []string{"cmd.path", "cmd.args", "cmd.dir", "cmd.dirs", "cmd.tty", "cmd.cred"}},

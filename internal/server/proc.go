@@ -19,6 +19,7 @@ import (
 	"github.com/circuit-project/circuit/internal/element/proc"
 	"github.com/circuit-project/circuit/internal/element/stdio"
 	"github.com/circuit-project/circuit/internal/fault"
+	"github.com/circuit-project/circuit/internal/graveyard"
 	"github.com/circuit-project/circuit/internal/kind"
 	"github.com/circuit-project/circuit/internal/oplog"
 )
@@ -38,6 +39,9 @@ type procElement struct {
 	// control is the path of a worker's control socket (profile.Serve),
 	// "" for other processes.
 	control string
+	// grave is a worker's record for the graveyard, begun when it
+	// started; nil for other processes.
+	grave *graveyard.Record
 }
 
 // envControl names a worker's control socket in its environment.
@@ -249,13 +253,17 @@ func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op) (*pr
 		control = filepath.Join(dir, rand.Text()[:12]+".ctl")
 		c.Env = append(slices.Clip(c.Env), envControl+"="+control)
 	}
+	grave := s.graveDraft(p.String(), p.Elems[len(p.Elems)-1], c, who)
 	pr, err := proc.Start(c)
 	if err != nil {
 		unlist()
 		release(nil)
 		return nil, fault.Errorf(fault.Remote, "starting %s: %v", c.Path, err)
 	}
-	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{}), op: op, control: control}
+	if grave != nil {
+		pr.KeepTail("stderr", graveyard.StderrTail)
+	}
+	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{}), op: op, control: control, grave: grave}
 	if err := release(pe); err != nil {
 		pr.Scrub()
 		unlist()
@@ -317,6 +325,7 @@ func (s *Server) reap(elems []string, pe *procElement) {
 	if pe.op != nil {
 		pe.op.Exited(exitWhat(st.ExitCode, st.Signal, st.Exit))
 	}
+	s.bury(pe, st)
 	if !st.Cmd.Scrub {
 		s.tomb.put(pe.path, pe.serial, st, nil) // if scrubbed later, a Wait by serial still answers
 		return
@@ -329,6 +338,7 @@ func (s *Server) reap(elems []string, pe *procElement) {
 	s.tree.Remove(elems, pe)
 	s.tomb.forget(pe.serial)
 	pe.Scrub() // discards what nobody read
+	s.reburied(pe)
 }
 
 // awaitOutput waits, for an element made with Scrub that has ended, until

@@ -21,6 +21,7 @@ import (
 	"github.com/circuit-project/circuit/internal/cluster"
 	"github.com/circuit-project/circuit/internal/discover"
 	"github.com/circuit-project/circuit/internal/element/docker"
+	"github.com/circuit-project/circuit/internal/graveyard"
 	"github.com/circuit-project/circuit/internal/ident"
 	"github.com/circuit-project/circuit/internal/label"
 	"github.com/circuit-project/circuit/internal/metrics"
@@ -69,6 +70,9 @@ type Config struct {
 	// Audit (-audit FILE), when set, is the file the server appends every
 	// operation's records to, as JSON lines (package oplog: audit.go).
 	Audit string
+	// Graveyard bounds the records of ended workers the server keeps
+	// (-graveyard-max, -graveyard-age); zero fields take the defaults.
+	Graveyard graveyard.Limits
 }
 
 // Server is one running circuit server.
@@ -81,6 +85,7 @@ type Server struct {
 	ops     *oplog.Log
 	audit   *oplog.Audit     // nil without Config.Audit
 	revoked *revocation.List // the cluster's revoked credentials (revoke.go)
+	yard    *graveyard.Yard  // the records of workers that ended here
 	// ring is the server's keys (keyring.go): nil without Config.Key.
 	ring *security.Ring
 
@@ -155,6 +160,9 @@ func Start(cfg Config) (s *Server, err error) {
 		}
 	}
 	if s.revoked, err = revocation.Open(cfg.VarDir); err != nil {
+		return s, err
+	}
+	if s.yard, err = graveyard.Open(cfg.VarDir, cfg.Graveyard); err != nil {
 		return s, err
 	}
 	if cfg.Audit != "" {
@@ -445,6 +453,9 @@ func (s *Server) Stop() {
 		}
 		if s.log != nil {
 			s.log.Info("stopped", "ops", s.ops.Last())
+		}
+		if s.yard != nil {
+			s.yard.Close()
 		}
 		if s.audit != nil {
 			if err := s.audit.Close(); err != nil {

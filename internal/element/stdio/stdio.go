@@ -6,12 +6,14 @@
 package stdio
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,6 +39,95 @@ type stream struct {
 	w     io.WriteCloser // stdin: Close sends EOF
 	busy  bool
 	ended bool
+	tail  *tailKeeper // an output's last bytes, when kept (KeepTail)
+	// pre holds what Settle read of an output before any reader came: it
+	// is read first.
+	pre *bytes.Reader
+}
+
+// source is what an output's reader reads: what Settle read, then the rest.
+func (st *stream) source() io.Reader {
+	if st.pre == nil {
+		return st.r
+	}
+	return io.MultiReader(st.pre, st.r)
+}
+
+// Settle reads, for an output nobody has claimed, what its pipe holds
+// (waiting at most within for more), so that what KeepTail keeps has it;
+// a reader that comes later reads it all the same. It is for an element
+// that has exited: its output is finite, unless a descendant holds the pipe.
+func (s *Streams) Settle(name string, within time.Duration) {
+	st, ok := s.outputs[name]
+	if !ok || s.claim(name, st) != nil {
+		return
+	}
+	defer func() {
+		s.mu.Lock()
+		st.busy = false
+		s.mu.Unlock()
+	}()
+	f, ok := st.r.(interface{ SetReadDeadline(time.Time) error })
+	if st.tail != nil {
+		f, ok = st.tail.ReadCloser.(interface{ SetReadDeadline(time.Time) error })
+	}
+	if !ok || f.SetReadDeadline(time.Now().Add(within)) != nil {
+		return
+	}
+	b, _ := io.ReadAll(io.LimitReader(st.source(), 4<<20))
+	f.SetReadDeadline(time.Time{})
+	st.pre = bytes.NewReader(b) // what was read before too, if anything
+
+}
+
+// KeepTail keeps the last n bytes of what is read of an output, by its
+// reader or by a discard, for Tail: the graveyard keeps a worker's stderr.
+// Call it before the output is claimed.
+func (s *Streams) KeepTail(name string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.outputs[name]; ok && st.tail == nil {
+		st.tail = &tailKeeper{ReadCloser: st.r, max: n}
+		st.r = st.tail
+	}
+}
+
+// Tail is what KeepTail kept of an output so far.
+func (s *Streams) Tail(name string) []byte {
+	s.mu.Lock()
+	st, ok := s.outputs[name]
+	s.mu.Unlock()
+	if !ok || st.tail == nil {
+		return nil
+	}
+	return st.tail.bytes()
+}
+
+// tailKeeper keeps the last max bytes read through it.
+type tailKeeper struct {
+	io.ReadCloser
+	max int
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailKeeper) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if n > 0 {
+		t.mu.Lock()
+		t.buf = append(t.buf, p[:n]...)
+		if len(t.buf) > t.max {
+			t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+		}
+		t.mu.Unlock()
+	}
+	return n, err
+}
+
+func (t *tailKeeper) bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.buf...)
 }
 
 // New takes the element's ends of its streams: stdin's Close must send EOF
@@ -76,11 +167,11 @@ func (s *Streams) ClaimOutput(name string) error {
 // it, or w fails (the reader went away): then the rest is discarded.
 func (s *Streams) CopyOutput(name string, w io.Writer) {
 	st := s.outputs[name]
-	if _, err := copyOut(w, st.r); err != nil {
+	if _, err := copyOut(w, st.source()); err != nil {
 		s.mu.Lock()
 		st.ended = true // nobody reads the rest
 		s.mu.Unlock()
-		io.Copy(io.Discard, st.r)
+		io.Copy(io.Discard, st.source())
 	}
 	s.endOutput(st)
 }
@@ -106,10 +197,14 @@ func (s *Streams) Pending() bool {
 		if st.ended {
 			continue
 		}
-		if st.busy {
+		if st.busy || st.pre != nil && st.pre.Len() > 0 {
 			return true
 		}
-		f, ok := st.r.(interface {
+		r := io.Reader(st.r)
+		if st.tail != nil {
+			r = st.tail.ReadCloser // the pipe itself
+		}
+		f, ok := r.(interface {
 			SyscallConn() (syscall.RawConn, error)
 		})
 		if !ok {
