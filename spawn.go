@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -95,6 +96,13 @@ func SpawnContext(ctx context.Context, host string, dirs []string, fn any, args 
 		defer cancel()
 		c.ScrubAt(sctx, anchor)
 		return nil, fmt.Errorf("sending the request to worker %s: %w", req.Worker, err)
+	}
+	// The dial-in server keeps the worker's record if its host is lost.
+	// Without that, only the host's own record is lost with it: the
+	// worker runs all the same.
+	rec := client.GraveRecord{ID: req.Worker, Func: info.name, Binary: filepath.Base(bin), Server: server, Anchor: anchor, Dirs: dirs, Start: time.Now()}
+	if err := c.ExpectWorker(ctx, rec, h.Serial()); err != nil && !errors.Is(err, client.ErrDenied) {
+		fmt.Fprintf(os.Stderr, "circuit: spawn %s: the dial-in server will not record worker %s if its host is lost: %v\n", info.name, req.Worker, err)
 	}
 	return &Worker{id: req.Worker, server: server, fn: info.name, serial: h.Serial(), dirs: dirs, c: c}, nil
 }

@@ -804,3 +804,43 @@ func TestGraveyard(t *testing.T) {
 	})
 	_ = again
 }
+
+// TestHostLostRecorded: a worker whose host is lost leaves a record, with
+// the cause "host lost", on the server it was spawned through, within 5 s.
+func TestHostLostRecorded(t *testing.T) {
+	cl := cluster(t, 2, testcluster.Options{})
+	c, err := Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Spawn(cl.Servers[1].ID, []string{"/test/lost"}, park, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One that ends well is not recorded as lost.
+	done, err := Spawn(cl.Servers[1].ID, []string{"/test/lost"}, add, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, done)
+	cl.Servers[1].Kill()
+	start := time.Now()
+	testsupport.Eventually(t, 5*time.Second, func() error {
+		recs, err := c.Graveyard(context.Background(), "/test/lost")
+		var incomplete *client.IncompleteError
+		if err != nil && !errors.As(err, &incomplete) {
+			return err
+		}
+		for _, r := range recs {
+			if r.ID == done.ID() {
+				return fmt.Errorf("a worker that returned is recorded: %+v", r)
+			}
+		}
+		if len(recs) != 1 || recs[0].ID != w.ID() || recs[0].Cause != "host lost" || recs[0].Server != cl.Servers[1].ID ||
+			recs[0].Func != "github.com/circuit-project/circuit.park" || !strings.HasPrefix(recs[0].Parent, "client ") {
+			return fmt.Errorf("records %+v", recs)
+		}
+		return nil
+	})
+	t.Logf("recorded as lost %v after its host was killed", time.Since(start))
+}

@@ -81,3 +81,20 @@ func (c *Client) Graveyard(ctx context.Context, dir string) ([]GraveRecord, erro
 	})
 	return out, err
 }
+
+// ExpectWorker asks the dial-in server to watch a worker just started on
+// another server (its record so far: ID, Func, Binary, Server, Anchor,
+// Dirs, Start) and to keep its record, with the cause "host lost", if that
+// server is lost before the worker ends. Spawn calls it.
+func (c *Client) ExpectWorker(ctx context.Context, r GraveRecord, serial uint64) error {
+	sc, err := c.conn(0)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = api.NewDirsClient(sc.cc).Expect(ctx, &api.ExpectRequest{Record: b, Serial: serial})
+	return c.wrap(ctx, sc, err)
+}

@@ -3258,6 +3258,94 @@ func (x *DirsRequest) GetGraceNanos() int64 {
 	return 0
 }
 
+type ExpectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Record        []byte                 `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`  // the worker's record so far, as circuit graveyard -json prints one
+	Serial        uint64                 `protobuf:"varint,2,opt,name=serial,proto3" json:"serial,omitempty"` // its process's serial number on its server
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpectRequest) Reset() {
+	*x = ExpectRequest{}
+	mi := &file_circuit_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpectRequest) ProtoMessage() {}
+
+func (x *ExpectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpectRequest.ProtoReflect.Descriptor instead.
+func (*ExpectRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ExpectRequest) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *ExpectRequest) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+type ExpectReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpectReply) Reset() {
+	*x = ExpectReply{}
+	mi := &file_circuit_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpectReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpectReply) ProtoMessage() {}
+
+func (x *ExpectReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpectReply.ProtoReflect.Descriptor instead.
+func (*ExpectReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{56}
+}
+
 type GraveyardReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Each record as JSON: the fields of circuit graveyard -json.
@@ -3268,7 +3356,7 @@ type GraveyardReply struct {
 
 func (x *GraveyardReply) Reset() {
 	*x = GraveyardReply{}
-	mi := &file_circuit_proto_msgTypes[55]
+	mi := &file_circuit_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3280,7 +3368,7 @@ func (x *GraveyardReply) String() string {
 func (*GraveyardReply) ProtoMessage() {}
 
 func (x *GraveyardReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[55]
+	mi := &file_circuit_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3293,7 +3381,7 @@ func (x *GraveyardReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraveyardReply.ProtoReflect.Descriptor instead.
 func (*GraveyardReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{55}
+	return file_circuit_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GraveyardReply) GetRecords() [][]byte {
@@ -3313,7 +3401,7 @@ type DirFile struct {
 
 func (x *DirFile) Reset() {
 	*x = DirFile{}
-	mi := &file_circuit_proto_msgTypes[56]
+	mi := &file_circuit_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3325,7 +3413,7 @@ func (x *DirFile) String() string {
 func (*DirFile) ProtoMessage() {}
 
 func (x *DirFile) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[56]
+	mi := &file_circuit_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3338,7 +3426,7 @@ func (x *DirFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirFile.ProtoReflect.Descriptor instead.
 func (*DirFile) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{56}
+	return file_circuit_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *DirFile) GetPath() string {
@@ -3364,7 +3452,7 @@ type DirsReply struct {
 
 func (x *DirsReply) Reset() {
 	*x = DirsReply{}
-	mi := &file_circuit_proto_msgTypes[57]
+	mi := &file_circuit_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3376,7 +3464,7 @@ func (x *DirsReply) String() string {
 func (*DirsReply) ProtoMessage() {}
 
 func (x *DirsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[57]
+	mi := &file_circuit_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3389,7 +3477,7 @@ func (x *DirsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsReply.ProtoReflect.Descriptor instead.
 func (*DirsReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{57}
+	return file_circuit_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *DirsReply) GetFiles() []*DirFile {
@@ -3408,7 +3496,7 @@ type BinaryRequest struct {
 
 func (x *BinaryRequest) Reset() {
 	*x = BinaryRequest{}
-	mi := &file_circuit_proto_msgTypes[58]
+	mi := &file_circuit_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3420,7 +3508,7 @@ func (x *BinaryRequest) String() string {
 func (*BinaryRequest) ProtoMessage() {}
 
 func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[58]
+	mi := &file_circuit_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3433,7 +3521,7 @@ func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRequest.ProtoReflect.Descriptor instead.
 func (*BinaryRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{58}
+	return file_circuit_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *BinaryRequest) GetSha256() string {
@@ -3454,7 +3542,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_circuit_proto_msgTypes[59]
+	mi := &file_circuit_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3466,7 +3554,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[59]
+	mi := &file_circuit_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3479,7 +3567,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{59}
+	return file_circuit_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *BinaryChunk) GetSha256() string {
@@ -3515,7 +3603,7 @@ type BinaryStat struct {
 
 func (x *BinaryStat) Reset() {
 	*x = BinaryStat{}
-	mi := &file_circuit_proto_msgTypes[60]
+	mi := &file_circuit_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3527,7 +3615,7 @@ func (x *BinaryStat) String() string {
 func (*BinaryStat) ProtoMessage() {}
 
 func (x *BinaryStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[60]
+	mi := &file_circuit_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3540,7 +3628,7 @@ func (x *BinaryStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryStat.ProtoReflect.Descriptor instead.
 func (*BinaryStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{60}
+	return file_circuit_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *BinaryStat) GetSha256() string {
@@ -3801,7 +3889,11 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1f\n" +
 	"\vgrace_nanos\x18\x03 \x01(\x03R\n" +
-	"graceNanos\"*\n" +
+	"graceNanos\"?\n" +
+	"\rExpectRequest\x12\x16\n" +
+	"\x06record\x18\x01 \x01(\fR\x06record\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\x04R\x06serial\"\r\n" +
+	"\vExpectReply\"*\n" +
 	"\x0eGraveyardReply\x12\x18\n" +
 	"\arecords\x18\x01 \x03(\fR\arecords\"5\n" +
 	"\aDirFile\x12\x12\n" +
@@ -3859,11 +3951,12 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04Make\x12\x1d.circuit.v1.MakeDockerRequest\x1a\x1b.circuit.v1.MakeDockerReply\x12:\n" +
 	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x19.circuit.v1.DockerInspect\x127\n" +
 	"\x04Wait\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.DockerStat\x12<\n" +
-	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReply2\xb8\x01\n" +
+	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReply2\xf6\x01\n" +
 	"\x04Dirs\x126\n" +
 	"\x04List\x12\x17.circuit.v1.DirsRequest\x1a\x15.circuit.v1.DirsReply\x126\n" +
 	"\x04Kill\x12\x17.circuit.v1.DirsRequest\x1a\x15.circuit.v1.DirsReply\x12@\n" +
-	"\tGraveyard\x12\x17.circuit.v1.DirsRequest\x1a\x1a.circuit.v1.GraveyardReply2\x80\x01\n" +
+	"\tGraveyard\x12\x17.circuit.v1.DirsRequest\x1a\x1a.circuit.v1.GraveyardReply\x12<\n" +
+	"\x06Expect\x12\x19.circuit.v1.ExpectRequest\x1a\x17.circuit.v1.ExpectReply2\x80\x01\n" +
 	"\x06Binary\x129\n" +
 	"\x04Stat\x12\x19.circuit.v1.BinaryRequest\x1a\x16.circuit.v1.BinaryStat\x12;\n" +
 	"\x06Upload\x12\x17.circuit.v1.BinaryChunk\x1a\x16.circuit.v1.BinaryStat(\x01B1Z/github.com/circuit-project/circuit/internal/apib\x06proto3"
@@ -3880,7 +3973,7 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_circuit_proto_goTypes = []any{
 	(*Member)(nil),                // 0: circuit.v1.Member
 	(*InfoRequest)(nil),           // 1: circuit.v1.InfoRequest
@@ -3937,19 +4030,21 @@ var file_circuit_proto_goTypes = []any{
 	(*MakeDockerReply)(nil),       // 52: circuit.v1.MakeDockerReply
 	(*DockerInspect)(nil),         // 53: circuit.v1.DockerInspect
 	(*DirsRequest)(nil),           // 54: circuit.v1.DirsRequest
-	(*GraveyardReply)(nil),        // 55: circuit.v1.GraveyardReply
-	(*DirFile)(nil),               // 56: circuit.v1.DirFile
-	(*DirsReply)(nil),             // 57: circuit.v1.DirsReply
-	(*BinaryRequest)(nil),         // 58: circuit.v1.BinaryRequest
-	(*BinaryChunk)(nil),           // 59: circuit.v1.BinaryChunk
-	(*BinaryStat)(nil),            // 60: circuit.v1.BinaryStat
-	nil,                           // 61: circuit.v1.Member.LabelsEntry
-	nil,                           // 62: circuit.v1.InfoReply.LabelsEntry
+	(*ExpectRequest)(nil),         // 55: circuit.v1.ExpectRequest
+	(*ExpectReply)(nil),           // 56: circuit.v1.ExpectReply
+	(*GraveyardReply)(nil),        // 57: circuit.v1.GraveyardReply
+	(*DirFile)(nil),               // 58: circuit.v1.DirFile
+	(*DirsReply)(nil),             // 59: circuit.v1.DirsReply
+	(*BinaryRequest)(nil),         // 60: circuit.v1.BinaryRequest
+	(*BinaryChunk)(nil),           // 61: circuit.v1.BinaryChunk
+	(*BinaryStat)(nil),            // 62: circuit.v1.BinaryStat
+	nil,                           // 63: circuit.v1.Member.LabelsEntry
+	nil,                           // 64: circuit.v1.InfoReply.LabelsEntry
 }
 var file_circuit_proto_depIdxs = []int32{
-	61, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
+	63, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
 	0,  // 1: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
-	62, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
+	64, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
 	0,  // 3: circuit.v1.MembersReply.members:type_name -> circuit.v1.Member
 	6,  // 4: circuit.v1.ListReply.entries:type_name -> circuit.v1.Entry
 	14, // 5: circuit.v1.RevokeReply.revocation:type_name -> circuit.v1.Revocation
@@ -3966,7 +4061,7 @@ var file_circuit_proto_depIdxs = []int32{
 	47, // 16: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
 	49, // 17: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
 	51, // 18: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
-	56, // 19: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
+	58, // 19: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
 	1,  // 20: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
 	3,  // 21: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
 	5,  // 22: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
@@ -4002,47 +4097,49 @@ var file_circuit_proto_depIdxs = []int32{
 	54, // 52: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
 	54, // 53: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
 	54, // 54: circuit.v1.Dirs.Graveyard:input_type -> circuit.v1.DirsRequest
-	58, // 55: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
-	59, // 56: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
-	2,  // 57: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 58: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 59: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 60: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 61: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 62: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	16, // 63: circuit.v1.Server.Revoke:output_type -> circuit.v1.RevokeReply
-	25, // 64: circuit.v1.Server.Revoked:output_type -> circuit.v1.RevokedReply
-	18, // 65: circuit.v1.Server.Log:output_type -> circuit.v1.LogRecord
-	21, // 66: circuit.v1.Server.Keyring:output_type -> circuit.v1.KeyringReply
-	23, // 67: circuit.v1.Server.Profile:output_type -> circuit.v1.ProfileChunk
-	27, // 68: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	28, // 69: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	29, // 70: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
-	32, // 71: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	32, // 72: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	32, // 73: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	35, // 74: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	35, // 75: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
-	43, // 76: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
-	39, // 77: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
-	41, // 78: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
-	42, // 79: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
-	43, // 80: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
-	48, // 81: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
-	48, // 82: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
-	48, // 83: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
-	48, // 84: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
-	52, // 85: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
-	53, // 86: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
-	51, // 87: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
-	35, // 88: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
-	57, // 89: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
-	57, // 90: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
-	55, // 91: circuit.v1.Dirs.Graveyard:output_type -> circuit.v1.GraveyardReply
-	60, // 92: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
-	60, // 93: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
-	57, // [57:94] is the sub-list for method output_type
-	20, // [20:57] is the sub-list for method input_type
+	55, // 55: circuit.v1.Dirs.Expect:input_type -> circuit.v1.ExpectRequest
+	60, // 56: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
+	61, // 57: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
+	2,  // 58: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 59: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 60: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 61: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 62: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 63: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	16, // 64: circuit.v1.Server.Revoke:output_type -> circuit.v1.RevokeReply
+	25, // 65: circuit.v1.Server.Revoked:output_type -> circuit.v1.RevokedReply
+	18, // 66: circuit.v1.Server.Log:output_type -> circuit.v1.LogRecord
+	21, // 67: circuit.v1.Server.Keyring:output_type -> circuit.v1.KeyringReply
+	23, // 68: circuit.v1.Server.Profile:output_type -> circuit.v1.ProfileChunk
+	27, // 69: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	28, // 70: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	29, // 71: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
+	32, // 72: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	32, // 73: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	32, // 74: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	35, // 75: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	35, // 76: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
+	43, // 77: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	39, // 78: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	41, // 79: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	42, // 80: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	43, // 81: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	48, // 82: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
+	48, // 83: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
+	48, // 84: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
+	48, // 85: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
+	52, // 86: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
+	53, // 87: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
+	51, // 88: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
+	35, // 89: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
+	59, // 90: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
+	59, // 91: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
+	57, // 92: circuit.v1.Dirs.Graveyard:output_type -> circuit.v1.GraveyardReply
+	56, // 93: circuit.v1.Dirs.Expect:output_type -> circuit.v1.ExpectReply
+	62, // 94: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
+	62, // 95: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
+	58, // [58:96] is the sub-list for method output_type
+	20, // [20:58] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name
@@ -4067,7 +4164,7 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -1740,6 +1740,7 @@ const (
 	Dirs_List_FullMethodName      = "/circuit.v1.Dirs/List"
 	Dirs_Kill_FullMethodName      = "/circuit.v1.Dirs/Kill"
 	Dirs_Graveyard_FullMethodName = "/circuit.v1.Dirs/Graveyard"
+	Dirs_Expect_FullMethodName    = "/circuit.v1.Dirs/Expect"
 )
 
 // DirsClient is the client API for Dirs service.
@@ -1759,6 +1760,10 @@ type DirsClient interface {
 	// newest first: those listed in the directory (or below it, recursive),
 	// or every one for "/".
 	Graveyard(ctx context.Context, in *DirsRequest, opts ...grpc.CallOption) (*GraveyardReply, error)
+	// Expect asks this server (a spawner's dial-in server) to watch a worker
+	// just spawned on another server, and to record it as "host lost" if
+	// that server is lost before the worker ends.
+	Expect(ctx context.Context, in *ExpectRequest, opts ...grpc.CallOption) (*ExpectReply, error)
 }
 
 type dirsClient struct {
@@ -1799,6 +1804,16 @@ func (c *dirsClient) Graveyard(ctx context.Context, in *DirsRequest, opts ...grp
 	return out, nil
 }
 
+func (c *dirsClient) Expect(ctx context.Context, in *ExpectRequest, opts ...grpc.CallOption) (*ExpectReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExpectReply)
+	err := c.cc.Invoke(ctx, Dirs_Expect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DirsServer is the server API for Dirs service.
 // All implementations must embed UnimplementedDirsServer
 // for forward compatibility.
@@ -1816,6 +1831,10 @@ type DirsServer interface {
 	// newest first: those listed in the directory (or below it, recursive),
 	// or every one for "/".
 	Graveyard(context.Context, *DirsRequest) (*GraveyardReply, error)
+	// Expect asks this server (a spawner's dial-in server) to watch a worker
+	// just spawned on another server, and to record it as "host lost" if
+	// that server is lost before the worker ends.
+	Expect(context.Context, *ExpectRequest) (*ExpectReply, error)
 	mustEmbedUnimplementedDirsServer()
 }
 
@@ -1834,6 +1853,9 @@ func (UnimplementedDirsServer) Kill(context.Context, *DirsRequest) (*DirsReply, 
 }
 func (UnimplementedDirsServer) Graveyard(context.Context, *DirsRequest) (*GraveyardReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Graveyard not implemented")
+}
+func (UnimplementedDirsServer) Expect(context.Context, *ExpectRequest) (*ExpectReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Expect not implemented")
 }
 func (UnimplementedDirsServer) mustEmbedUnimplementedDirsServer() {}
 func (UnimplementedDirsServer) testEmbeddedByValue()              {}
@@ -1910,6 +1932,24 @@ func _Dirs_Graveyard_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Dirs_Expect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExpectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DirsServer).Expect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dirs_Expect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DirsServer).Expect(ctx, req.(*ExpectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dirs_ServiceDesc is the grpc.ServiceDesc for Dirs service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1928,6 +1968,10 @@ var Dirs_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Graveyard",
 			Handler:    _Dirs_Graveyard_Handler,
+		},
+		{
+			MethodName: "Expect",
+			Handler:    _Dirs_Expect_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -94,6 +94,7 @@ var table = []Op{
 	{"Nameserver.Set", Operate, false, "set a resource record (set)", []string{"record"}},
 	{"Nameserver.Unset", Operate, false, "remove resource records (unset)", []string{"name"}},
 	{"Anchor.Scrub", Operate, false, "remove an element (scrub)", nil},
+	{"Dirs.Expect", Operate, false, "watch a worker spawned elsewhere, to record it if its host is lost (Spawn)", nil},
 	{"Dirs.Kill", Operate, false, "kill the workers listed in a directory", []string{"recursive", "grace_nanos"}},
 	{"Binary.Upload", Operate, false, "store a binary (Spawn)", nil},
 	{"Stream.stdin", Operate, false, "write a process's standard input (stdin)", nil},

@@ -46,6 +46,7 @@ func (s *Server) onMember(ev cluster.Event) {
 	k := kind.Join
 	if ev.Type == cluster.Leave {
 		k = kind.Leave
+		s.hostLost(ev.Member.ID) // workers watched there are lost (expect.go)
 	}
 	path := []byte("/" + ev.Member.ID.String())
 	s.subsMu.Lock()

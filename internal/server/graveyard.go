@@ -39,15 +39,20 @@ func (s *Server) graveDraft(path, id string, c proc.Cmd, who caller) *graveyard.
 	if base := filepath.Base(c.Path); sha256Hex.MatchString(base) {
 		r.Binary = base
 	}
+	r.Parent = parentOf(who)
+	return r
+}
+
+// parentOf names who spawned a worker: a worker, by its ID, or a client by
+// its credential (or the key) and address.
+func parentOf(who caller) string {
 	switch {
 	case who.claims != nil && who.claims.Worker != "":
-		r.Parent = who.claims.Worker
+		return who.claims.Worker
 	case who.from != "":
-		r.Parent = "client " + who.String() + " at " + who.from
-	default:
-		r.Parent = "client " + who.String()
+		return "client " + who.String() + " at " + who.from
 	}
-	return r
+	return "client " + who.String()
 }
 
 // workerOutcome is what a worker writes on its result pipe (package

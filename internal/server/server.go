@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/circuit-project/circuit/client"
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/anchorfs"
 	"github.com/circuit-project/circuit/internal/api"
@@ -119,6 +120,12 @@ type Server struct {
 	unauth   unauthLimit
 	joins    joinTable // of servers announced by discovery
 
+	// expected are the workers on other servers watched for their host
+	// (expect.go), by host; self is the server's client of itself.
+	expectMu sync.Mutex
+	expected map[ident.ID][]*expectation
+	self     *client.Client
+
 	credMu   sync.Mutex
 	credPath string                 // the directory of processes' credentials, once made
 	creds    map[*procCred]struct{} // those of running processes
@@ -146,7 +153,7 @@ func Start(cfg Config) (s *Server, err error) {
 	}
 	s = &Server{
 		cfg: cfg, id: ident.NewID(), started: time.Now(),
-		conns: map[net.Conn]connAuth{}, creds: map[*procCred]struct{}{}, done: make(chan struct{}), stopReq: make(chan struct{}),
+		conns: map[net.Conn]connAuth{}, creds: map[*procCred]struct{}{}, expected: map[ident.ID][]*expectation{}, done: make(chan struct{}), stopReq: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -441,6 +448,13 @@ func (s *Server) Stop() {
 				s.rpc.Stop()
 				<-stopped
 			}
+		}
+		s.expectMu.Lock()
+		self := s.self
+		s.self = nil
+		s.expectMu.Unlock()
+		if self != nil {
+			self.Close()
 		}
 		s.closeConns()
 		s.wg.Wait()
