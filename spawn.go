@@ -90,19 +90,26 @@ func SpawnContext(ctx context.Context, host string, dirs []string, fn any, args 
 	if err != nil {
 		return nil, err
 	}
+	// The dial-in server keeps the worker's record if its host is lost:
+	// told while the request goes to the worker, so that it costs no
+	// round trip of its own. Without it, only the record of a loss is
+	// lost: the worker runs all the same.
+	expected := make(chan error, 1)
+	go func() {
+		rec := client.GraveRecord{ID: req.Worker, Func: info.name, Binary: filepath.Base(bin), Server: server, Anchor: anchor, Dirs: dirs, Start: time.Now()}
+		expected <- c.ExpectWorker(ctx, rec, h.Serial())
+	}()
+	defer func() {
+		if err := <-expected; err != nil && !errors.Is(err, client.ErrDenied) {
+			fmt.Fprintf(os.Stderr, "circuit: spawn %s: the dial-in server will not record worker %s if its host is lost: %v\n", info.name, req.Worker, err)
+		}
+	}()
 	if err := sendRequest(ctx, h, body); err != nil {
 		// Leave nothing behind: the worker would wait for its request.
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		c.ScrubAt(sctx, anchor)
 		return nil, fmt.Errorf("sending the request to worker %s: %w", req.Worker, err)
-	}
-	// The dial-in server keeps the worker's record if its host is lost.
-	// Without that, only the host's own record is lost with it: the
-	// worker runs all the same.
-	rec := client.GraveRecord{ID: req.Worker, Func: info.name, Binary: filepath.Base(bin), Server: server, Anchor: anchor, Dirs: dirs, Start: time.Now()}
-	if err := c.ExpectWorker(ctx, rec, h.Serial()); err != nil && !errors.Is(err, client.ErrDenied) {
-		fmt.Fprintf(os.Stderr, "circuit: spawn %s: the dial-in server will not record worker %s if its host is lost: %v\n", info.name, req.Worker, err)
 	}
 	return &Worker{id: req.Worker, server: server, fn: info.name, serial: h.Serial(), dirs: dirs, c: c}, nil
 }
