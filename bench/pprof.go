@@ -35,13 +35,7 @@ const profileFor = 10 * time.Second
 // against its rounds in a run as long without, alternating twice.
 func benchProfile(b *bench) error {
 	ctx := context.Background()
-	c, id, err := b.twoServersWith(func(addr string) (*client.Client, error) {
-		opt, err := clientOptions(addr)
-		if err != nil {
-			return nil, err
-		}
-		return circuit.Connect(ctx, opt)
-	})
+	c, id, err := b.spawningServers(ctx)
 	if err != nil {
 		return err
 	}

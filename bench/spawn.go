@@ -25,14 +25,7 @@ const exitArg = "-exit-at-once"
 // mkproc+wait launches of the same binary in the same run.
 func benchSpawn(b *bench) error {
 	ctx := context.Background()
-	// Keyed (clientOptions), every worker gets a credential.
-	c, id, err := b.twoServersWith(func(addr string) (*client.Client, error) {
-		opt, err := clientOptions(addr)
-		if err != nil {
-			return nil, err
-		}
-		return circuit.Connect(ctx, opt)
-	})
+	c, id, err := b.spawningServers(ctx)
 	if err != nil {
 		return err
 	}
@@ -99,4 +92,17 @@ func benchSpawn(b *bench) error {
 	report("spawn", fmt.Sprintf("Spawn+Wait of nop: %.0f/s (first, uploading %.0f MB: %v)", sr, float64(st.Size)/1e6, first1.Round(time.Millisecond)),
 		fmt.Sprintf("mkproc+wait same binary %.0f/s", lr), sr/lr, "as high as it goes (issue 7 records it)")
 	return nil
+}
+
+// spawningServers is twoServers with package circuit connected to the
+// first, for benchmarks that Spawn. Keyed (clientOptions), every worker
+// gets a credential.
+func (b *bench) spawningServers(ctx context.Context) (*client.Client, string, error) {
+	return b.twoServersWith(func(addr string) (*client.Client, error) {
+		opt, err := clientOptions(addr)
+		if err != nil {
+			return nil, err
+		}
+		return circuit.Connect(ctx, opt)
+	})
 }
