@@ -131,17 +131,15 @@ func runRevoke(env *Env, inv *invocation) error {
 	for _, m := range members {
 		for {
 			listed, err := c.Revocations(env.Ctx, m.ID)
-			missing := false
+			var missing []int // the results this server does not list yet
 			for i := range results {
 				if err != nil || !slices.ContainsFunc(listed, func(r client.Revocation) bool { return r.ID == results[i].ID }) {
-					missing = true
+					missing = append(missing, i)
 				}
 			}
-			if !missing || time.Now().After(deadline) {
-				for i := range results {
-					if err != nil || !slices.ContainsFunc(listed, func(r client.Revocation) bool { return r.ID == results[i].ID }) {
-						results[i].Missing = append(results[i].Missing, m.ID)
-					}
+			if len(missing) == 0 || time.Now().After(deadline) {
+				for _, i := range missing {
+					results[i].Missing = append(results[i].Missing, m.ID)
 				}
 				break
 			}

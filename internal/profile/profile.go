@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"strings"
 	"sync"
 	"time"
 )
@@ -210,18 +211,12 @@ func Ask(ctx context.Context, path string, r Request, w io.Writer) error {
 		return fmt.Errorf("the worker's answer: %w", err)
 	}
 	if status != "ok\n" {
-		return errors.New(trimLine(status))
+		msg := strings.TrimPrefix(strings.TrimSuffix(status, "\n"), "error: ")
+		if msg == ErrBusy.Error() {
+			return ErrBusy // the worker's own, told as text
+		}
+		return errors.New(msg)
 	}
 	_, err = io.Copy(w, br)
 	return err
-}
-
-func trimLine(s string) string {
-	if len(s) > 0 && s[len(s)-1] == '\n' {
-		s = s[:len(s)-1]
-	}
-	if len(s) > 6 && s[:7] == "error: " {
-		return s[7:]
-	}
-	return s
 }

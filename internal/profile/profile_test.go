@@ -58,7 +58,7 @@ func TestServeAndAsk(t *testing.T) {
 	running.Lock() // a CPU profile being taken
 	err = Ask(ctx, path, Request{Kind: CPU, For: time.Second}, &bytes.Buffer{})
 	running.Unlock()
-	if err == nil || err.Error() != ErrBusy.Error() {
+	if !errors.Is(err, ErrBusy) {
 		t.Errorf("a CPU profile while one runs: %v", err)
 	}
 	if err := Write(ctx, &bytes.Buffer{}, Request{Kind: "flame"}); err == nil {

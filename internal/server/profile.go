@@ -59,7 +59,7 @@ func (v *serverService) Profile(req *api.ProfileRequest, ss api.Server_ProfileSe
 
 // profileErr classes a failure to take a profile of what is at path.
 func profileErr(path string, err error) error {
-	if errors.Is(err, profile.ErrBusy) || err.Error() == profile.ErrBusy.Error() {
+	if errors.Is(err, profile.ErrBusy) {
 		return fault.Errorf(fault.Precondition, "profile of %s: %v", path, err)
 	}
 	return fault.Errorf(fault.Remote, "profile of %s: %v", path, err)

@@ -79,10 +79,8 @@ func (v *serverService) Revoke(ctx context.Context, req *api.RevokeRequest) (*ap
 		v.s.log.Error("revoking", "id", e.ID, "err", err)
 	}
 	if !added {
-		for _, old := range v.s.revoked.All() {
-			if old.ID == e.ID {
-				return &api.RevokeReply{Revocation: toRevocation(old)}, nil
-			}
+		if old, ok := v.s.revoked.Revoked([]string{e.ID}); ok {
+			return &api.RevokeReply{Revocation: toRevocation(old)}, nil
 		}
 	}
 	v.s.cluster.Share(revocation.News(e))
