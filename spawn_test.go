@@ -823,6 +823,26 @@ func TestHostLostRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(t, done)
+	// Its end must have reached the dial-in server's watch before the
+	// host goes (a worker that ends as its host dies is lost to it): the
+	// watch's Proc.Wait has ended on the host, after the spawner's own.
+	testsupport.Eventually(t, 10*time.Second, func() error {
+		waits := 0
+		begun := map[uint64]bool{} // the Proc.Wait operations on the returned worker
+		err := c.Log(context.Background(), cl.Servers[1].ID, client.LogOptions{}, func(r client.LogRecord) error {
+			switch {
+			case r.Op == "Proc.Wait" && r.Event == "begin" && r.Path == done.Anchor():
+				begun[r.Seq] = true
+			case r.Event == "end" && begun[r.Seq]:
+				waits++
+			}
+			return nil
+		})
+		if err == nil && waits < 2 {
+			err = fmt.Errorf("%d waits for the returned worker have ended on its host, want 2", waits)
+		}
+		return err
+	})
 	cl.Servers[1].Kill()
 	start := time.Now()
 	testsupport.Eventually(t, 5*time.Second, func() error {

@@ -77,8 +77,17 @@ func TestExecTerminal(t *testing.T) {
 	tm.run("send-keys", "-t", "t", "stty size", "Enter")
 	tm.waitFor("40 120")
 	tm.run("resize-window", "-t", "t", "-x", "100", "-y", "30")
-	tm.run("send-keys", "-t", "t", "stty size", "Enter")
-	tm.waitFor("30 100")
+	// The resize travels apart from the keystrokes (SIGWINCH, then a
+	// Resize call), so a stty typed at once may run before it lands:
+	// ask again until the remote terminal has the new size.
+	testsupport.Eventually(t, 15*time.Second, func() error {
+		tm.run("send-keys", "-t", "t", "stty size", "Enter")
+		time.Sleep(200 * time.Millisecond) // the answer's way back, before asking again
+		if screen := tm.screen(); !strings.Contains(screen, "30 100") {
+			return fmt.Errorf("the terminal has not shown \"30 100\"; it shows:\n%s", screen)
+		}
+		return nil
+	})
 	// The quotes keep the typed line from matching what is waited for.
 	tm.run("send-keys", "-t", "t", `echo sl""eeping; sleep 100`, "Enter")
 	tm.waitFor("sleeping")
