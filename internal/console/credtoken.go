@@ -68,7 +68,7 @@ func (c *Console) credGrant(t string) (grant, error) {
 	}
 	var raw [3][]byte
 	for i, p := range parts {
-		b, err := base64.RawURLEncoding.DecodeString(p)
+		b, err := base64.RawURLEncoding.Strict().DecodeString(p)
 		if err != nil {
 			return grant{}, errors.New("not a console token")
 		}

@@ -98,7 +98,18 @@ func TestCredentialTokens(t *testing.T) {
 	revokedTok, _ := CredentialToken(rc, time.Hour)
 	other, _ := security.New([]byte(security.Generate()))
 	good := tokenOf(key, security.Claims{Name: "dave", Role: "read"}, time.Hour)
-	tampered := good[:len(good)-2] + map[bool]string{true: "AA", false: "BB"}[strings.HasSuffix(good, "BB")]
+	// One bit of the signature's first byte flipped: a change of the last
+	// characters could touch only the encoding's padding bits.
+	cut := strings.LastIndexByte(good, '.')
+	sigB, _ := base64.RawURLEncoding.DecodeString(good[cut+1:])
+	sigB[0] ^= 1
+	tampered := good[:cut+1] + base64.RawURLEncoding.EncodeToString(sigB)
+	if tampered == good {
+		t.Fatal("the tampered token is the good one")
+	}
+	// The last character one up: the same bytes in a non-canonical encoding.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	padded := good[:len(good)-1] + string(alphabet[strings.IndexByte(alphabet, good[len(good)-1])+1])
 	if _, _, err := admin.Revoke(context.Background(), rc.Claims().ID, "carol", rc.Claims().NotAfter); err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +118,7 @@ func TestCredentialTokens(t *testing.T) {
 		"limited by -l":      tokenOf(key, security.Claims{Name: "erin", Role: "read", Selector: "role=db"}, time.Hour),
 		"limited by -path":   tokenOf(key, security.Claims{Name: "erin", Role: "read", Path: "/jobs"}, time.Hour),
 		"tampered":           tampered,
+		"non-canonical":      padded,
 		"another cluster's":  tokenOf(other, security.Claims{Name: "mallory", Role: "admin"}, time.Hour),
 		"no role":            tokenOf(key, security.Claims{Name: "frank", Role: "none"}, time.Hour),
 		"not a token at all": "cred1.abc",
