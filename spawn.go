@@ -76,42 +76,51 @@ func SpawnContext(ctx context.Context, host string, dirs []string, fn any, args 
 	if err != nil {
 		return nil, err
 	}
-	req := request{Worker: anchorfs.NewWorkerID(), Server: target.URL, Func: info.name, Args: raw, Dirs: dirs}
+	id := anchorfs.NewWorkerID()
+	req := request{Server: target.URL, Func: info.name, Args: raw, Dirs: dirs}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	anchor := "/" + server + "/" + req.Worker
-	h, err := c.MakeProcAt(ctx, anchor, client.Cmd{
+	anchor := "/" + server + "/" + id
+	cmd := client.Cmd{
 		Path: bin, Args: []string{info.name},
-		Env:  []string{envWorker + "=" + req.Worker, "PATH=/usr/local/bin:/usr/bin:/bin"},
+		Env:  []string{envWorker + "=" + id, "PATH=/usr/local/bin:/usr/bin:/bin"},
 		Dirs: dirs, Result: true, Scrub: true, Cred: true,
-	})
+	}
+	// The request goes with the command, and the server keeps it for a
+	// respawn; one too large for that goes on stdin's stream.
+	streamed := len(body) > client.MaxStdin
+	if !streamed {
+		cmd.Stdin = body
+	}
+	h, err := c.MakeProcAt(ctx, anchor, cmd)
 	if err != nil {
 		return nil, err
 	}
-	// The dial-in server keeps the worker's record if its host is lost:
-	// told while the request goes to the worker, so that it costs no
-	// round trip of its own. Without it, only the record of a loss is
-	// lost: the worker runs all the same.
+	// The dial-in server keeps the worker's record if its host is lost.
+	// Without it, only the record of a loss is lost: the worker runs all
+	// the same.
 	expected := make(chan error, 1)
 	go func() {
-		rec := client.GraveRecord{ID: req.Worker, Func: info.name, Binary: filepath.Base(bin), Server: server, Anchor: anchor, Dirs: dirs, Start: time.Now()}
+		rec := client.GraveRecord{ID: id, Func: info.name, Binary: filepath.Base(bin), Server: server, Anchor: anchor, Dirs: dirs, Start: time.Now()}
 		expected <- c.ExpectWorker(ctx, rec, h.Serial())
 	}()
 	defer func() {
 		if err := <-expected; err != nil && !errors.Is(err, client.ErrDenied) {
-			fmt.Fprintf(os.Stderr, "circuit: spawn %s: the dial-in server will not record worker %s if its host is lost: %v\n", info.name, req.Worker, err)
+			fmt.Fprintf(os.Stderr, "circuit: spawn %s: the dial-in server will not record worker %s if its host is lost: %v\n", info.name, id, err)
 		}
 	}()
-	if err := sendRequest(ctx, h, body); err != nil {
-		// Leave nothing behind: the worker would wait for its request.
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c.ScrubAt(sctx, anchor)
-		return nil, fmt.Errorf("sending the request to worker %s: %w", req.Worker, err)
+	if streamed {
+		if err := sendRequest(ctx, h, body); err != nil {
+			// Leave nothing behind: the worker would wait for its request.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c.ScrubAt(sctx, anchor)
+			return nil, fmt.Errorf("sending the request to worker %s: %w", id, err)
+		}
 	}
-	return &Worker{id: req.Worker, server: server, fn: info.name, serial: h.Serial(), dirs: dirs, c: c}, nil
+	return &Worker{id: id, server: server, fn: info.name, serial: h.Serial(), dirs: dirs, c: c}, nil
 }
 
 func sendRequest(ctx context.Context, h *client.ProcHandle, body []byte) error {
@@ -281,4 +290,21 @@ func storeBinary(ctx context.Context, c *client.Client, server, sum string, size
 		return "", err
 	}
 	return st.Path, nil
+}
+
+// Respawn replaces the live workers listed in an anchor-file-system
+// directory (below it with a trailing /...) with new ones, one at a time,
+// as circuit respawn does: the same function, arguments and directories on
+// the same server, from opts.Binary (a local file, uploaded once per server)
+// or each worker's own binary. Each old worker's Context ends once its
+// replacement runs; it has opts.Grace to return. See client.Respawn.
+//
+// A worker replaced without interruption is one that returns once its
+// Context ends, and holds no request it has taken and not answered then.
+func Respawn(ctx context.Context, dir string, opts client.RespawnOpts) ([]client.Replacement, error) {
+	c, err := Client()
+	if err != nil {
+		return nil, fmt.Errorf("respawn: %w", err)
+	}
+	return c.Respawn(ctx, dir, opts)
 }

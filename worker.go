@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,10 @@ const envWorker = "CIRCUIT_WORKER"
 // envControl names the control socket a worker's server gave it.
 const envControl = "CIRCUIT_CONTROL"
 
+// envReady names the descriptor on which a worker tells its server that it
+// runs its function.
+const envReady = "CIRCUIT_READY"
+
 // envCred names the file of a worker's credential, set by its server
 // (client.Cmd.Cred) when the cluster has a key.
 const envCred = "CIRCUIT_CRED"
@@ -32,9 +37,10 @@ const envCred = "CIRCUIT_CRED"
 // maxRequest bounds what a worker reads on its standard input.
 const maxRequest = 256 << 20
 
-// request is what a spawner sends a worker on its standard input.
+// request is what a spawner sends a worker on its standard input. It does
+// not name the worker, whose ID is in its environment: a respawn gives the
+// same request to the worker that replaces it.
 type request struct {
-	Worker string            // the worker's ID
 	Server string            // the circuit URL of the worker's server
 	Func   string            // the registered function's name
 	Args   []json.RawMessage // its arguments, without a context
@@ -120,9 +126,6 @@ func runWorker(id string) int {
 	if err := json.Unmarshal(b, &req); err != nil {
 		return report(outcome{Failed: fmt.Sprintf("decoding the spawn request (%d bytes): %v", len(b), err)}, exitBadSpawn)
 	}
-	if req.Worker != id {
-		return report(outcome{Failed: fmt.Sprintf("the spawn request is for worker %q, this is %s", req.Worker, id)}, exitBadSpawn)
-	}
 	fn, err := lookupName(req.Func)
 	if err != nil {
 		return report(outcome{Failed: err.Error()}, exitBadSpawn)
@@ -155,6 +158,7 @@ func runWorker(id string) int {
 	state.Lock()
 	state.ctx = ctx
 	state.Unlock()
+	signalReady(id)
 	var o outcome
 	code := func() (code int) {
 		defer func() {
@@ -179,6 +183,25 @@ func runWorker(id string) int {
 	code = report(o, code)
 	closeClient()
 	return code
+}
+
+// signalReady tells the worker's server that it runs its function (a
+// respawn waits for it before it stops the worker replaced), on the
+// descriptor the server named.
+func signalReady(id string) {
+	fd, err := strconv.Atoi(os.Getenv(envReady))
+	os.Unsetenv(envReady)
+	if err != nil || fd < 3 {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "ready")
+	if f == nil {
+		return
+	}
+	if _, err := f.Write([]byte{1}); err != nil {
+		fmt.Fprintf(os.Stderr, "circuit worker %s: telling its server it runs: %v\n", id, err)
+	}
+	f.Close()
 }
 
 // requestWait bounds how long a worker waits for its request: a spawner

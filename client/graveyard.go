@@ -28,8 +28,10 @@ type GraveRecord struct {
 	Dirs   []string `json:",omitempty"`
 	// Parent is who spawned it: a worker's ID, or "client NAME at ADDRESS".
 	Parent string
-	Start  time.Time
-	End    time.Time
+	// Replaces is the worker this one replaced (Respawn); "" for none.
+	Replaces string `json:",omitempty"`
+	Start    time.Time
+	End      time.Time
 	// Cause is why it ended: "returned", "error: MSG", "panic: MSG",
 	// "signal NAME", "failed: MSG", "exit N", "replaced by ID" or "host
 	// lost".

@@ -45,7 +45,19 @@ type Cmd struct {
 	// renewed while it runs and removed when it exits. Spawn's workers
 	// get one. Without a key on the server there is nothing to give.
 	Cred bool `json:",omitempty"`
+	// Stdin is written to the process's standard input, which is then
+	// closed: no stream opens it. At most 1 MiB; a server keeps it while
+	// the process runs (Spawn's request, which a respawn sends again),
+	// and never shows it.
+	Stdin []byte `json:",omitempty"`
+	// Ready gives the process a pipe on file descriptor 3, or 4 with
+	// Result, and the process is ready (ProcStat.Ready) once it writes a
+	// byte there. Servers set it for Spawn's workers.
+	Ready bool `json:",omitempty"`
 }
+
+// MaxStdin bounds Cmd.Stdin.
+const MaxStdin = 1 << 20
 
 // ProcStat is the state of a process.
 type ProcStat struct {
@@ -59,6 +71,11 @@ type ProcStat struct {
 	ExitCode int       // -1 while running; 128+signal when killed by a signal
 	Signal   string    // the signal that killed it, if one did
 	Result   []byte    // with Cmd.Result, once exited
+	Ready    time.Time // with Cmd.Ready, when the process said so; zero until then
+	// Binary and Build describe a binary from a server's store (Spawn's):
+	// its SHA-256, and what the Go toolchain recorded of its build (main
+	// module, version, VCS revision, Go version, -ldflags).
+	Binary, Build string
 }
 
 // MarshalJSON writes the state as circuit peek prints it (docs/CLI.md):
@@ -75,7 +92,11 @@ func (st ProcStat) MarshalJSON() ([]byte, error) {
 		Started  time.Time
 		Exited   *time.Time `json:",omitempty"`
 		Result   []byte     `json:",omitempty"`
-	}{st.Cmd, st.Phase, errText(st.Exit), st.ExitCode, st.Signal, st.PID, st.Started, timeOrNil(st.Exited), st.Result})
+		Ready    *time.Time `json:",omitempty"`
+		Binary   string     `json:",omitempty"`
+		Build    string     `json:",omitempty"`
+	}{st.Cmd, st.Phase, errText(st.Exit), st.ExitCode, st.Signal, st.PID, st.Started, timeOrNil(st.Exited), st.Result,
+		timeOrNil(st.Ready), st.Binary, st.Build})
 }
 
 // errText is an error's message, or nil for no error.
@@ -108,7 +129,7 @@ func (e *ExitError) Error() string { return e.Msg }
 // its inverse. TestCmdRoundTrip checks that both carry every field.
 func cmdToAPI(c Cmd) *api.Cmd {
 	return &api.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub, Dirs: c.Dirs, Result: c.Result, NoStdin: c.NoStdin,
-		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols), Cred: c.Cred}
+		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols), Cred: c.Cred, Stdin: c.Stdin, Ready: c.Ready}
 }
 
 func cmdFromAPI(c *api.Cmd) Cmd {
@@ -116,6 +137,7 @@ func cmdFromAPI(c *api.Cmd) Cmd {
 		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
 		Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
 		Tty: c.GetTty(), Rows: uint16(min(c.GetRows(), 0xffff)), Cols: uint16(min(c.GetCols(), 0xffff)), Cred: c.GetCred(),
+		Stdin: c.GetStdin(), Ready: c.GetReady(),
 	}
 }
 
@@ -124,6 +146,10 @@ func fromProcStat(st *api.ProcStat) ProcStat {
 		Cmd:   cmdFromAPI(st.GetCmd()),
 		Phase: st.GetPhase(), PID: int(st.GetPid()), Started: time.Unix(0, st.GetStartedUnixNano()),
 		ExitCode: int(st.GetExitCode()), Signal: st.GetSignal(), Result: st.GetResult(),
+		Binary: st.GetBinarySha256(), Build: st.GetBuild(),
+	}
+	if st.GetReadyUnixNano() != 0 {
+		out.Ready = time.Unix(0, st.GetReadyUnixNano())
 	}
 	if st.GetExitedUnixNano() != 0 {
 		out.Exited = time.Unix(0, st.GetExitedUnixNano())

@@ -1688,7 +1688,16 @@ type Cmd struct {
 	// cred gives the process a credential of its own for the cluster, in a
 	// private file that CIRCUIT_CRED names, renewed while it runs and
 	// removed when it exits (a keyed server only; Spawn's workers use it).
-	Cred          bool `protobuf:"varint,12,opt,name=cred,proto3" json:"cred,omitempty"`
+	Cred bool `protobuf:"varint,12,opt,name=cred,proto3" json:"cred,omitempty"`
+	// stdin is written to the process's standard input, which is then
+	// closed (at most 1 MiB). The server keeps it while the process runs:
+	// a worker's request, which Respawn sends again.
+	Stdin []byte `protobuf:"bytes,13,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	// ready gives the process a pipe on file descriptor 3, or 4 with
+	// result; the process is ready (ProcStat.ready_unix_nano) once it writes
+	// a byte there. The server sets it for circuit.Spawn's workers and
+	// names the descriptor in CIRCUIT_READY.
+	Ready         bool `protobuf:"varint,14,opt,name=ready,proto3" json:"ready,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1807,6 +1816,20 @@ func (x *Cmd) GetCred() bool {
 	return false
 }
 
+func (x *Cmd) GetStdin() []byte {
+	if x != nil {
+		return x.Stdin
+	}
+	return nil
+}
+
+func (x *Cmd) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
 type MakeProcRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -1871,8 +1894,14 @@ type ProcStat struct {
 	Exit            string                 `protobuf:"bytes,8,opt,name=exit,proto3" json:"exit,omitempty"`                                              // "" on success, else why it failed
 	Serial          uint64                 `protobuf:"varint,9,opt,name=serial,proto3" json:"serial,omitempty"`                                         // identifies this process among all at the path
 	Result          []byte                 `protobuf:"bytes,10,opt,name=result,proto3" json:"result,omitempty"`                                         // with Cmd.result, once exited
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	ReadyUnixNano   int64                  `protobuf:"varint,11,opt,name=ready_unix_nano,json=readyUnixNano,proto3" json:"ready_unix_nano,omitempty"`   // with Cmd.ready: when it said so; 0 until then
+	// A binary from the server's store (circuit.Spawn's): its SHA-256, and
+	// its build as the Go toolchain recorded it (module, version, VCS
+	// revision, -ldflags).
+	BinarySha256  string `protobuf:"bytes,12,opt,name=binary_sha256,json=binarySha256,proto3" json:"binary_sha256,omitempty"`
+	Build         string `protobuf:"bytes,13,opt,name=build,proto3" json:"build,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProcStat) Reset() {
@@ -1975,6 +2004,157 @@ func (x *ProcStat) GetResult() []byte {
 	return nil
 }
 
+func (x *ProcStat) GetReadyUnixNano() int64 {
+	if x != nil {
+		return x.ReadyUnixNano
+	}
+	return 0
+}
+
+func (x *ProcStat) GetBinarySha256() string {
+	if x != nil {
+		return x.BinarySha256
+	}
+	return ""
+}
+
+func (x *ProcStat) GetBuild() string {
+	if x != nil {
+		return x.Build
+	}
+	return ""
+}
+
+type RespawnRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`                                     // the old worker's anchor, /Xid/R...
+	BinarySha256  string                 `protobuf:"bytes,2,opt,name=binary_sha256,json=binarySha256,proto3" json:"binary_sha256,omitempty"` // a binary in this server's store; "" for the old worker's own
+	GraceNanos    int64                  `protobuf:"varint,3,opt,name=grace_nanos,json=graceNanos,proto3" json:"grace_nanos,omitempty"`      // how long the old worker has to return; 0 kills it at once; at most a minute
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RespawnRequest) Reset() {
+	*x = RespawnRequest{}
+	mi := &file_circuit_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RespawnRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RespawnRequest) ProtoMessage() {}
+
+func (x *RespawnRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RespawnRequest.ProtoReflect.Descriptor instead.
+func (*RespawnRequest) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RespawnRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *RespawnRequest) GetBinarySha256() string {
+	if x != nil {
+		return x.BinarySha256
+	}
+	return ""
+}
+
+func (x *RespawnRequest) GetGraceNanos() int64 {
+	if x != nil {
+		return x.GraceNanos
+	}
+	return 0
+}
+
+type RespawnReply struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Worker string                 `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`  // the new worker's ID
+	Path   string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`      // its anchor
+	Serial uint64                 `protobuf:"varint,3,opt,name=serial,proto3" json:"serial,omitempty"` // its process's serial number
+	// its graveyard record so far, as circuit graveyard -json prints one
+	// (for the dial-in server's watch of a lost host, Dirs.Expect)
+	Record        []byte `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RespawnReply) Reset() {
+	*x = RespawnReply{}
+	mi := &file_circuit_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RespawnReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RespawnReply) ProtoMessage() {}
+
+func (x *RespawnReply) ProtoReflect() protoreflect.Message {
+	mi := &file_circuit_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RespawnReply.ProtoReflect.Descriptor instead.
+func (*RespawnReply) Descriptor() ([]byte, []int) {
+	return file_circuit_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RespawnReply) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *RespawnReply) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *RespawnReply) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *RespawnReply) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
 type WaitRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -1985,7 +2165,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_circuit_proto_msgTypes[33]
+	mi := &file_circuit_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2177,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[33]
+	mi := &file_circuit_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2190,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{33}
+	return file_circuit_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WaitRequest) GetPath() string {
@@ -2037,7 +2217,7 @@ type SignalRequest struct {
 
 func (x *SignalRequest) Reset() {
 	*x = SignalRequest{}
-	mi := &file_circuit_proto_msgTypes[34]
+	mi := &file_circuit_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2229,7 @@ func (x *SignalRequest) String() string {
 func (*SignalRequest) ProtoMessage() {}
 
 func (x *SignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[34]
+	mi := &file_circuit_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2242,7 @@ func (x *SignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
 func (*SignalRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{34}
+	return file_circuit_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SignalRequest) GetPath() string {
@@ -2087,7 +2267,7 @@ type SignalReply struct {
 
 func (x *SignalReply) Reset() {
 	*x = SignalReply{}
-	mi := &file_circuit_proto_msgTypes[35]
+	mi := &file_circuit_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2279,7 @@ func (x *SignalReply) String() string {
 func (*SignalReply) ProtoMessage() {}
 
 func (x *SignalReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[35]
+	mi := &file_circuit_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2292,7 @@ func (x *SignalReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalReply.ProtoReflect.Descriptor instead.
 func (*SignalReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{35}
+	return file_circuit_proto_rawDescGZIP(), []int{37}
 }
 
 type ResizeRequest struct {
@@ -2126,7 +2306,7 @@ type ResizeRequest struct {
 
 func (x *ResizeRequest) Reset() {
 	*x = ResizeRequest{}
-	mi := &file_circuit_proto_msgTypes[36]
+	mi := &file_circuit_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2318,7 @@ func (x *ResizeRequest) String() string {
 func (*ResizeRequest) ProtoMessage() {}
 
 func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[36]
+	mi := &file_circuit_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2331,7 @@ func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeRequest.ProtoReflect.Descriptor instead.
 func (*ResizeRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{36}
+	return file_circuit_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ResizeRequest) GetPath() string {
@@ -2186,7 +2366,7 @@ type MakeChanRequest struct {
 
 func (x *MakeChanRequest) Reset() {
 	*x = MakeChanRequest{}
-	mi := &file_circuit_proto_msgTypes[37]
+	mi := &file_circuit_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2378,7 @@ func (x *MakeChanRequest) String() string {
 func (*MakeChanRequest) ProtoMessage() {}
 
 func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[37]
+	mi := &file_circuit_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2391,7 @@ func (x *MakeChanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeChanRequest.ProtoReflect.Descriptor instead.
 func (*MakeChanRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{37}
+	return file_circuit_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MakeChanRequest) GetPath() string {
@@ -2246,7 +2426,7 @@ type SendChunk struct {
 
 func (x *SendChunk) Reset() {
 	*x = SendChunk{}
-	mi := &file_circuit_proto_msgTypes[38]
+	mi := &file_circuit_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2438,7 @@ func (x *SendChunk) String() string {
 func (*SendChunk) ProtoMessage() {}
 
 func (x *SendChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[38]
+	mi := &file_circuit_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2451,7 @@ func (x *SendChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendChunk.ProtoReflect.Descriptor instead.
 func (*SendChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{38}
+	return file_circuit_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SendChunk) GetPath() string {
@@ -2303,7 +2483,7 @@ type SendReply struct {
 
 func (x *SendReply) Reset() {
 	*x = SendReply{}
-	mi := &file_circuit_proto_msgTypes[39]
+	mi := &file_circuit_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2495,7 @@ func (x *SendReply) String() string {
 func (*SendReply) ProtoMessage() {}
 
 func (x *SendReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[39]
+	mi := &file_circuit_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2508,7 @@ func (x *SendReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendReply.ProtoReflect.Descriptor instead.
 func (*SendReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{39}
+	return file_circuit_proto_rawDescGZIP(), []int{41}
 }
 
 type RecvAck struct {
@@ -2341,7 +2521,7 @@ type RecvAck struct {
 
 func (x *RecvAck) Reset() {
 	*x = RecvAck{}
-	mi := &file_circuit_proto_msgTypes[40]
+	mi := &file_circuit_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2533,7 @@ func (x *RecvAck) String() string {
 func (*RecvAck) ProtoMessage() {}
 
 func (x *RecvAck) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[40]
+	mi := &file_circuit_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2546,7 @@ func (x *RecvAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvAck.ProtoReflect.Descriptor instead.
 func (*RecvAck) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{40}
+	return file_circuit_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RecvAck) GetPath() string {
@@ -2393,7 +2573,7 @@ type RecvChunk struct {
 
 func (x *RecvChunk) Reset() {
 	*x = RecvChunk{}
-	mi := &file_circuit_proto_msgTypes[41]
+	mi := &file_circuit_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2585,7 @@ func (x *RecvChunk) String() string {
 func (*RecvChunk) ProtoMessage() {}
 
 func (x *RecvChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[41]
+	mi := &file_circuit_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2598,7 @@ func (x *RecvChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecvChunk.ProtoReflect.Descriptor instead.
 func (*RecvChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{41}
+	return file_circuit_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RecvChunk) GetData() []byte {
@@ -2443,7 +2623,7 @@ type CloseReply struct {
 
 func (x *CloseReply) Reset() {
 	*x = CloseReply{}
-	mi := &file_circuit_proto_msgTypes[42]
+	mi := &file_circuit_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2635,7 @@ func (x *CloseReply) String() string {
 func (*CloseReply) ProtoMessage() {}
 
 func (x *CloseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[42]
+	mi := &file_circuit_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2648,7 @@ func (x *CloseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseReply.ProtoReflect.Descriptor instead.
 func (*CloseReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{42}
+	return file_circuit_proto_rawDescGZIP(), []int{44}
 }
 
 type ChanStat struct {
@@ -2486,7 +2666,7 @@ type ChanStat struct {
 
 func (x *ChanStat) Reset() {
 	*x = ChanStat{}
-	mi := &file_circuit_proto_msgTypes[43]
+	mi := &file_circuit_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2678,7 @@ func (x *ChanStat) String() string {
 func (*ChanStat) ProtoMessage() {}
 
 func (x *ChanStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[43]
+	mi := &file_circuit_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2691,7 @@ func (x *ChanStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChanStat.ProtoReflect.Descriptor instead.
 func (*ChanStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{43}
+	return file_circuit_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ChanStat) GetKind() string {
@@ -2573,7 +2753,7 @@ type MakeNameserverRequest struct {
 
 func (x *MakeNameserverRequest) Reset() {
 	*x = MakeNameserverRequest{}
-	mi := &file_circuit_proto_msgTypes[44]
+	mi := &file_circuit_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +2765,7 @@ func (x *MakeNameserverRequest) String() string {
 func (*MakeNameserverRequest) ProtoMessage() {}
 
 func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[44]
+	mi := &file_circuit_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +2778,7 @@ func (x *MakeNameserverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeNameserverRequest.ProtoReflect.Descriptor instead.
 func (*MakeNameserverRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{44}
+	return file_circuit_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MakeNameserverRequest) GetPath() string {
@@ -2625,7 +2805,7 @@ type SetRecordRequest struct {
 
 func (x *SetRecordRequest) Reset() {
 	*x = SetRecordRequest{}
-	mi := &file_circuit_proto_msgTypes[45]
+	mi := &file_circuit_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2817,7 @@ func (x *SetRecordRequest) String() string {
 func (*SetRecordRequest) ProtoMessage() {}
 
 func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[45]
+	mi := &file_circuit_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2830,7 @@ func (x *SetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRecordRequest.ProtoReflect.Descriptor instead.
 func (*SetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{45}
+	return file_circuit_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetRecordRequest) GetPath() string {
@@ -2677,7 +2857,7 @@ type UnsetRecordRequest struct {
 
 func (x *UnsetRecordRequest) Reset() {
 	*x = UnsetRecordRequest{}
-	mi := &file_circuit_proto_msgTypes[46]
+	mi := &file_circuit_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2869,7 @@ func (x *UnsetRecordRequest) String() string {
 func (*UnsetRecordRequest) ProtoMessage() {}
 
 func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[46]
+	mi := &file_circuit_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2882,7 @@ func (x *UnsetRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsetRecordRequest.ProtoReflect.Descriptor instead.
 func (*UnsetRecordRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{46}
+	return file_circuit_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *UnsetRecordRequest) GetPath() string {
@@ -2729,7 +2909,7 @@ type RecordSet struct {
 
 func (x *RecordSet) Reset() {
 	*x = RecordSet{}
-	mi := &file_circuit_proto_msgTypes[47]
+	mi := &file_circuit_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2921,7 @@ func (x *RecordSet) String() string {
 func (*RecordSet) ProtoMessage() {}
 
 func (x *RecordSet) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[47]
+	mi := &file_circuit_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2934,7 @@ func (x *RecordSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordSet.ProtoReflect.Descriptor instead.
 func (*RecordSet) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{47}
+	return file_circuit_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RecordSet) GetName() string {
@@ -2781,7 +2961,7 @@ type NameserverStat struct {
 
 func (x *NameserverStat) Reset() {
 	*x = NameserverStat{}
-	mi := &file_circuit_proto_msgTypes[48]
+	mi := &file_circuit_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2793,7 +2973,7 @@ func (x *NameserverStat) String() string {
 func (*NameserverStat) ProtoMessage() {}
 
 func (x *NameserverStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[48]
+	mi := &file_circuit_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2806,7 +2986,7 @@ func (x *NameserverStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NameserverStat.ProtoReflect.Descriptor instead.
 func (*NameserverStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{48}
+	return file_circuit_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *NameserverStat) GetAddress() string {
@@ -2842,7 +3022,7 @@ type DockerConfig struct {
 
 func (x *DockerConfig) Reset() {
 	*x = DockerConfig{}
-	mi := &file_circuit_proto_msgTypes[49]
+	mi := &file_circuit_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2854,7 +3034,7 @@ func (x *DockerConfig) String() string {
 func (*DockerConfig) ProtoMessage() {}
 
 func (x *DockerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[49]
+	mi := &file_circuit_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2867,7 +3047,7 @@ func (x *DockerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerConfig.ProtoReflect.Descriptor instead.
 func (*DockerConfig) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{49}
+	return file_circuit_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DockerConfig) GetImage() string {
@@ -2957,7 +3137,7 @@ type MakeDockerRequest struct {
 
 func (x *MakeDockerRequest) Reset() {
 	*x = MakeDockerRequest{}
-	mi := &file_circuit_proto_msgTypes[50]
+	mi := &file_circuit_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3149,7 @@ func (x *MakeDockerRequest) String() string {
 func (*MakeDockerRequest) ProtoMessage() {}
 
 func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[50]
+	mi := &file_circuit_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3162,7 @@ func (x *MakeDockerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeDockerRequest.ProtoReflect.Descriptor instead.
 func (*MakeDockerRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{50}
+	return file_circuit_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MakeDockerRequest) GetPath() string {
@@ -3015,7 +3195,7 @@ type DockerStat struct {
 
 func (x *DockerStat) Reset() {
 	*x = DockerStat{}
-	mi := &file_circuit_proto_msgTypes[51]
+	mi := &file_circuit_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +3207,7 @@ func (x *DockerStat) String() string {
 func (*DockerStat) ProtoMessage() {}
 
 func (x *DockerStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[51]
+	mi := &file_circuit_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +3220,7 @@ func (x *DockerStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerStat.ProtoReflect.Descriptor instead.
 func (*DockerStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{51}
+	return file_circuit_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *DockerStat) GetId() string {
@@ -3109,7 +3289,7 @@ type MakeDockerReply struct {
 
 func (x *MakeDockerReply) Reset() {
 	*x = MakeDockerReply{}
-	mi := &file_circuit_proto_msgTypes[52]
+	mi := &file_circuit_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3301,7 @@ func (x *MakeDockerReply) String() string {
 func (*MakeDockerReply) ProtoMessage() {}
 
 func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[52]
+	mi := &file_circuit_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3314,7 @@ func (x *MakeDockerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MakeDockerReply.ProtoReflect.Descriptor instead.
 func (*MakeDockerReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{52}
+	return file_circuit_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MakeDockerReply) GetStat() *DockerStat {
@@ -3160,7 +3340,7 @@ type DockerInspect struct {
 
 func (x *DockerInspect) Reset() {
 	*x = DockerInspect{}
-	mi := &file_circuit_proto_msgTypes[53]
+	mi := &file_circuit_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3172,7 +3352,7 @@ func (x *DockerInspect) String() string {
 func (*DockerInspect) ProtoMessage() {}
 
 func (x *DockerInspect) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[53]
+	mi := &file_circuit_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3185,7 +3365,7 @@ func (x *DockerInspect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerInspect.ProtoReflect.Descriptor instead.
 func (*DockerInspect) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{53}
+	return file_circuit_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DockerInspect) GetJson() []byte {
@@ -3209,7 +3389,7 @@ type DirsRequest struct {
 
 func (x *DirsRequest) Reset() {
 	*x = DirsRequest{}
-	mi := &file_circuit_proto_msgTypes[54]
+	mi := &file_circuit_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3221,7 +3401,7 @@ func (x *DirsRequest) String() string {
 func (*DirsRequest) ProtoMessage() {}
 
 func (x *DirsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[54]
+	mi := &file_circuit_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3234,7 +3414,7 @@ func (x *DirsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsRequest.ProtoReflect.Descriptor instead.
 func (*DirsRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{54}
+	return file_circuit_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DirsRequest) GetPath() string {
@@ -3268,7 +3448,7 @@ type ExpectRequest struct {
 
 func (x *ExpectRequest) Reset() {
 	*x = ExpectRequest{}
-	mi := &file_circuit_proto_msgTypes[55]
+	mi := &file_circuit_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3280,7 +3460,7 @@ func (x *ExpectRequest) String() string {
 func (*ExpectRequest) ProtoMessage() {}
 
 func (x *ExpectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[55]
+	mi := &file_circuit_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3293,7 +3473,7 @@ func (x *ExpectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectRequest.ProtoReflect.Descriptor instead.
 func (*ExpectRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{55}
+	return file_circuit_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ExpectRequest) GetRecord() []byte {
@@ -3318,7 +3498,7 @@ type ExpectReply struct {
 
 func (x *ExpectReply) Reset() {
 	*x = ExpectReply{}
-	mi := &file_circuit_proto_msgTypes[56]
+	mi := &file_circuit_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3330,7 +3510,7 @@ func (x *ExpectReply) String() string {
 func (*ExpectReply) ProtoMessage() {}
 
 func (x *ExpectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[56]
+	mi := &file_circuit_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3343,7 +3523,7 @@ func (x *ExpectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectReply.ProtoReflect.Descriptor instead.
 func (*ExpectReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{56}
+	return file_circuit_proto_rawDescGZIP(), []int{58}
 }
 
 type GraveyardReply struct {
@@ -3356,7 +3536,7 @@ type GraveyardReply struct {
 
 func (x *GraveyardReply) Reset() {
 	*x = GraveyardReply{}
-	mi := &file_circuit_proto_msgTypes[57]
+	mi := &file_circuit_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3368,7 +3548,7 @@ func (x *GraveyardReply) String() string {
 func (*GraveyardReply) ProtoMessage() {}
 
 func (x *GraveyardReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[57]
+	mi := &file_circuit_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3381,7 +3561,7 @@ func (x *GraveyardReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraveyardReply.ProtoReflect.Descriptor instead.
 func (*GraveyardReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{57}
+	return file_circuit_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GraveyardReply) GetRecords() [][]byte {
@@ -3401,7 +3581,7 @@ type DirFile struct {
 
 func (x *DirFile) Reset() {
 	*x = DirFile{}
-	mi := &file_circuit_proto_msgTypes[58]
+	mi := &file_circuit_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3413,7 +3593,7 @@ func (x *DirFile) String() string {
 func (*DirFile) ProtoMessage() {}
 
 func (x *DirFile) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[58]
+	mi := &file_circuit_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3426,7 +3606,7 @@ func (x *DirFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirFile.ProtoReflect.Descriptor instead.
 func (*DirFile) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{58}
+	return file_circuit_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DirFile) GetPath() string {
@@ -3452,7 +3632,7 @@ type DirsReply struct {
 
 func (x *DirsReply) Reset() {
 	*x = DirsReply{}
-	mi := &file_circuit_proto_msgTypes[59]
+	mi := &file_circuit_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3644,7 @@ func (x *DirsReply) String() string {
 func (*DirsReply) ProtoMessage() {}
 
 func (x *DirsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[59]
+	mi := &file_circuit_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3657,7 @@ func (x *DirsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirsReply.ProtoReflect.Descriptor instead.
 func (*DirsReply) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{59}
+	return file_circuit_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DirsReply) GetFiles() []*DirFile {
@@ -3496,7 +3676,7 @@ type BinaryRequest struct {
 
 func (x *BinaryRequest) Reset() {
 	*x = BinaryRequest{}
-	mi := &file_circuit_proto_msgTypes[60]
+	mi := &file_circuit_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3508,7 +3688,7 @@ func (x *BinaryRequest) String() string {
 func (*BinaryRequest) ProtoMessage() {}
 
 func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[60]
+	mi := &file_circuit_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3521,7 +3701,7 @@ func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryRequest.ProtoReflect.Descriptor instead.
 func (*BinaryRequest) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{60}
+	return file_circuit_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *BinaryRequest) GetSha256() string {
@@ -3542,7 +3722,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_circuit_proto_msgTypes[61]
+	mi := &file_circuit_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3554,7 +3734,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[61]
+	mi := &file_circuit_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3567,7 +3747,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{61}
+	return file_circuit_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *BinaryChunk) GetSha256() string {
@@ -3603,7 +3783,7 @@ type BinaryStat struct {
 
 func (x *BinaryStat) Reset() {
 	*x = BinaryStat{}
-	mi := &file_circuit_proto_msgTypes[62]
+	mi := &file_circuit_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +3795,7 @@ func (x *BinaryStat) String() string {
 func (*BinaryStat) ProtoMessage() {}
 
 func (x *BinaryStat) ProtoReflect() protoreflect.Message {
-	mi := &file_circuit_proto_msgTypes[62]
+	mi := &file_circuit_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +3808,7 @@ func (x *BinaryStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryStat.ProtoReflect.Descriptor instead.
 func (*BinaryStat) Descriptor() ([]byte, []int) {
-	return file_circuit_proto_rawDescGZIP(), []int{62}
+	return file_circuit_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *BinaryStat) GetSha256() string {
@@ -3772,7 +3952,7 @@ const file_circuit_proto_rawDesc = "" +
 	"\fsubscription\x18\x05 \x01(\v2\x14.circuit.v1.ChanStatH\x00R\fsubscription\x12.\n" +
 	"\x03dns\x18\x06 \x01(\v2\x1a.circuit.v1.NameserverStatH\x00R\x03dns\x123\n" +
 	"\x06docker\x18\a \x01(\v2\x19.circuit.v1.DockerInspectH\x00R\x06dockerB\a\n" +
-	"\x05state\"\xfc\x01\n" +
+	"\x05state\"\xa8\x02\n" +
 	"\x03Cmd\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
@@ -3786,10 +3966,12 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04rows\x18\n" +
 	" \x01(\rR\x04rows\x12\x12\n" +
 	"\x04cols\x18\v \x01(\rR\x04cols\x12\x12\n" +
-	"\x04cred\x18\f \x01(\bR\x04cred\"H\n" +
+	"\x04cred\x18\f \x01(\bR\x04cred\x12\x14\n" +
+	"\x05stdin\x18\r \x01(\fR\x05stdin\x12\x14\n" +
+	"\x05ready\x18\x0e \x01(\bR\x05ready\"H\n" +
 	"\x0fMakeProcRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
-	"\x03cmd\x18\x02 \x01(\v2\x0f.circuit.v1.CmdR\x03cmd\"\xa4\x02\n" +
+	"\x03cmd\x18\x02 \x01(\v2\x0f.circuit.v1.CmdR\x03cmd\"\x87\x03\n" +
 	"\bProcStat\x12!\n" +
 	"\x03cmd\x18\x01 \x01(\v2\x0f.circuit.v1.CmdR\x03cmd\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x10\n" +
@@ -3801,7 +3983,20 @@ const file_circuit_proto_rawDesc = "" +
 	"\x04exit\x18\b \x01(\tR\x04exit\x12\x16\n" +
 	"\x06serial\x18\t \x01(\x04R\x06serial\x12\x16\n" +
 	"\x06result\x18\n" +
-	" \x01(\fR\x06result\"9\n" +
+	" \x01(\fR\x06result\x12&\n" +
+	"\x0fready_unix_nano\x18\v \x01(\x03R\rreadyUnixNano\x12#\n" +
+	"\rbinary_sha256\x18\f \x01(\tR\fbinarySha256\x12\x14\n" +
+	"\x05build\x18\r \x01(\tR\x05build\"j\n" +
+	"\x0eRespawnRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12#\n" +
+	"\rbinary_sha256\x18\x02 \x01(\tR\fbinarySha256\x12\x1f\n" +
+	"\vgrace_nanos\x18\x03 \x01(\x03R\n" +
+	"graceNanos\"j\n" +
+	"\fRespawnReply\x12\x16\n" +
+	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
+	"\x06serial\x18\x03 \x01(\x04R\x06serial\x12\x16\n" +
+	"\x06record\x18\x04 \x01(\fR\x06record\"9\n" +
 	"\vWaitRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06serial\x18\x02 \x01(\x04R\x06serial\";\n" +
@@ -3928,13 +4123,14 @@ const file_circuit_proto_rawDesc = "" +
 	"\x06Anchor\x124\n" +
 	"\x03Get\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.GetReply\x128\n" +
 	"\x05Scrub\x12\x17.circuit.v1.PathRequest\x1a\x16.circuit.v1.ScrubReply\x126\n" +
-	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x15.circuit.v1.PeekReply2\xab\x02\n" +
+	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x15.circuit.v1.PeekReply2\xec\x02\n" +
 	"\x04Proc\x129\n" +
 	"\x04Make\x12\x1b.circuit.v1.MakeProcRequest\x1a\x14.circuit.v1.ProcStat\x125\n" +
 	"\x04Peek\x12\x17.circuit.v1.PathRequest\x1a\x14.circuit.v1.ProcStat\x125\n" +
 	"\x04Wait\x12\x17.circuit.v1.WaitRequest\x1a\x14.circuit.v1.ProcStat\x12<\n" +
 	"\x06Signal\x12\x19.circuit.v1.SignalRequest\x1a\x17.circuit.v1.SignalReply\x12<\n" +
-	"\x06Resize\x12\x19.circuit.v1.ResizeRequest\x1a\x17.circuit.v1.SignalReply2\xa2\x02\n" +
+	"\x06Resize\x12\x19.circuit.v1.ResizeRequest\x1a\x17.circuit.v1.SignalReply\x12?\n" +
+	"\aRespawn\x12\x1a.circuit.v1.RespawnRequest\x1a\x18.circuit.v1.RespawnReply2\xa2\x02\n" +
 	"\x04Chan\x129\n" +
 	"\x04Make\x12\x1b.circuit.v1.MakeChanRequest\x1a\x14.circuit.v1.ChanStat\x126\n" +
 	"\x04Send\x12\x15.circuit.v1.SendChunk\x1a\x15.circuit.v1.SendReply(\x01\x126\n" +
@@ -3973,7 +4169,7 @@ func file_circuit_proto_rawDescGZIP() []byte {
 	return file_circuit_proto_rawDescData
 }
 
-var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_circuit_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_circuit_proto_goTypes = []any{
 	(*Member)(nil),                // 0: circuit.v1.Member
 	(*InfoRequest)(nil),           // 1: circuit.v1.InfoRequest
@@ -4008,43 +4204,45 @@ var file_circuit_proto_goTypes = []any{
 	(*Cmd)(nil),                   // 30: circuit.v1.Cmd
 	(*MakeProcRequest)(nil),       // 31: circuit.v1.MakeProcRequest
 	(*ProcStat)(nil),              // 32: circuit.v1.ProcStat
-	(*WaitRequest)(nil),           // 33: circuit.v1.WaitRequest
-	(*SignalRequest)(nil),         // 34: circuit.v1.SignalRequest
-	(*SignalReply)(nil),           // 35: circuit.v1.SignalReply
-	(*ResizeRequest)(nil),         // 36: circuit.v1.ResizeRequest
-	(*MakeChanRequest)(nil),       // 37: circuit.v1.MakeChanRequest
-	(*SendChunk)(nil),             // 38: circuit.v1.SendChunk
-	(*SendReply)(nil),             // 39: circuit.v1.SendReply
-	(*RecvAck)(nil),               // 40: circuit.v1.RecvAck
-	(*RecvChunk)(nil),             // 41: circuit.v1.RecvChunk
-	(*CloseReply)(nil),            // 42: circuit.v1.CloseReply
-	(*ChanStat)(nil),              // 43: circuit.v1.ChanStat
-	(*MakeNameserverRequest)(nil), // 44: circuit.v1.MakeNameserverRequest
-	(*SetRecordRequest)(nil),      // 45: circuit.v1.SetRecordRequest
-	(*UnsetRecordRequest)(nil),    // 46: circuit.v1.UnsetRecordRequest
-	(*RecordSet)(nil),             // 47: circuit.v1.RecordSet
-	(*NameserverStat)(nil),        // 48: circuit.v1.NameserverStat
-	(*DockerConfig)(nil),          // 49: circuit.v1.DockerConfig
-	(*MakeDockerRequest)(nil),     // 50: circuit.v1.MakeDockerRequest
-	(*DockerStat)(nil),            // 51: circuit.v1.DockerStat
-	(*MakeDockerReply)(nil),       // 52: circuit.v1.MakeDockerReply
-	(*DockerInspect)(nil),         // 53: circuit.v1.DockerInspect
-	(*DirsRequest)(nil),           // 54: circuit.v1.DirsRequest
-	(*ExpectRequest)(nil),         // 55: circuit.v1.ExpectRequest
-	(*ExpectReply)(nil),           // 56: circuit.v1.ExpectReply
-	(*GraveyardReply)(nil),        // 57: circuit.v1.GraveyardReply
-	(*DirFile)(nil),               // 58: circuit.v1.DirFile
-	(*DirsReply)(nil),             // 59: circuit.v1.DirsReply
-	(*BinaryRequest)(nil),         // 60: circuit.v1.BinaryRequest
-	(*BinaryChunk)(nil),           // 61: circuit.v1.BinaryChunk
-	(*BinaryStat)(nil),            // 62: circuit.v1.BinaryStat
-	nil,                           // 63: circuit.v1.Member.LabelsEntry
-	nil,                           // 64: circuit.v1.InfoReply.LabelsEntry
+	(*RespawnRequest)(nil),        // 33: circuit.v1.RespawnRequest
+	(*RespawnReply)(nil),          // 34: circuit.v1.RespawnReply
+	(*WaitRequest)(nil),           // 35: circuit.v1.WaitRequest
+	(*SignalRequest)(nil),         // 36: circuit.v1.SignalRequest
+	(*SignalReply)(nil),           // 37: circuit.v1.SignalReply
+	(*ResizeRequest)(nil),         // 38: circuit.v1.ResizeRequest
+	(*MakeChanRequest)(nil),       // 39: circuit.v1.MakeChanRequest
+	(*SendChunk)(nil),             // 40: circuit.v1.SendChunk
+	(*SendReply)(nil),             // 41: circuit.v1.SendReply
+	(*RecvAck)(nil),               // 42: circuit.v1.RecvAck
+	(*RecvChunk)(nil),             // 43: circuit.v1.RecvChunk
+	(*CloseReply)(nil),            // 44: circuit.v1.CloseReply
+	(*ChanStat)(nil),              // 45: circuit.v1.ChanStat
+	(*MakeNameserverRequest)(nil), // 46: circuit.v1.MakeNameserverRequest
+	(*SetRecordRequest)(nil),      // 47: circuit.v1.SetRecordRequest
+	(*UnsetRecordRequest)(nil),    // 48: circuit.v1.UnsetRecordRequest
+	(*RecordSet)(nil),             // 49: circuit.v1.RecordSet
+	(*NameserverStat)(nil),        // 50: circuit.v1.NameserverStat
+	(*DockerConfig)(nil),          // 51: circuit.v1.DockerConfig
+	(*MakeDockerRequest)(nil),     // 52: circuit.v1.MakeDockerRequest
+	(*DockerStat)(nil),            // 53: circuit.v1.DockerStat
+	(*MakeDockerReply)(nil),       // 54: circuit.v1.MakeDockerReply
+	(*DockerInspect)(nil),         // 55: circuit.v1.DockerInspect
+	(*DirsRequest)(nil),           // 56: circuit.v1.DirsRequest
+	(*ExpectRequest)(nil),         // 57: circuit.v1.ExpectRequest
+	(*ExpectReply)(nil),           // 58: circuit.v1.ExpectReply
+	(*GraveyardReply)(nil),        // 59: circuit.v1.GraveyardReply
+	(*DirFile)(nil),               // 60: circuit.v1.DirFile
+	(*DirsReply)(nil),             // 61: circuit.v1.DirsReply
+	(*BinaryRequest)(nil),         // 62: circuit.v1.BinaryRequest
+	(*BinaryChunk)(nil),           // 63: circuit.v1.BinaryChunk
+	(*BinaryStat)(nil),            // 64: circuit.v1.BinaryStat
+	nil,                           // 65: circuit.v1.Member.LabelsEntry
+	nil,                           // 66: circuit.v1.InfoReply.LabelsEntry
 }
 var file_circuit_proto_depIdxs = []int32{
-	63, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
+	65, // 0: circuit.v1.Member.labels:type_name -> circuit.v1.Member.LabelsEntry
 	0,  // 1: circuit.v1.InfoReply.members:type_name -> circuit.v1.Member
-	64, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
+	66, // 2: circuit.v1.InfoReply.labels:type_name -> circuit.v1.InfoReply.LabelsEntry
 	0,  // 3: circuit.v1.MembersReply.members:type_name -> circuit.v1.Member
 	6,  // 4: circuit.v1.ListReply.entries:type_name -> circuit.v1.Entry
 	14, // 5: circuit.v1.RevokeReply.revocation:type_name -> circuit.v1.Revocation
@@ -4052,16 +4250,16 @@ var file_circuit_proto_depIdxs = []int32{
 	14, // 7: circuit.v1.RevokedReply.revocations:type_name -> circuit.v1.Revocation
 	2,  // 8: circuit.v1.PeekReply.server:type_name -> circuit.v1.InfoReply
 	32, // 9: circuit.v1.PeekReply.proc:type_name -> circuit.v1.ProcStat
-	43, // 10: circuit.v1.PeekReply.chan:type_name -> circuit.v1.ChanStat
-	43, // 11: circuit.v1.PeekReply.subscription:type_name -> circuit.v1.ChanStat
-	48, // 12: circuit.v1.PeekReply.dns:type_name -> circuit.v1.NameserverStat
-	53, // 13: circuit.v1.PeekReply.docker:type_name -> circuit.v1.DockerInspect
+	45, // 10: circuit.v1.PeekReply.chan:type_name -> circuit.v1.ChanStat
+	45, // 11: circuit.v1.PeekReply.subscription:type_name -> circuit.v1.ChanStat
+	50, // 12: circuit.v1.PeekReply.dns:type_name -> circuit.v1.NameserverStat
+	55, // 13: circuit.v1.PeekReply.docker:type_name -> circuit.v1.DockerInspect
 	30, // 14: circuit.v1.MakeProcRequest.cmd:type_name -> circuit.v1.Cmd
 	30, // 15: circuit.v1.ProcStat.cmd:type_name -> circuit.v1.Cmd
-	47, // 16: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
-	49, // 17: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
-	51, // 18: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
-	58, // 19: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
+	49, // 16: circuit.v1.NameserverStat.records:type_name -> circuit.v1.RecordSet
+	51, // 17: circuit.v1.MakeDockerRequest.config:type_name -> circuit.v1.DockerConfig
+	53, // 18: circuit.v1.MakeDockerReply.stat:type_name -> circuit.v1.DockerStat
+	60, // 19: circuit.v1.DirsReply.files:type_name -> circuit.v1.DirFile
 	1,  // 20: circuit.v1.Server.Info:input_type -> circuit.v1.InfoRequest
 	3,  // 21: circuit.v1.Server.Members:input_type -> circuit.v1.MembersRequest
 	5,  // 22: circuit.v1.Server.List:input_type -> circuit.v1.ListRequest
@@ -4078,68 +4276,70 @@ var file_circuit_proto_depIdxs = []int32{
 	26, // 33: circuit.v1.Anchor.Peek:input_type -> circuit.v1.PathRequest
 	31, // 34: circuit.v1.Proc.Make:input_type -> circuit.v1.MakeProcRequest
 	26, // 35: circuit.v1.Proc.Peek:input_type -> circuit.v1.PathRequest
-	33, // 36: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
-	34, // 37: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
-	36, // 38: circuit.v1.Proc.Resize:input_type -> circuit.v1.ResizeRequest
-	37, // 39: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
-	38, // 40: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
-	40, // 41: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
-	26, // 42: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
-	26, // 43: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
-	44, // 44: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
-	45, // 45: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
-	46, // 46: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
-	26, // 47: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
-	50, // 48: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
-	26, // 49: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
-	26, // 50: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
-	34, // 51: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
-	54, // 52: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
-	54, // 53: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
-	54, // 54: circuit.v1.Dirs.Graveyard:input_type -> circuit.v1.DirsRequest
-	55, // 55: circuit.v1.Dirs.Expect:input_type -> circuit.v1.ExpectRequest
-	60, // 56: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
-	61, // 57: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
-	2,  // 58: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
-	4,  // 59: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
-	7,  // 60: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
-	9,  // 61: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
-	11, // 62: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
-	13, // 63: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
-	16, // 64: circuit.v1.Server.Revoke:output_type -> circuit.v1.RevokeReply
-	25, // 65: circuit.v1.Server.Revoked:output_type -> circuit.v1.RevokedReply
-	18, // 66: circuit.v1.Server.Log:output_type -> circuit.v1.LogRecord
-	21, // 67: circuit.v1.Server.Keyring:output_type -> circuit.v1.KeyringReply
-	23, // 68: circuit.v1.Server.Profile:output_type -> circuit.v1.ProfileChunk
-	27, // 69: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
-	28, // 70: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
-	29, // 71: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
-	32, // 72: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
-	32, // 73: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
-	32, // 74: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
-	35, // 75: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
-	35, // 76: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
-	43, // 77: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
-	39, // 78: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
-	41, // 79: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
-	42, // 80: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
-	43, // 81: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
-	48, // 82: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
-	48, // 83: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
-	48, // 84: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
-	48, // 85: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
-	52, // 86: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
-	53, // 87: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
-	51, // 88: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
-	35, // 89: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
-	59, // 90: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
-	59, // 91: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
-	57, // 92: circuit.v1.Dirs.Graveyard:output_type -> circuit.v1.GraveyardReply
-	56, // 93: circuit.v1.Dirs.Expect:output_type -> circuit.v1.ExpectReply
-	62, // 94: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
-	62, // 95: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
-	58, // [58:96] is the sub-list for method output_type
-	20, // [20:58] is the sub-list for method input_type
+	35, // 36: circuit.v1.Proc.Wait:input_type -> circuit.v1.WaitRequest
+	36, // 37: circuit.v1.Proc.Signal:input_type -> circuit.v1.SignalRequest
+	38, // 38: circuit.v1.Proc.Resize:input_type -> circuit.v1.ResizeRequest
+	33, // 39: circuit.v1.Proc.Respawn:input_type -> circuit.v1.RespawnRequest
+	39, // 40: circuit.v1.Chan.Make:input_type -> circuit.v1.MakeChanRequest
+	40, // 41: circuit.v1.Chan.Send:input_type -> circuit.v1.SendChunk
+	42, // 42: circuit.v1.Chan.Recv:input_type -> circuit.v1.RecvAck
+	26, // 43: circuit.v1.Chan.Close:input_type -> circuit.v1.PathRequest
+	26, // 44: circuit.v1.Chan.Peek:input_type -> circuit.v1.PathRequest
+	46, // 45: circuit.v1.Nameserver.Make:input_type -> circuit.v1.MakeNameserverRequest
+	47, // 46: circuit.v1.Nameserver.Set:input_type -> circuit.v1.SetRecordRequest
+	48, // 47: circuit.v1.Nameserver.Unset:input_type -> circuit.v1.UnsetRecordRequest
+	26, // 48: circuit.v1.Nameserver.Peek:input_type -> circuit.v1.PathRequest
+	52, // 49: circuit.v1.Docker.Make:input_type -> circuit.v1.MakeDockerRequest
+	26, // 50: circuit.v1.Docker.Peek:input_type -> circuit.v1.PathRequest
+	26, // 51: circuit.v1.Docker.Wait:input_type -> circuit.v1.PathRequest
+	36, // 52: circuit.v1.Docker.Signal:input_type -> circuit.v1.SignalRequest
+	56, // 53: circuit.v1.Dirs.List:input_type -> circuit.v1.DirsRequest
+	56, // 54: circuit.v1.Dirs.Kill:input_type -> circuit.v1.DirsRequest
+	56, // 55: circuit.v1.Dirs.Graveyard:input_type -> circuit.v1.DirsRequest
+	57, // 56: circuit.v1.Dirs.Expect:input_type -> circuit.v1.ExpectRequest
+	62, // 57: circuit.v1.Binary.Stat:input_type -> circuit.v1.BinaryRequest
+	63, // 58: circuit.v1.Binary.Upload:input_type -> circuit.v1.BinaryChunk
+	2,  // 59: circuit.v1.Server.Info:output_type -> circuit.v1.InfoReply
+	4,  // 60: circuit.v1.Server.Members:output_type -> circuit.v1.MembersReply
+	7,  // 61: circuit.v1.Server.List:output_type -> circuit.v1.ListReply
+	9,  // 62: circuit.v1.Server.Stack:output_type -> circuit.v1.StackReply
+	11, // 63: circuit.v1.Server.Stop:output_type -> circuit.v1.StopReply
+	13, // 64: circuit.v1.Server.Join:output_type -> circuit.v1.JoinReply
+	16, // 65: circuit.v1.Server.Revoke:output_type -> circuit.v1.RevokeReply
+	25, // 66: circuit.v1.Server.Revoked:output_type -> circuit.v1.RevokedReply
+	18, // 67: circuit.v1.Server.Log:output_type -> circuit.v1.LogRecord
+	21, // 68: circuit.v1.Server.Keyring:output_type -> circuit.v1.KeyringReply
+	23, // 69: circuit.v1.Server.Profile:output_type -> circuit.v1.ProfileChunk
+	27, // 70: circuit.v1.Anchor.Get:output_type -> circuit.v1.GetReply
+	28, // 71: circuit.v1.Anchor.Scrub:output_type -> circuit.v1.ScrubReply
+	29, // 72: circuit.v1.Anchor.Peek:output_type -> circuit.v1.PeekReply
+	32, // 73: circuit.v1.Proc.Make:output_type -> circuit.v1.ProcStat
+	32, // 74: circuit.v1.Proc.Peek:output_type -> circuit.v1.ProcStat
+	32, // 75: circuit.v1.Proc.Wait:output_type -> circuit.v1.ProcStat
+	37, // 76: circuit.v1.Proc.Signal:output_type -> circuit.v1.SignalReply
+	37, // 77: circuit.v1.Proc.Resize:output_type -> circuit.v1.SignalReply
+	34, // 78: circuit.v1.Proc.Respawn:output_type -> circuit.v1.RespawnReply
+	45, // 79: circuit.v1.Chan.Make:output_type -> circuit.v1.ChanStat
+	41, // 80: circuit.v1.Chan.Send:output_type -> circuit.v1.SendReply
+	43, // 81: circuit.v1.Chan.Recv:output_type -> circuit.v1.RecvChunk
+	44, // 82: circuit.v1.Chan.Close:output_type -> circuit.v1.CloseReply
+	45, // 83: circuit.v1.Chan.Peek:output_type -> circuit.v1.ChanStat
+	50, // 84: circuit.v1.Nameserver.Make:output_type -> circuit.v1.NameserverStat
+	50, // 85: circuit.v1.Nameserver.Set:output_type -> circuit.v1.NameserverStat
+	50, // 86: circuit.v1.Nameserver.Unset:output_type -> circuit.v1.NameserverStat
+	50, // 87: circuit.v1.Nameserver.Peek:output_type -> circuit.v1.NameserverStat
+	54, // 88: circuit.v1.Docker.Make:output_type -> circuit.v1.MakeDockerReply
+	55, // 89: circuit.v1.Docker.Peek:output_type -> circuit.v1.DockerInspect
+	53, // 90: circuit.v1.Docker.Wait:output_type -> circuit.v1.DockerStat
+	37, // 91: circuit.v1.Docker.Signal:output_type -> circuit.v1.SignalReply
+	61, // 92: circuit.v1.Dirs.List:output_type -> circuit.v1.DirsReply
+	61, // 93: circuit.v1.Dirs.Kill:output_type -> circuit.v1.DirsReply
+	59, // 94: circuit.v1.Dirs.Graveyard:output_type -> circuit.v1.GraveyardReply
+	58, // 95: circuit.v1.Dirs.Expect:output_type -> circuit.v1.ExpectReply
+	64, // 96: circuit.v1.Binary.Stat:output_type -> circuit.v1.BinaryStat
+	64, // 97: circuit.v1.Binary.Upload:output_type -> circuit.v1.BinaryStat
+	59, // [59:98] is the sub-list for method output_type
+	20, // [20:59] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name
@@ -4164,7 +4364,7 @@ func file_circuit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_circuit_proto_rawDesc), len(file_circuit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   65,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -741,11 +741,12 @@ var Anchor_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Proc_Make_FullMethodName   = "/circuit.v1.Proc/Make"
-	Proc_Peek_FullMethodName   = "/circuit.v1.Proc/Peek"
-	Proc_Wait_FullMethodName   = "/circuit.v1.Proc/Wait"
-	Proc_Signal_FullMethodName = "/circuit.v1.Proc/Signal"
-	Proc_Resize_FullMethodName = "/circuit.v1.Proc/Resize"
+	Proc_Make_FullMethodName    = "/circuit.v1.Proc/Make"
+	Proc_Peek_FullMethodName    = "/circuit.v1.Proc/Peek"
+	Proc_Wait_FullMethodName    = "/circuit.v1.Proc/Wait"
+	Proc_Signal_FullMethodName  = "/circuit.v1.Proc/Signal"
+	Proc_Resize_FullMethodName  = "/circuit.v1.Proc/Resize"
+	Proc_Respawn_FullMethodName = "/circuit.v1.Proc/Respawn"
 )
 
 // ProcClient is the client API for Proc service.
@@ -765,6 +766,14 @@ type ProcClient interface {
 	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalReply, error)
 	// Resize sets the size of a process's terminal (Cmd.tty).
 	Resize(ctx context.Context, in *ResizeRequest, opts ...grpc.CallOption) (*SignalReply, error)
+	// Respawn replaces a running worker (a process circuit.Spawn started,
+	// its request given as Cmd.stdin) with a new one on the same server: the
+	// same function, arguments and directories, from another binary or its
+	// own. It waits until the new worker runs its function, then asks the
+	// old one to stop (SIGTERM) and kills it after the grace period; it
+	// answers once the old one has exited. A new worker that fails before
+	// it runs is reported, and the old one is left as it was.
+	Respawn(ctx context.Context, in *RespawnRequest, opts ...grpc.CallOption) (*RespawnReply, error)
 }
 
 type procClient struct {
@@ -825,6 +834,16 @@ func (c *procClient) Resize(ctx context.Context, in *ResizeRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *procClient) Respawn(ctx context.Context, in *RespawnRequest, opts ...grpc.CallOption) (*RespawnReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RespawnReply)
+	err := c.cc.Invoke(ctx, Proc_Respawn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProcServer is the server API for Proc service.
 // All implementations must embed UnimplementedProcServer
 // for forward compatibility.
@@ -842,6 +861,14 @@ type ProcServer interface {
 	Signal(context.Context, *SignalRequest) (*SignalReply, error)
 	// Resize sets the size of a process's terminal (Cmd.tty).
 	Resize(context.Context, *ResizeRequest) (*SignalReply, error)
+	// Respawn replaces a running worker (a process circuit.Spawn started,
+	// its request given as Cmd.stdin) with a new one on the same server: the
+	// same function, arguments and directories, from another binary or its
+	// own. It waits until the new worker runs its function, then asks the
+	// old one to stop (SIGTERM) and kills it after the grace period; it
+	// answers once the old one has exited. A new worker that fails before
+	// it runs is reported, and the old one is left as it was.
+	Respawn(context.Context, *RespawnRequest) (*RespawnReply, error)
 	mustEmbedUnimplementedProcServer()
 }
 
@@ -866,6 +893,9 @@ func (UnimplementedProcServer) Signal(context.Context, *SignalRequest) (*SignalR
 }
 func (UnimplementedProcServer) Resize(context.Context, *ResizeRequest) (*SignalReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Resize not implemented")
+}
+func (UnimplementedProcServer) Respawn(context.Context, *RespawnRequest) (*RespawnReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Respawn not implemented")
 }
 func (UnimplementedProcServer) mustEmbedUnimplementedProcServer() {}
 func (UnimplementedProcServer) testEmbeddedByValue()              {}
@@ -978,6 +1008,24 @@ func _Proc_Resize_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Proc_Respawn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RespawnRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcServer).Respawn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Proc_Respawn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcServer).Respawn(ctx, req.(*RespawnRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Proc_ServiceDesc is the grpc.ServiceDesc for Proc service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1004,6 +1052,10 @@ var Proc_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Resize",
 			Handler:    _Proc_Resize_Handler,
+		},
+		{
+			MethodName: "Respawn",
+			Handler:    _Proc_Respawn_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -27,6 +27,7 @@ func commands() []*command {
 		peekCmd(),
 		pprofCmd(),
 		recvCmd(),
+		respawnCmd(),
 		revokeCmd(),
 		runCmd(),
 		scrubCmd(),

@@ -19,9 +19,12 @@ func peekCmd() *command {
 		json: `The same document as without -json, on one line. By kind:
   server   ID, URL, Addr, PID, Started, Version, GoVersion, Keyed, Labels, DC,
            Members (each ID, Addr, URL, PID, Labels, DC), Elements
-  proc     Cmd (Env, Dir, Path, Args, Scrub, Dirs, Result, NoStdin), Phase
-           (running or exited), Exit (null, or why it failed), ExitCode,
-           Signal, PID, Started, Exited
+  proc     Cmd (Env, Dir, Path, Args, Scrub, Dirs, Result, NoStdin, Tty,
+           Cred, Ready), Phase (running or exited), Exit (null, or why it
+           failed), ExitCode, Signal, PID, Started, Exited, Result; for a
+           worker Ready (when it began its function), Binary (its binary's
+           SHA-256) and Build (module, version, VCS revision, Go version,
+           -ldflags, as the toolchain recorded them)
   chan     Cap, Closed, Aborted, NumSend, NumRecv
   @join, @leave   Kind, Pending, Delivered, Aborted
   dns      Address, Records (name to resource records)

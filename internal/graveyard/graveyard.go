@@ -37,8 +37,11 @@ type Record struct {
 	// Parent is who spawned it: a worker's ID, or a client, "client NAME
 	// at ADDRESS" (NAME is a credential's name and ID, or "key").
 	Parent string
-	Start  time.Time
-	End    time.Time
+	// Replaces is the worker this one replaced (circuit respawn), which
+	// had the same parent; "" for none.
+	Replaces string `json:",omitempty"`
+	Start    time.Time
+	End      time.Time
 	// Cause is why it ended: "returned", "error: MSG", "panic: MSG",
 	// "signal NAME", "failed: MSG" (it could not run the function), "exit
 	// N", "replaced by ID" or "host lost".

@@ -84,6 +84,7 @@ var table = []Op{
 	{"Proc.Make", Operate, true, "start a process (mkproc, exec, Spawn)", []string{"cmd.path", "cmd.args", "cmd.dir", "cmd.dirs", "cmd.tty", "cmd.cred"}},
 	{"Proc.Signal", Operate, false, "signal a process (signal, kill)", []string{"signal"}},
 	{"Proc.Resize", Operate, false, "resize a process's terminal (exec -t)", []string{"rows", "cols"}},
+	{"Proc.Respawn", Operate, true, "replace a worker with a new one (respawn)", []string{"binary_sha256", "grace_nanos"}},
 	{"Docker.Make", Operate, true, "start a container (mkdkr)", []string{"config.image", "config.path", "config.args", "config.dir", "config.volume"}},
 	{"Docker.Signal", Operate, false, "signal a container", []string{"signal"}},
 	{"Chan.Make", Operate, false, "make a channel or a subscription (mkchan, mk@join, mk@leave)", []string{"kind", "cap"}},

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 
 	"github.com/circuit-project/circuit/internal/anchorfs"
 	"github.com/circuit-project/circuit/internal/api"
@@ -63,45 +62,19 @@ func (v *dirsService) Kill(ctx context.Context, req *api.DirsRequest) (*api.Dirs
 		return nil, fault.Errorf(fault.BadRequest, "a grace period of %v: want 0 to %v", grace, maxKillGrace)
 	}
 	files := v.s.dirs.Files(q, false)
-	killed := map[string]*procElement{}
+	var killed []*procElement
+	seen := map[string]bool{}
 	for _, f := range files {
-		if _, ok := killed[f.Worker]; ok {
+		if seen[f.Worker] {
 			continue
 		}
-		pe, err := v.s.procAt(f.Anchor)
-		if err != nil {
-			continue // exited and removed meanwhile
-		}
-		if grace > 0 {
-			pe.Signal("TERM") // the worker's circuit.Context ends
-		} else {
-			pe.Signal("KILL") // fails only for a process that has exited
-		}
-		killed[f.Worker] = pe
-	}
-	if grace > 0 {
-		// Those still running when the grace period is over are killed.
-		deadline := time.NewTimer(grace)
-		defer deadline.Stop()
-		for _, pe := range killed {
-			select {
-			case <-pe.Done():
-			case <-deadline.C:
-				for _, pe := range killed {
-					pe.Signal("KILL")
-				}
-			case <-ctx.Done():
-				return nil, status.FromContextError(ctx.Err()).Err()
-			}
+		seen[f.Worker] = true
+		if pe, err := v.s.procAt(f.Anchor); err == nil { // else exited and removed meanwhile
+			killed = append(killed, pe)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, killWait)
-	defer cancel()
-	for _, pe := range killed {
-		if _, err := pe.Wait(ctx); err != nil {
-			return nil, status.FromContextError(err).Err()
-		}
-		<-pe.unlisted
+	if err := v.s.stopWorkers(ctx, killed, grace); err != nil {
+		return nil, err
 	}
 	return toDirsReply(files), nil
 }

@@ -36,11 +36,18 @@ func (s *Server) graveDraft(path, id string, c proc.Cmd, who caller) *graveyard.
 		return nil
 	}
 	r := &graveyard.Record{ID: id, Func: c.Args[0], Server: s.id.String(), Anchor: path, Dirs: c.Dirs, Start: time.Now()}
-	if base := filepath.Base(c.Path); sha256Hex.MatchString(base) {
-		r.Binary = base
-	}
+	r.Binary = storedDigest(c.Path)
 	r.Parent = parentOf(who)
 	return r
+}
+
+// storedDigest is the SHA-256 of a binary from the store (its file is
+// named by it), or "".
+func storedDigest(path string) string {
+	if base := filepath.Base(path); sha256Hex.MatchString(base) {
+		return base
+	}
+	return ""
 }
 
 // parentOf names who spawned a worker: a worker, by its ID, or a client by
@@ -91,6 +98,9 @@ func (s *Server) bury(pe *procElement, st proc.Stat) {
 	}
 	r := *pe.grave
 	r.End, r.Cause = st.Exited, causeOf(st)
+	if by := pe.replacedBy.Load(); by != nil {
+		r.Cause = "replaced by " + *by
+	}
 	if r.End.IsZero() {
 		r.End = time.Now()
 	}

@@ -151,10 +151,25 @@ func (s *Server) newProcCred(path, name string, who caller) (*procCred, string, 
 			return s.ring.Use().Mint(claims, l)
 		},
 	}
+	// Known before its first write, so that a key coming into use
+	// meanwhile makes it again (write takes one key at a time, the last
+	// one in use).
+	s.credMu.Lock()
+	s.creds[pc] = struct{}{}
+	s.credMu.Unlock()
 	if err := pc.write(); err != nil {
+		s.forgetCred(pc)
 		return nil, "", err
 	}
 	return pc, "CIRCUIT_CRED=" + pc.path, nil
+}
+
+// forgetCred stops renewing a process's credential and removes its file.
+func (s *Server) forgetCred(pc *procCred) {
+	s.credMu.Lock()
+	delete(s.creds, pc)
+	s.credMu.Unlock()
+	os.Remove(pc.path)
 }
 
 // write makes a new credential and replaces the file with it whole.
@@ -174,15 +189,7 @@ func (pc *procCred) write() error {
 // renew rewrites the credential every third of its life until done is
 // closed, then removes its file.
 func (s *Server) renewProcCred(pc *procCred, done <-chan struct{}) {
-	s.credMu.Lock()
-	s.creds[pc] = struct{}{}
-	s.credMu.Unlock()
-	defer func() {
-		s.credMu.Lock()
-		delete(s.creds, pc)
-		s.credMu.Unlock()
-		os.Remove(pc.path)
-	}()
+	defer s.forgetCred(pc)
 	life := s.credLife()
 	t := time.NewTicker(life / 3)
 	defer t.Stop()

@@ -163,7 +163,7 @@ func TestProcessCredential(t *testing.T) {
 // TestNoCredentialWithoutKey: an unkeyed server has nothing to give.
 func TestNoCredentialWithoutKey(t *testing.T) {
 	s := startServer(t, Config{})
-	pe, err := s.makeProc("/"+s.ID().String()+"/job", proc.Cmd{Path: "/bin/sleep", Args: []string{"60"}, NoStdin: true, Cred: true}, caller{}, nil)
+	pe, err := s.makeProc("/"+s.ID().String()+"/job", proc.Cmd{Path: "/bin/sleep", Args: []string{"60"}, NoStdin: true, Cred: true}, caller{}, nil, spawned{})
 	if err != nil {
 		t.Fatal(err)
 	}

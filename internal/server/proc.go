@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/status"
@@ -42,6 +43,21 @@ type procElement struct {
 	// grave is a worker's record for the graveyard, begun when it
 	// started; nil for other processes.
 	grave *graveyard.Record
+	// spec is the command as asked for, before the server added to its
+	// environment: what a respawn starts again.
+	spec proc.Cmd
+	// replacedBy is the ID of the worker that replaced this one (Respawn),
+	// set before it is asked to stop; "" for none.
+	replacedBy atomic.Pointer[string]
+}
+
+// envReady names a worker's ready descriptor in its environment.
+const envReady = "CIRCUIT_READY"
+
+// spawned is what a process's maker knows of its place among workers.
+type spawned struct {
+	parent   string // its graveyard record's parent, when not its maker
+	replaces string // the worker it replaces (Respawn)
 }
 
 // envControl names a worker's control socket in its environment.
@@ -122,6 +138,7 @@ func cmdToAPI(c proc.Cmd) *api.Cmd {
 		Path: c.Path, Args: c.Args, Env: c.Env, Dir: c.Dir, Scrub: c.Scrub,
 		Dirs: c.Dirs, Result: c.Result, NoStdin: c.NoStdin,
 		Tty: c.Tty, Rows: uint32(c.Rows), Cols: uint32(c.Cols), Cred: c.Cred,
+		Stdin: c.Stdin, Ready: c.Ready,
 	}
 }
 
@@ -130,10 +147,15 @@ func cmdFromAPI(c *api.Cmd) proc.Cmd {
 		Path: c.GetPath(), Args: c.GetArgs(), Env: c.GetEnv(), Dir: c.GetDir(), Scrub: c.GetScrub(),
 		Dirs: c.GetDirs(), Result: c.GetResult(), NoStdin: c.GetNoStdin(),
 		Tty: c.GetTty(), Rows: clampSize(c.GetRows()), Cols: clampSize(c.GetCols()), Cred: c.GetCred(),
+		Stdin: c.GetStdin(), Ready: c.GetReady(),
 	}
 }
 
-func toProcStat(st proc.Stat, serial uint64) *api.ProcStat {
+// procStat is a process's state for a client: its command without the
+// bytes given as its stdin (a worker's request), and, for a binary from
+// the store, the binary's digest and build.
+func (s *Server) procStat(st proc.Stat, serial uint64) *api.ProcStat {
+	st.Cmd.Stdin = nil
 	out := &api.ProcStat{
 		Cmd:   cmdToAPI(st.Cmd),
 		Phase: st.Phase, Pid: int64(st.PID), StartedUnixNano: st.Started.UnixNano(),
@@ -141,6 +163,12 @@ func toProcStat(st proc.Stat, serial uint64) *api.ProcStat {
 	}
 	if !st.Exited.IsZero() {
 		out.ExitedUnixNano = st.Exited.UnixNano()
+	}
+	if !st.Ready.IsZero() {
+		out.ReadyUnixNano = st.Ready.UnixNano()
+	}
+	if sum := storedDigest(st.Cmd.Path); sum != "" {
+		out.BinarySha256, out.Build = sum, s.builds.of(sum, st.Cmd.Path)
 	}
 	return out
 }
@@ -184,16 +212,17 @@ func (s *Server) procAt(raw string) (*procElement, error) {
 }
 
 func (v *procService) Make(ctx context.Context, req *api.MakeProcRequest) (*api.ProcStat, error) {
-	pe, err := v.s.makeProc(req.GetPath(), cmdFromAPI(req.GetCmd()), callerOf(ctx), opOf(ctx))
+	pe, err := v.s.makeProc(req.GetPath(), cmdFromAPI(req.GetCmd()), callerOf(ctx), opOf(ctx), spawned{})
 	if err != nil {
 		return nil, err
 	}
-	return toProcStat(pe.Peek(), pe.serial), nil
+	return v.s.procStat(pe.Peek(), pe.serial), nil
 }
 
 // makeProc starts a process for who and attaches it at the local path raw;
 // its exit is recorded under op's number. Its errors are gRPC statuses.
-func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op) (*procElement, error) {
+func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op, sp spawned) (*procElement, error) {
+	spec := c
 	p, err := s.localPath(raw)
 	if err != nil {
 		return nil, err
@@ -203,6 +232,9 @@ func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op) (*pr
 	}
 	if c.Path == "" {
 		return nil, fault.New(fault.BadRequest, "the command has no Path")
+	}
+	if len(c.Stdin) > proc.MaxStdin {
+		return nil, fault.Errorf(fault.BadRequest, "the command's stdin has %d bytes, more than %d", len(c.Stdin), proc.MaxStdin)
 	}
 	dirs, worker, err := procDirs(p, c.Dirs)
 	if err != nil {
@@ -227,7 +259,7 @@ func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op) (*pr
 			s.dirs.Remove(worker)
 		}
 		if cred != nil {
-			os.Remove(cred.path)
+			s.forgetCred(cred)
 		}
 	}
 	if c.Cred && s.ring != nil {
@@ -254,6 +286,15 @@ func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op) (*pr
 		c.Env = append(slices.Clip(c.Env), envControl+"="+control)
 	}
 	grave := s.graveDraft(p.String(), p.Elems[len(p.Elems)-1], c, who)
+	if grave != nil {
+		if sp.parent != "" {
+			grave.Parent = sp.parent
+		}
+		grave.Replaces = sp.replaces
+		// A worker says when it runs its function (Respawn waits for it).
+		c.Ready = !c.Tty
+		c.Env = append(slices.Clip(c.Env), fmt.Sprintf("%s=%d", envReady, c.ReadyFD()))
+	}
 	pr, err := proc.Start(c)
 	if err != nil {
 		unlist()
@@ -263,7 +304,7 @@ func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op) (*pr
 	if grave != nil {
 		pr.KeepTail("stderr", graveyard.StderrTail)
 	}
-	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{}), op: op, control: control, grave: grave}
+	pe := &procElement{Proc: pr, serial: s.serial.Add(1), path: p.String(), worker: worker, unlisted: make(chan struct{}), op: op, control: control, grave: grave, spec: spec}
 	if err := release(pe); err != nil {
 		pr.Scrub()
 		unlist()
@@ -371,7 +412,7 @@ func (v *procService) Peek(_ context.Context, req *api.PathRequest) (*api.ProcSt
 	if err != nil {
 		return nil, err
 	}
-	return toProcStat(pe.Peek(), pe.serial), nil
+	return v.s.procStat(pe.Peek(), pe.serial), nil
 }
 
 func (v *procService) Wait(ctx context.Context, req *api.WaitRequest) (*api.ProcStat, error) {
@@ -381,11 +422,11 @@ func (v *procService) Wait(ctx context.Context, req *api.WaitRequest) (*api.Proc
 		if err != nil {
 			return nil, status.FromContextError(err).Err()
 		}
-		return toProcStat(st, pe.serial), nil
+		return v.s.procStat(st, pe.serial), nil
 	}
 	if p, perr := v.s.localPath(req.GetPath()); req.GetSerial() != 0 && perr == nil {
 		if st, ok := v.s.tomb.get(p.String(), req.GetSerial()); ok {
-			return toProcStat(st, req.GetSerial()), nil
+			return v.s.procStat(st, req.GetSerial()), nil
 		}
 	}
 	if err == nil {
@@ -461,10 +502,10 @@ func (v *anchorService) Scrub(_ context.Context, req *api.PathRequest) (*api.Scr
 	return &api.ScrubReply{}, nil
 }
 
-func peekProc(_ context.Context, _ *Server, e anchor.Element) (*api.PeekReply, error) {
+func peekProc(_ context.Context, s *Server, e anchor.Element) (*api.PeekReply, error) {
 	pe, ok := e.(*procElement)
 	if !ok {
 		return nil, wrongElement(e)
 	}
-	return &api.PeekReply{Kind: string(kind.Proc), State: &api.PeekReply_Proc{Proc: toProcStat(pe.Peek(), pe.serial)}}, nil
+	return &api.PeekReply{Kind: string(kind.Proc), State: &api.PeekReply_Proc{Proc: s.procStat(pe.Peek(), pe.serial)}}, nil
 }

@@ -78,7 +78,7 @@ func (s *Server) serveRun(conn net.Conn, rs *runStart, h wire.StreamHeader, op *
 		return
 	}
 	r, spec := rs.r, rs.spec
-	pe, err := s.makeProc(h.Path, proc.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin}, who, op)
+	pe, err := s.makeProc(h.Path, proc.Cmd{Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Scrub: true, NoStdin: !spec.Stdin}, who, op, spawned{})
 	if err != nil {
 		refuseStream(conn, op, err)
 		return

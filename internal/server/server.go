@@ -100,6 +100,7 @@ type Server struct {
 	files   *os.Root        // where circuit cp resolves paths: / or -fs-root
 	dirs    anchorfs.Table  // this server's part of the anchor file system
 	bins    *binstore.Store // uploaded binaries, for Spawn
+	builds  builds          // what stored binaries' builds recorded
 	subscriptions
 	serial atomic.Uint64 // numbers elements
 	lock   *os.File

@@ -87,22 +87,22 @@ func TestMakeProcPaths(t *testing.T) {
 	self := "/" + s.ID().String()
 	cmd := proc.Cmd{Path: "/bin/true"}
 	for _, raw := range []string{self, self + "/...", self + "/a/...", "/" + ident.ID(uint64(s.ID())+1).String() + "/a"} {
-		if _, err := s.makeProc(raw, cmd, caller{}, nil); status.Code(err) != codes.InvalidArgument {
+		if _, err := s.makeProc(raw, cmd, caller{}, nil, spawned{}); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("makeProc(%q) = %v, want InvalidArgument", raw, err)
 		}
 	}
-	if _, err := s.makeProc(self+"/job", proc.Cmd{}, caller{}, nil); status.Code(err) != codes.InvalidArgument {
+	if _, err := s.makeProc(self+"/job", proc.Cmd{}, caller{}, nil, spawned{}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("makeProc without a Path = %v, want InvalidArgument", err)
 	}
 	if n := s.tree.Count(); n != 0 {
 		t.Errorf("after refused mkprocs the tree holds %d elements: %v", n, s.tree.Elements())
 	}
-	pe, err := s.makeProc(self+"/job", proc.Cmd{Path: "/bin/sleep", Args: []string{"60"}, NoStdin: true}, caller{}, nil)
+	pe, err := s.makeProc(self+"/job", proc.Cmd{Path: "/bin/sleep", Args: []string{"60"}, NoStdin: true}, caller{}, nil, spawned{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pe.Scrub()
-	if _, err := s.makeProc(self+"/job", cmd, caller{}, nil); status.Code(err) != codes.AlreadyExists {
+	if _, err := s.makeProc(self+"/job", cmd, caller{}, nil, spawned{}); status.Code(err) != codes.AlreadyExists {
 		t.Errorf("a second mkproc at a taken anchor = %v, want AlreadyExists", err)
 	}
 	if got := s.tree.Elements(); len(got) != 1 || got[0].Path != self+"/job" || got[0].Kind != "proc" {
@@ -151,7 +151,7 @@ func TestMakeProcDuringStop(t *testing.T) {
 	mark := fmt.Sprintf("%d.%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	worker := fmt.Sprintf("R%016x", uint64(s.ID())^0xffff) // a worker ID, as Spawn names anchors
 	stopping(s)
-	_, err := s.makeProc(self+"/"+worker, proc.Cmd{Path: "/bin/sleep", Args: []string{mark}, NoStdin: true, Dirs: []string{"/stoptest"}}, caller{}, nil)
+	_, err := s.makeProc(self+"/"+worker, proc.Cmd{Path: "/bin/sleep", Args: []string{mark}, NoStdin: true, Dirs: []string{"/stoptest"}}, caller{}, nil, spawned{})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "stopping") {
 		t.Fatalf("mkproc during Stop = %v, want FailedPrecondition: the server is stopping", err)
 	}

@@ -24,10 +24,14 @@ func FillFields(t *testing.T, v any) {
 		case reflect.Uint16, reflect.Uint32:
 			f.SetUint(uint64(10 + i))
 		case reflect.Slice:
-			if f.Type().Elem().Kind() != reflect.String {
+			switch f.Type().Elem().Kind() {
+			case reflect.String:
+				f.Set(reflect.ValueOf([]string{"v" + sf.Name, "w" + sf.Name}))
+			case reflect.Uint8:
+				f.SetBytes([]byte("v" + sf.Name))
+			default:
 				t.Fatalf("%s.%s: FillFields does not know %s", s.Type(), sf.Name, f.Type())
 			}
-			f.Set(reflect.ValueOf([]string{"v" + sf.Name, "w" + sf.Name}))
 		default:
 			t.Fatalf("%s.%s: FillFields does not know %s", s.Type(), sf.Name, f.Type())
 		}

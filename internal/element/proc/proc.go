@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,24 @@ type Cmd struct {
 	// server makes it and names its file in the process's environment
 	// (CIRCUIT_CRED).
 	Cred bool
+	// Stdin is written to the process's standard input, which is then
+	// closed; no client can open it. At most MaxStdin bytes.
+	Stdin []byte
+	// Ready gives the process a pipe on the descriptor ReadyFD names; it
+	// is ready (Stat.Ready, Proc.Ready) once it writes a byte there.
+	Ready bool
+}
+
+// MaxStdin bounds Cmd.Stdin.
+const MaxStdin = 1 << 20
+
+// ReadyFD is the descriptor of a process's ready pipe (Cmd.Ready): 3, or 4
+// after the result's.
+func (c Cmd) ReadyFD() int {
+	if c.Result {
+		return 4
+	}
+	return 3
 }
 
 // MaxResult bounds a process's result (Cmd.Result).
@@ -64,6 +83,7 @@ type Stat struct {
 	Signal   string    // the signal that killed it, "" otherwise
 	Exit     string    // "" for success or while running, else why it failed
 	Result   []byte    // with Cmd.Result, what it wrote to fd 3, once exited
+	Ready    time.Time // with Cmd.Ready, when it said it was; zero until then
 }
 
 // ErrBusy is returned to a second concurrent client of a stream.
@@ -79,8 +99,9 @@ type Proc struct {
 	cmd    Cmd
 	ec     *exec.Cmd
 	done   chan struct{}
-	result chan []byte // with Cmd.Result: what fd 3 carried, once it closed
-	pty    *os.File    // with Cmd.Tty: the terminal's master
+	result chan []byte   // with Cmd.Result: what fd 3 carried, once it closed
+	ready  chan struct{} // closed once the process said it is ready (Cmd.Ready)
+	pty    *os.File      // with Cmd.Tty: the terminal's master
 
 	mu   sync.Mutex
 	stat Stat
@@ -102,10 +123,13 @@ func Start(cmd Cmd) (*Proc, error) {
 	// the server that holds it could no longer be seen or stopped.
 	ec.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 
-	p := &Proc{cmd: cmd, ec: ec, done: make(chan struct{})}
+	if len(cmd.Stdin) > MaxStdin {
+		return nil, fmt.Errorf("the command's stdin has %d bytes, more than %d", len(cmd.Stdin), MaxStdin)
+	}
+	p := &Proc{cmd: cmd, ec: ec, done: make(chan struct{}), ready: make(chan struct{})}
 	if cmd.Tty {
-		if cmd.Result || cmd.NoStdin {
-			return nil, errors.New("a process on a terminal takes neither Result nor NoStdin")
+		if cmd.Result || cmd.NoStdin || cmd.Stdin != nil || cmd.Ready {
+			return nil, errors.New("a process on a terminal takes none of Result, NoStdin, Stdin and Ready")
 		}
 		if _, err := startTty(p, ec); err != nil {
 			return nil, err
@@ -141,8 +165,19 @@ func Start(cmd Cmd) (*Proc, error) {
 		}
 		resultR = r
 		ours = append(ours, r)
-		ec.ExtraFiles = []*os.File{w}
+		ec.ExtraFiles = append(ec.ExtraFiles, w)
 		defer w.Close() // the child has its copy once started
+	}
+	var readyR *os.File
+	if cmd.Ready {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(fmt.Errorf("making ready pipe: %w", err))
+		}
+		readyR = r
+		ours = append(ours, r)
+		ec.ExtraFiles = append(ec.ExtraFiles, w)
+		defer w.Close()
 	}
 	ec.Stdin = child[0]
 	ec.Stdout, ec.Stderr = child[1], child[2]
@@ -154,13 +189,22 @@ func Start(cmd Cmd) (*Proc, error) {
 		f.Close() // the child has its copies
 	}
 	p.Streams = stdio.New(ours[0], ours[1], ours[2])
-	if cmd.NoStdin {
+	switch {
+	case cmd.NoStdin:
 		p.Streams.CloseStdin()
+	case cmd.Stdin != nil:
+		// Written while the process reads it; the write ends when the
+		// pipe's last reader goes, at the latest.
+		p.Streams.ClaimStdin()
+		go p.Streams.CopyStdin(bytes.NewReader(cmd.Stdin))
 	}
 	p.stat = Stat{Cmd: cmd, Phase: Running, PID: ec.Process.Pid, Started: time.Now(), ExitCode: -1}
 	if resultR != nil {
 		p.result = make(chan []byte, 1)
 		go readResult(resultR, p.result)
+	}
+	if readyR != nil {
+		go p.awaitReady(readyR)
 	}
 	go p.wait()
 	return p, nil
@@ -192,6 +236,23 @@ func readResult(r *os.File, out chan<- []byte) {
 	io.Copy(io.Discard, r) // a writer past the limit must not block
 	out <- b
 }
+
+// awaitReady marks the process ready once it writes a byte on its ready
+// pipe; the pipe's end, at the exit at the latest, ends the wait.
+func (p *Proc) awaitReady(r *os.File) {
+	defer r.Close()
+	var b [1]byte
+	if n, _ := r.Read(b[:]); n == 1 {
+		p.mu.Lock()
+		p.stat.Ready = time.Now()
+		p.mu.Unlock()
+		close(p.ready)
+	}
+}
+
+// Ready is closed once the process said it is ready (Cmd.Ready); never
+// for one that did not.
+func (p *Proc) Ready() <-chan struct{} { return p.ready }
 
 func (p *Proc) wait() {
 	err := p.ec.Wait()
