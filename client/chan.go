@@ -278,13 +278,22 @@ func (w *MessageWriter) abort() {
 // Recv waits for the next message and returns a reader of it. Read it to
 // EOF to receive it; EOF comes only after the whole message arrived and was
 // acknowledged. Closing the reader before EOF gives the message back.
+//
+// ctx bounds the wait for a message, not its delivery: once a message has
+// begun to arrive, ctx ending no longer cuts it short, since a receive cut
+// after its acknowledgement left would have taken the message while saying
+// it failed. A receive that ctx ended took nothing from the channel.
 func (h *ChanHandle) Recv(ctx context.Context) (*MessageReader, error) {
 	cl, sc, err := h.api()
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	stream, err := cl.Recv(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, h.c.wrap(ctx, sc, err)
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
+	stream, err := cl.Recv(sctx)
 	if err == nil {
 		err = stream.Send(&api.RecvAck{Path: h.path})
 	}
@@ -292,11 +301,18 @@ func (h *ChanHandle) Recv(ctx context.Context) (*MessageReader, error) {
 	if err == nil {
 		first, err = stream.Recv()
 	}
-	if err != nil {
-		cancel()
-		return nil, h.c.wrap(ctx, sc, err)
+	if err == nil && !stop() {
+		err = ctx.Err() // ended as the message came: it is given back
 	}
-	return &MessageReader{h: h, ctx: ctx, cancel: cancel, stream: stream, sc: sc, cur: first.GetData(), last: first.GetLast()}, nil
+	if err != nil {
+		stop()
+		cancel()
+		if ctx.Err() != nil {
+			return nil, h.c.wrap(ctx, sc, ctx.Err())
+		}
+		return nil, h.c.wrap(sctx, sc, err)
+	}
+	return &MessageReader{h: h, ctx: sctx, cancel: cancel, stream: stream, sc: sc, cur: first.GetData(), last: first.GetLast()}, nil
 }
 
 // MessageReader reads one message from a channel.
@@ -320,6 +336,14 @@ func (r *MessageReader) Read(p []byte) (int, error) {
 		if r.last {
 			// All of it arrived: acknowledge, then report the end.
 			if err := r.stream.Send(&api.RecvAck{Ack: true}); err != nil {
+				// The stream ended before the acknowledgement went (io.EOF
+				// here is no end of the message): the server gives the
+				// message back, and its status says why.
+				if err == io.EOF {
+					if _, err = r.stream.Recv(); err == nil || err == io.EOF {
+						err = io.ErrUnexpectedEOF
+					}
+				}
 				r.err = r.h.c.wrap(r.ctx, r.sc, err)
 				return 0, r.err
 			}

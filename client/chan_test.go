@@ -274,3 +274,48 @@ func TestSubscriptions(t *testing.T) {
 		t.Fatalf("Get of a subscription gave %T", got)
 	}
 }
+
+// TestRecvCancelledTakesNothing: receives whose context ends at every
+// moment of a message's arrival either receive it or leave it to the next
+// receive: a message is never taken by a receive that reports failure.
+func TestRecvCancelledTakesNothing(t *testing.T) {
+	const n = 300
+	servers := testcluster.StartInProcess(t, 2, nil)
+	clients := dialEach(t, servers, nil)
+	path := "/" + servers[1].ID().String() + "/cut"
+	h, err := clients[0].MakeChanAt(context.Background(), path, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := h.Send(context.Background(), strings.NewReader(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]bool{}
+	cut := 0
+	for i := 0; len(got) < n && i < 20*n; i++ {
+		// Ends after 0 to ~2 ms: before, during and after a message's
+		// round trips on loopback.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%40)*50*time.Microsecond)
+		r, err := h.Recv(ctx)
+		var b []byte
+		if err == nil {
+			b, err = io.ReadAll(r)
+			r.Close()
+		}
+		cancel()
+		if err != nil {
+			cut++
+			continue
+		}
+		if got[string(b)] {
+			t.Fatalf("message %s received twice", b)
+		}
+		got[string(b)] = true
+	}
+	if len(got) != n {
+		t.Fatalf("%d of %d messages received (%d receives cut short): the others were lost", len(got), n, cut)
+	}
+	t.Logf("%d receives cut short, none took a message", cut)
+}

@@ -28,7 +28,9 @@ credential and address); its start and end; its cause (returned, error:
 MSG, panic: MSG, signal NAME, failed: MSG, exit N); and the last 16 KiB
 of its stderr (-json shows it).
 
--tree shows generations: each worker under the worker that spawned it.
+-tree shows generations: each worker under the worker that spawned it. A
+worker that replaced another (circuit respawn) has the same parent, and says
+which it replaced.
 
 A server keeps its records in -var across restarts, at most 10000 and for
 7 days by default (start -graveyard-max N, -graveyard-age D).
@@ -39,7 +41,7 @@ Examples:
 		exits: "1 when some servers did not answer: the others' records are printed.",
 		dial:  true,
 		json: `One JSON object per line: ID, Func, Binary, Server, Anchor, Dirs, Parent,
-Start, End, Cause, Stderr.`,
+Replaces (the worker it replaced, if any), Start, End, Cause, Stderr.`,
 		flags: func(fs *flag.FlagSet) any {
 			f := &graveyardFlags{}
 			fs.BoolVar(&f.tree, "tree", false, "show each worker under the worker that spawned it")
@@ -129,6 +131,9 @@ func printGraveTree(env *Env, recs []client.GraveRecord) {
 		parent := ""
 		if depth == 0 {
 			parent = ", spawned by " + r.Parent
+		}
+		if r.Replaces != "" {
+			parent += ", replacing " + r.Replaces
 		}
 		fmt.Fprintf(env.Stdout, "%s%s %s: %s (ran %v on %s%s)\n", strings.Repeat("  ", depth), r.ID, r.Func, oneLine(r.Cause),
 			r.End.Sub(r.Start).Round(time.Millisecond), r.Server, parent)

@@ -139,6 +139,12 @@ func circuitBinary(f Flavour) (string, error) {
 // temporary directory under the program's own name, and returns its path.
 func Program(t testing.TB, pkg string) string {
 	t.Helper()
+	return ProgramWith(t, pkg, "")
+}
+
+// ProgramWith is Program with -ldflags (none for "").
+func ProgramWith(t testing.TB, pkg, ldflags string) string {
+	t.Helper()
 	name := filepath.Base(pkg)
 	if abs, err := filepath.Abs(pkg); err == nil && strings.HasPrefix(pkg, ".") {
 		name = filepath.Base(abs)
@@ -146,7 +152,7 @@ func Program(t testing.TB, pkg string) string {
 	bin := filepath.Join(t.TempDir(), name)
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	if err := Go(ctx, bin, pkg, Race); err != nil {
+	if err := goBuild(ctx, bin, pkg, Race, ldflags); err != nil {
 		t.Fatal(err)
 	}
 	return bin
@@ -154,7 +160,15 @@ func Program(t testing.TB, pkg string) string {
 
 // Go runs `go build` for package pkg in flavour f, writing bin.
 func Go(ctx context.Context, bin, pkg string, f Flavour) error {
-	args := append(f.Args(raceEnabled), "-o", bin, pkg)
+	return goBuild(ctx, bin, pkg, f, "")
+}
+
+func goBuild(ctx context.Context, bin, pkg string, f Flavour, ldflags string) error {
+	args := f.Args(raceEnabled)
+	if ldflags != "" {
+		args = append(args, "-ldflags", ldflags)
+	}
+	args = append(args, "-o", bin, pkg)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Env = append(os.Environ(), f.Env()...)
 	if out, err := cmd.CombinedOutput(); err != nil {
