@@ -28,9 +28,10 @@
 //     worker's ID, listed in the anchor-file-system directories the spawner
 //     chose, and scrubbed when it exits.
 //  3. The function's name and its JSON-encoded arguments go to the worker
-//     on its standard input. [Main] reads them, calls the function, and
-//     writes its JSON-encoded results to file descriptor 3, which the server
-//     keeps as the process's result.
+//     on its standard input (the server keeps them while it runs, up to
+//     1 MiB, for a respawn). [Main] reads them, tells the server it runs,
+//     calls the function, and writes its JSON-encoded results to file
+//     descriptor 3, which the server keeps as the process's result.
 //
 // Functions are found by name, so both sides must be the same program and
 // every spawnable function must be [Register]ed, at init time, before
@@ -46,6 +47,24 @@
 // doc of internal/anchorfs, and `circuit ls /dir/...`, `circuit kill
 // /dir/...`) lists it under every directory it was spawned with until it
 // dies, for any reason.
+//
+// # Replacing workers without interruption
+//
+// [Respawn] (and `circuit respawn [-binary FILE] [-grace D] DIR/...`)
+// replaces running workers, one at a time, with new ones running the same
+// function with the same arguments, directories and server, from another
+// build of the program or the same one. Each old worker is asked to stop
+// only once its successor runs its function: its [Context] ends, and it has
+// the grace period to return before it is killed. Its graveyard record
+// says "replaced by" its successor.
+//
+// The circuit keeps the service up; only the worker can keep its requests.
+// A worker is replaced without interruption when it returns once its
+// context ends, and holds no request it has taken and not answered when it
+// does. With a [Chan] of requests that is a loop that answers whatever
+// RecvContext returned before it looks at the context again: a receive cut
+// short by the context has taken nothing, so the request goes to another
+// worker (examples/upgrade).
 //
 // # Channels
 //

@@ -292,8 +292,10 @@ func (s *Server) makeProc(raw string, c proc.Cmd, who caller, op *oplog.Op, sp s
 		}
 		grave.Replaces = sp.replaces
 		// A worker says when it runs its function (Respawn waits for it).
-		c.Ready = !c.Tty
-		c.Env = append(slices.Clip(c.Env), fmt.Sprintf("%s=%d", envReady, c.ReadyFD()))
+		if !c.Tty {
+			c.Ready = true
+			c.Env = append(slices.Clip(c.Env), fmt.Sprintf("%s=%d", envReady, c.ReadyFD()))
+		}
 	}
 	pr, err := proc.Start(c)
 	if err != nil {
