@@ -84,7 +84,7 @@ func runRespawn(env *Env, inv *invocation) error {
 		return err
 	}
 	if len(done) == 0 {
-		return fmt.Errorf("respawn: %w: no worker is listed in %s", client.ErrNotFound, dir)
+		return fmt.Errorf("%w: no worker is listed in %s", client.ErrNotFound, dir)
 	}
 	return nil
 }

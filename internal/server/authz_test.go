@@ -127,6 +127,10 @@ func TestRolesEnforced(t *testing.T) {
 		{"read may not mkproc", func() error { return mkproc(reader, self+"/a") }, "it needs role operate"},
 		{"operate may mkproc", func() error { return mkproc(operator, self+"/a") }, ""},
 		{"operate may not stop a server", func() error { return stop(operator) }, "it needs role admin"},
+		{"read may not respawn", func() error {
+			_, err := reader.RespawnAt(ctx, self+"/"+anchorfs.NewWorkerID(), "", 0)
+			return err
+		}, "it needs role operate"},
 		{"a selector that does not match", func() error { return list(db) }, `outside its selector "role=db"`},
 		{"a selector that matches", func() error { return mkproc(web, self+"/b") }, ""},
 		{"an unknown role may do nothing", func() error { return list(nobody) }, "it needs role read"},
@@ -203,6 +207,9 @@ func TestNoExec(t *testing.T) {
 	var pe *client.PermissionError
 	if !errors.As(err, &pe) || pe.Who != "key" || pe.Op != "Proc.Make" || !strings.Contains(pe.Reason, "-no-exec") {
 		t.Fatalf("mkproc under -no-exec: %v", err)
+	}
+	if _, err := c.RespawnAt(ctx, self+"/"+anchorfs.NewWorkerID(), "", 0); !errors.As(err, &pe) || pe.Op != "Proc.Respawn" || !strings.Contains(pe.Reason, "-no-exec") {
+		t.Fatalf("respawn under -no-exec: %v", err)
 	}
 	if _, err := c.MakeChanAt(ctx, self+"/ch", 0); err != nil {
 		t.Fatalf("mkchan under -no-exec: %v", err)
