@@ -123,19 +123,23 @@ func TestRespawn(t *testing.T) {
 	// The records: the old replaced by the new, the new with the same
 	// parent and the worker it replaced.
 	byID := map[string]client.GraveRecord{}
-	testsupport.Eventually(t, 10*time.Second, func() error {
-		recs, err := c.Graveyard(ctx, "/test/respawn")
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			byID[r.ID] = r
-		}
-		if len(recs) != 2 {
-			return fmt.Errorf("%d records, want the 2 replaced workers'", len(recs))
-		}
-		return nil
-	})
+	records := func(want int, what string) {
+		t.Helper()
+		testsupport.Eventually(t, 10*time.Second, func() error {
+			recs, err := c.Graveyard(ctx, "/test/respawn")
+			if err != nil {
+				return err
+			}
+			for _, r := range recs {
+				byID[r.ID] = r
+			}
+			if len(recs) != want {
+				return fmt.Errorf("%d records, want %d (%s)", len(recs), want, what)
+			}
+			return nil
+		})
+	}
+	records(2, "the replaced workers'")
 	for _, r := range reps {
 		if rec := byID[r.Old]; rec.Cause != "replaced by "+r.New || !strings.HasPrefix(rec.Parent, "client key at ") {
 			t.Errorf("the record of the replaced worker %s: %+v", r.Old, rec)
@@ -169,19 +173,7 @@ func TestRespawn(t *testing.T) {
 	if _, err := c.Kill(ctx, "/test/respawn/..."); err != nil {
 		t.Fatal(err)
 	}
-	testsupport.Eventually(t, 10*time.Second, func() error {
-		recs, err := c.Graveyard(ctx, "/test/respawn")
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			byID[r.ID] = r
-		}
-		if len(recs) != 5 {
-			return fmt.Errorf("%d records, want 5 (the replaced, the successors, the one that failed)", len(recs))
-		}
-		return nil
-	})
+	records(5, "the replaced, the successors, the one that failed")
 	for _, r := range reps {
 		if rec := byID[r.New]; rec.Replaces != r.Old || rec.Parent != byID[r.Old].Parent || rec.Binary != otherSum {
 			t.Errorf("the record of the successor %s: %+v", r.New, rec)

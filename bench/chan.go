@@ -74,44 +74,34 @@ func benchChan(b *bench) error {
 	defer c2.Close()
 	rh := c2.ChanAt(h.Path())
 	n := *runs * 5
-	msg := bytes.Repeat([]byte("m"), 100)
-	pingPong := func() (time.Duration, error) {
-		errs := make(chan error, 1)
-		go func() {
-			for range n {
-				r, err := rh.Recv(ctx)
-				if err == nil {
-					_, err = io.Copy(io.Discard, r)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-			errs <- nil
-		}()
-		start := time.Now()
-		for range n {
-			if err := h.Send(ctx, bytes.NewReader(msg)); err != nil {
-				return 0, err
-			}
-		}
-		if err := <-errs; err != nil {
-			return 0, err
-		}
-		return time.Since(start), nil
-	}
 	floor, err := tcpPingPong(n, 100)
 	if err != nil {
 		return err
 	}
-	got, err := pingPong()
+	rate := func(d time.Duration) float64 { return float64(n) / d.Seconds() }
+	got, err := exchange(ctx, c.DialinAddr(), h, rh, n, 1, 1)
 	if err != nil {
 		return err
 	}
-	rate := func(d time.Duration) float64 { return float64(n) / d.Seconds() }
 	report("chan", fmt.Sprintf("100 B messages, unbuffered, other server: %.0f/s", rate(got)),
-		fmt.Sprintf("TCP ping-pong %.0f/s", rate(floor)), rate(got)/rate(floor), "measured (issue 4); ≥ 0.2 (project)")
+		fmt.Sprintf("TCP ping-pong %.0f/s", rate(floor)), rate(got)/rate(floor), "measured (issue 4); ≥ 0.2 (issue 24)")
+
+	// Buffered: one sender and one receiver, then 8 of each, each with a
+	// client of its own.
+	bh, err := c.MakeChanAt(ctx, "/"+id+"/bench1000", 1000)
+	if err != nil {
+		return err
+	}
+	if got, err = exchange(ctx, c.DialinAddr(), bh, c2.ChanAt(bh.Path()), n, 1, 1); err != nil {
+		return err
+	}
+	report("chan1000", fmt.Sprintf("100 B messages, capacity 1000, 1 sender, 1 receiver: %.0f/s", rate(got)),
+		fmt.Sprintf("TCP ping-pong %.0f/s", rate(floor)), rate(got)/rate(floor), "≥ 0.35 (issue 24)")
+	if got, err = exchange(ctx, c.DialinAddr(), bh, c2.ChanAt(bh.Path()), n, 8, 8); err != nil {
+		return err
+	}
+	report("chan8x8", fmt.Sprintf("100 B messages, capacity 1000, 8 senders, 8 receivers: %.0f/s", rate(got)),
+		fmt.Sprintf("TCP ping-pong %.0f/s", rate(floor)), rate(got)/rate(floor), "recorded (issue 24)")
 
 	// One 64 MiB message, streamed sender to receiver.
 	const size = 64 << 20
@@ -144,4 +134,85 @@ func benchChan(b *bench) error {
 	report("chan64M", fmt.Sprintf("one 64 MiB message: %.0f MiB/s", mbs(d)),
 		fmt.Sprintf("Go TCP copy %.0f MiB/s", mbs(tcp)), float64(tcp)/float64(d), "measured (issue 4)")
 	return nil
+}
+
+// exchange sends n messages of 100 bytes on a channel from senders
+// goroutines, each with a client of its own dialled into addr (the first
+// uses h), while
+// receivers goroutines receive them (the first through rh, the rest with
+// clients of their own), and returns how long it took.
+func exchange(ctx context.Context, addr string, h, rh *client.ChanHandle, n, senders, receivers int) (time.Duration, error) {
+	handles := func(first *client.ChanHandle, k int) ([]*client.ChanHandle, func(), error) {
+		out := []*client.ChanHandle{first}
+		var clients []*client.Client
+		closeAll := func() {
+			for _, c := range clients {
+				c.Close()
+			}
+		}
+		for range k - 1 {
+			c, err := client.Connect(ctx, client.Options{Addr: addr})
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			clients = append(clients, c)
+			out = append(out, c.ChanAt(h.Path()))
+		}
+		return out, closeAll, nil
+	}
+	sh, closeS, err := handles(h, senders)
+	if err != nil {
+		return 0, err
+	}
+	defer closeS()
+	rhs, closeR, err := handles(rh, receivers)
+	if err != nil {
+		return 0, err
+	}
+	defer closeR()
+	msg := bytes.Repeat([]byte("m"), 100)
+	errs := make(chan error, senders+receivers)
+	start := time.Now()
+	for i, r := range rhs {
+		share := n/receivers + btoi(i < n%receivers)
+		go func() {
+			for range share {
+				m, err := r.Recv(ctx)
+				if err == nil {
+					_, err = io.Copy(io.Discard, m)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i, s := range sh {
+		share := n/senders + btoi(i < n%senders)
+		go func() {
+			for range share {
+				if err := s.Send(ctx, bytes.NewReader(msg)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range senders + receivers {
+		if err := <-errs; err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

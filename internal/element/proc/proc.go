@@ -157,27 +157,28 @@ func Start(cmd Cmd) (*Proc, error) {
 		}
 		child, ours = append(child, w), append(ours, r)
 	}
-	var resultR *os.File
-	if cmd.Result {
+	// The extra descriptors from 3 on: the result's, then the ready one's.
+	// The child has its copies of their write ends once started.
+	extra := func(want bool, name string) (*os.File, error) {
+		if !want {
+			return nil, nil
+		}
 		r, w, err := os.Pipe()
 		if err != nil {
-			return fail(fmt.Errorf("making result pipe: %w", err))
+			return nil, fmt.Errorf("making %s pipe: %w", name, err)
 		}
-		resultR = r
 		ours = append(ours, r)
 		ec.ExtraFiles = append(ec.ExtraFiles, w)
-		defer w.Close() // the child has its copy once started
+		child = append(child, w)
+		return r, nil
 	}
-	var readyR *os.File
-	if cmd.Ready {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return fail(fmt.Errorf("making ready pipe: %w", err))
-		}
-		readyR = r
-		ours = append(ours, r)
-		ec.ExtraFiles = append(ec.ExtraFiles, w)
-		defer w.Close()
+	resultR, err := extra(cmd.Result, "result")
+	if err != nil {
+		return fail(err)
+	}
+	readyR, err := extra(cmd.Ready, "ready")
+	if err != nil {
+		return fail(err)
 	}
 	ec.Stdin = child[0]
 	ec.Stdout, ec.Stderr = child[1], child[2]
