@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 
 	"github.com/circuit-project/circuit/internal/api"
+	"github.com/circuit-project/circuit/internal/fault"
 	"github.com/circuit-project/circuit/internal/kind"
+	"github.com/circuit-project/circuit/internal/wire"
 )
 
 // ChanStat describes a channel, with the seed's field names.
@@ -150,13 +153,19 @@ func (h *ChanHandle) Send(ctx context.Context, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, chunkSize)
-	if _, err := io.CopyBuffer(w, struct{ io.Reader }{r}, buf); err != nil {
+	buf := copyBuffers.Get().(*[]byte)
+	_, err = io.CopyBuffer(w, struct{ io.Reader }{r}, *buf)
+	copyBuffers.Put(buf)
+	if err != nil {
 		w.abort()
 		return err
 	}
 	return w.Close()
 }
+
+// copyBuffers are Send's buffers, which a program sending many messages
+// would otherwise allocate for each.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
 // Sender returns a writer whose bytes form one message; Close sends the
 // end of the message and waits for the channel to accept it.
@@ -164,58 +173,49 @@ func (h *ChanHandle) Sender(ctx context.Context) (*MessageWriter, error) {
 	if _, _, err := h.api(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	return &MessageWriter{h: h, ctx: ctx, cancel: cancel}, nil
+	return &MessageWriter{h: h, ctx: ctx}, nil
 }
 
-// MessageWriter writes one message to a channel.
+// MessageWriter writes one message to a channel. The first 32 KiB wait in
+// the writer: a message no longer goes as one frame, on a channel stream
+// taken at Close. A longer one is streamed as it is written.
 type MessageWriter struct {
-	h      *ChanHandle
-	ctx    context.Context
-	cancel context.CancelFunc
+	h   *ChanHandle
+	ctx context.Context
 
-	mu     sync.Mutex
-	stream api.Chan_SendClient
-	sc     *serverConn
-	buf    []byte
-	sent   bool // the first chunk (with the path) has gone
-	done   bool
-	err    error
+	mu   sync.Mutex
+	s    *chanStream // once the message began to go
+	stop func() bool // ends ctx's hold on s
+	buf  []byte
+	done bool
+	err  error
 }
 
-func (w *MessageWriter) open() error {
-	if w.stream != nil {
+// begin takes a channel stream for the message, which ctx ending breaks.
+func (w *MessageWriter) begin() error {
+	if w.s != nil {
 		return nil
 	}
-	cl, sc, err := w.h.api()
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	s, err := w.h.c.chanStream(w.ctx, w.h.path)
 	if err != nil {
 		return err
 	}
-	w.sc = sc
-	w.stream, err = cl.Send(w.ctx)
-	if err != nil {
-		return w.h.c.wrap(w.ctx, sc, err)
-	}
+	w.s, w.stop = s, context.AfterFunc(w.ctx, func() { s.conn.Close() })
 	return nil
 }
 
-func (w *MessageWriter) flush(last bool) error {
-	if err := w.open(); err != nil {
-		return err
+// fail ends the message with err; nothing of it is sent.
+func (w *MessageWriter) fail(err error) error {
+	if w.s != nil {
+		w.stop()
+		err = w.s.fail(w.ctx, err)
+		w.s = nil
 	}
-	chunk := &api.SendChunk{Data: w.buf, Last: last}
-	if !w.sent {
-		chunk.Path = w.h.path
-		w.sent = true
-	}
-	if err := w.stream.Send(chunk); err != nil {
-		if err == io.EOF { // the server ended the call: its status says why
-			_, err = w.stream.CloseAndRecv()
-		}
-		return w.h.c.wrap(w.ctx, w.sc, err)
-	}
-	w.buf = nil
-	return nil
+	w.err = err
+	return err
 }
 
 // Write adds p to the message.
@@ -231,16 +231,20 @@ func (w *MessageWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		size := chunkSize
-		if w.sent {
+		if w.s != nil {
 			size = streamChunkSize
 		}
 		take := min(len(p), size-len(w.buf))
 		w.buf = append(w.buf, p[:take]...)
 		p, n = p[take:], n+take
 		if len(w.buf) == size && len(p) > 0 {
-			if w.err = w.flush(false); w.err != nil {
-				return n, w.err
+			if err := w.begin(); err != nil {
+				return n, w.fail(err)
 			}
+			if err := w.s.send(wire.ChanPart, w.buf); err != nil {
+				return n, w.fail(err)
+			}
+			w.buf = w.buf[:0]
 		}
 	}
 	return n, nil
@@ -254,17 +258,29 @@ func (w *MessageWriter) Close() error {
 		return w.err
 	}
 	w.done = true
-	defer w.cancel()
 	if w.err != nil {
 		return w.err
 	}
-	if w.err = w.flush(true); w.err != nil {
-		return w.err
+	tag := wire.ChanLast
+	if w.s == nil {
+		tag = wire.ChanWhole
 	}
-	if _, err := w.stream.CloseAndRecv(); err != nil {
-		w.err = w.h.c.wrap(w.ctx, w.sc, err)
+	if err := w.begin(); err != nil {
+		return w.fail(err)
 	}
-	return w.err
+	if err := w.s.send(tag, w.buf); err != nil {
+		return w.fail(err)
+	}
+	if err := w.s.expect(); err != nil {
+		return w.fail(err)
+	}
+	if !w.stop() { // ctx ended as the answer came: the stream is closed
+		w.s = nil
+		return nil
+	}
+	w.s.release()
+	w.s = nil
+	return nil
 }
 
 // abort drops the message: nothing is sent.
@@ -272,7 +288,11 @@ func (w *MessageWriter) abort() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.done = true
-	w.cancel()
+	if w.s != nil {
+		w.stop()
+		w.s.conn.Close()
+		w.s = nil
+	}
 }
 
 // Recv waits for the next message and returns a reader of it. Read it to
@@ -284,47 +304,44 @@ func (w *MessageWriter) abort() {
 // after its acknowledgement left would have taken the message while saying
 // it failed. A receive that ctx ended took nothing from the channel.
 func (h *ChanHandle) Recv(ctx context.Context) (*MessageReader, error) {
-	cl, sc, err := h.api()
-	if err != nil {
+	if _, _, err := h.api(); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, h.c.wrap(ctx, sc, err)
+		return nil, err
 	}
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, cancel)
-	stream, err := cl.Recv(sctx)
-	if err == nil {
-		err = stream.Send(&api.RecvAck{Path: h.path})
+	s, err := h.c.chanStream(ctx, h.path)
+	if err != nil {
+		return nil, err
 	}
-	var first *api.RecvChunk
+	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	var tag byte
+	var first []byte
+	err = s.send(wire.ChanRecv, nil)
 	if err == nil {
-		first, err = stream.Recv()
+		tag, first, err = s.read()
 	}
 	if err == nil && !stop() {
 		err = ctx.Err() // ended as the message came: it is given back
 	}
+	if err == nil && tag != wire.ChanWhole && tag != wire.ChanPart && tag != wire.ChanLast {
+		err = fault.Errorf(fault.Remote, "channel stream: the server answered a receive with a frame of tag %q", tag)
+	}
 	if err != nil {
 		stop()
-		cancel()
-		if ctx.Err() != nil {
-			return nil, h.c.wrap(ctx, sc, ctx.Err())
-		}
-		return nil, h.c.wrap(sctx, sc, err)
+		return nil, s.fail(ctx, err)
 	}
-	return &MessageReader{h: h, ctx: sctx, cancel: cancel, stream: stream, sc: sc, cur: first.GetData(), last: first.GetLast()}, nil
+	return &MessageReader{h: h, ctx: context.WithoutCancel(ctx), s: s, cur: first, last: tag != wire.ChanPart}, nil
 }
 
 // MessageReader reads one message from a channel.
 type MessageReader struct {
-	h      *ChanHandle
-	ctx    context.Context
-	cancel context.CancelFunc
-	stream api.Chan_RecvClient
-	sc     *serverConn
-	cur    []byte
-	last   bool
-	err    error
+	h    *ChanHandle
+	ctx  context.Context
+	s    *chanStream // until the message ends
+	cur  []byte
+	last bool
+	err  error
 }
 
 // Read reads the message.
@@ -334,39 +351,34 @@ func (r *MessageReader) Read(p []byte) (int, error) {
 			return 0, r.err
 		}
 		if r.last {
-			// All of it arrived: acknowledge, then report the end.
-			if err := r.stream.Send(&api.RecvAck{Ack: true}); err != nil {
-				// The stream ended before the acknowledgement went (io.EOF
-				// here is no end of the message): the server gives the
-				// message back, and its status says why.
-				if err == io.EOF {
-					if _, err = r.stream.Recv(); err == nil || err == io.EOF {
-						err = io.ErrUnexpectedEOF
-					}
+			// All of it arrived: acknowledge, and report the end once the
+			// acknowledgement is on its way (package wire says why that
+			// is enough).
+			if err := r.s.send(wire.ChanAck, nil); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF // no end of the message
 				}
-				r.err = r.h.c.wrap(r.ctx, r.sc, err)
+				r.err = r.s.fail(r.ctx, err)
+				r.s = nil
 				return 0, r.err
 			}
-			r.stream.CloseSend()
-			if _, err := r.stream.Recv(); err != io.EOF && err != nil {
-				r.err = r.h.c.wrap(r.ctx, r.sc, err)
-				return 0, r.err
-			}
-			r.err = io.EOF
-			r.cancel()
+			r.s.release()
+			r.s, r.err = nil, io.EOF
 			return 0, io.EOF
 		}
-		ch, err := r.stream.Recv()
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			} else {
-				err = r.h.c.wrap(r.ctx, r.sc, err)
-			}
-			r.err = err
-			return 0, err
+		tag, data, err := r.s.read()
+		if err == nil && tag != wire.ChanPart && tag != wire.ChanLast {
+			err = fault.Errorf(fault.Remote, "channel stream: a frame of tag %q in the middle of a message", tag)
 		}
-		r.cur, r.last = ch.GetData(), ch.GetLast()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			r.err = r.s.fail(r.ctx, err)
+			r.s = nil
+			return 0, r.err
+		}
+		r.cur, r.last = data, tag == wire.ChanLast
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
@@ -375,6 +387,12 @@ func (r *MessageReader) Read(p []byte) (int, error) {
 
 // Close ends the receive; before EOF, the message is given back.
 func (r *MessageReader) Close() error {
-	r.cancel()
+	if r.s != nil {
+		r.s.conn.Close()
+		r.s = nil
+		if r.err == nil {
+			r.err = fmt.Errorf("recv %s: %w", r.h.path, net.ErrClosed)
+		}
+	}
 	return nil
 }

@@ -319,3 +319,116 @@ func TestRecvCancelledTakesNothing(t *testing.T) {
 	}
 	t.Logf("%d receives cut short, none took a message", cut)
 }
+
+// TestReceiversDieMidMessage: at full speed, receivers that take a message
+// and die before its end (their connection closes, as at a kill) lose
+// nothing: every message reaches one of the receivers that live, once and
+// whole, and the channel counts each delivered once.
+func TestReceiversDieMidMessage(t *testing.T) {
+	const senders, each = 4, 300
+	servers := testcluster.StartInProcess(t, 2, nil)
+	clients := dialEach(t, servers, nil)
+	path := "/" + servers[1].ID().String() + "/dying"
+	if _, err := clients[0].MakeChanAt(context.Background(), path, 64); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	message := func(s, i int) string { // up to 28 KiB: buffered, whole
+		return fmt.Sprintf("%d:%d:", s, i) + strings.Repeat("x", (i%5)*7000)
+	}
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			h := clients[s%2].ChanAt(path)
+			for i := range each {
+				if err := h.Send(ctx, strings.NewReader(message(s, i))); err != nil {
+					t.Errorf("sender %d message %d: %v", s, i, err)
+					return
+				}
+			}
+		})
+	}
+	// Two receivers die in the middle of every message they take, until
+	// the others have them all.
+	dctx, stopDying := context.WithCancel(ctx)
+	var deaths [2]int
+	var dying sync.WaitGroup
+	for d := range deaths {
+		dying.Go(func() {
+			h := clients[d].ChanAt(path)
+			for dctx.Err() == nil {
+				r, err := h.Recv(dctx)
+				if err != nil {
+					return
+				}
+				if _, err := io.ReadFull(r, make([]byte, 1)); err != nil {
+					t.Errorf("dying receiver %d: %v", d, err)
+				}
+				r.Close() // before the end: its connection closes
+				deaths[d]++
+			}
+		})
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	for r := range 2 {
+		wg.Go(func() {
+			h := clients[1-r].ChanAt(path)
+			for {
+				mu.Lock()
+				n := len(seen)
+				mu.Unlock()
+				if n == senders*each || t.Failed() {
+					return
+				}
+				if ctx.Err() != nil {
+					t.Errorf("receiver %d: %d of %d messages arrived in time", r, n, senders*each)
+					return
+				}
+				rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				m, err := h.Recv(rctx)
+				cancel()
+				if errors.Is(err, context.DeadlineExceeded) {
+					continue // the other receiver may have the last
+				}
+				if err != nil {
+					t.Errorf("receiver %d: %v", r, err)
+					return
+				}
+				b, err := io.ReadAll(m)
+				if err != nil {
+					t.Errorf("receiver %d: %v", r, err)
+					return
+				}
+				var s, i int
+				if _, err := fmt.Sscanf(string(b), "%d:%d:", &s, &i); err != nil || string(b) != message(s, i) {
+					t.Errorf("receiver %d: a mangled message of %d bytes: %.20q", r, len(b), b)
+					return
+				}
+				mu.Lock()
+				seen[fmt.Sprintf("%d:%d", s, i)]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	stopDying()
+	dying.Wait()
+	if t.Failed() {
+		return
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("message %s delivered %d times", k, n)
+		}
+	}
+	if deaths[0]+deaths[1] < 10 {
+		t.Errorf("the dying receivers died only %d times: the test proves little", deaths[0]+deaths[1])
+	}
+	st, err := clients[1].ChanAt(path).Peek(context.Background())
+	if err != nil || st.NumSend != senders*each || st.NumRecv != senders*each {
+		t.Fatalf("peek %+v, %v: want %d sent and delivered", st, err, senders*each)
+	}
+	t.Logf("%d messages, receivers died in %d of them", senders*each, deaths[0]+deaths[1])
+}

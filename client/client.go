@@ -54,6 +54,7 @@ type Client struct {
 	conns  map[ident.ID]*serverConn
 	addrs  map[ident.ID]string // for direct stream dials (direct.go)
 	relay  bool                // Options.RelayOnly
+	chans  chanStreams         // idle channel streams (chanstream.go)
 	closed bool
 }
 
@@ -157,6 +158,7 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.closeChanStreams()
 	var errs []error
 	for _, sc := range c.conns {
 		errs = append(errs, sc.close())

@@ -101,6 +101,7 @@ var table = []Op{
 	{"Stream.stdin", Operate, false, "write a process's standard input (stdin)", nil},
 	{"Stream.stdout", Operate, false, "read a process's standard output (stdout): it consumes", nil},
 	{"Stream.stderr", Operate, false, "read a process's standard error (stderr): it consumes", nil},
+	{"Stream.chan", Operate, false, "carry a client's sends and receives on a channel, each its own Chan.Send or Chan.Recv (send, recv)", nil},
 	{"Stream.run", Operate, true, "run a command and stream its output (run)", []string{"cmd.path", "cmd.args", "cmd.dir", "selector"}},
 	{"Stream.get", Operate, false, "copy files from a server (cp)", []string{"file", "local", "entries", "bytes"}},
 	{"Stream.put", Operate, false, "copy a file to a server (cp)", []string{"file", "local", "entries", "bytes"}},

@@ -63,7 +63,7 @@ func TestTableCoversEveryOperation(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"stdin", "stdout", "stderr", "run", "get", "put", "puttar"}; !slices.Equal(op.Streams(), want) {
+	if want := []string{"stdin", "stdout", "stderr", "chan", "run", "get", "put", "puttar"}; !slices.Equal(op.Streams(), want) {
 		t.Errorf("the table's streams are %q, want %q", op.Streams(), want)
 	}
 }

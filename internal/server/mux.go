@@ -304,6 +304,10 @@ func (s *Server) serveStream(conn net.Conn, who caller) {
 		s.serveFiles(conn, h, op)
 		return
 	}
+	if h.Stream == "chan" {
+		s.serveChanStream(conn, h.Path, op, who)
+		return
+	}
 	if run != nil {
 		s.serveRun(conn, run, h, op, who)
 		return

@@ -243,13 +243,44 @@ func (c *Chan) Result(ctx context.Context, t *Transfer) error {
 	}
 }
 
-// Recv takes the next message, blocking until there is one. The caller
-// must call Delivered or Requeue with it.
-func (c *Chan) Recv(ctx context.Context) (Message, error) {
+// Offer sends a message of at most MaxBuffered bytes if that needs no
+// wait: a receiver is waiting, or the buffer has room. ok false with a nil
+// error means the send would block; then nothing was sent.
+func (c *Chan) Offer(data []byte) (ok bool, err error) {
+	if len(data) > MaxBuffered {
+		return false, ErrTooLarge
+	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.state(); err != nil {
+		return false, err
+	}
+	m := Message{Data: data}
+	if len(c.buf) == 0 && c.handOff(m) {
+		c.numSend++
+		return true, nil
+	}
+	if len(c.buf) < c.cap {
+		c.buf = append(c.buf, m)
+		c.numSend++
+		return true, nil
+	}
+	return false, nil
+}
+
+// Poll takes the next message if there is one now, as Recv would; ok false
+// with a nil error means a receive would wait.
+func (c *Chan) Poll() (m Message, ok bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.take()
+}
+
+// take takes the next message, or says there is none (ok false, and no
+// error) or why there will be none. Called locked.
+func (c *Chan) take() (Message, bool, error) {
 	if c.aborted {
-		c.mu.Unlock()
-		return Message{}, ErrAborted
+		return Message{}, false, ErrAborted
 	}
 	if len(c.buf) > 0 {
 		m := c.buf[0]
@@ -262,8 +293,7 @@ func (c *Chan) Recv(ctx context.Context) (Message, error) {
 			c.numSend++
 			s.done <- nil
 		}
-		c.mu.Unlock()
-		return m, nil
+		return m, true, nil
 	}
 	if len(c.senders) > 0 { // unbuffered: take from the first sender
 		s := c.senders[0]
@@ -272,12 +302,21 @@ func (c *Chan) Recv(ctx context.Context) (Message, error) {
 			c.numSend++
 		}
 		s.done <- nil
-		c.mu.Unlock()
-		return s.msg, nil
+		return s.msg, true, nil
 	}
 	if c.closed {
+		return Message{}, false, ErrClosed
+	}
+	return Message{}, false, nil
+}
+
+// Recv takes the next message, blocking until there is one. The caller
+// must call Delivered or Requeue with it.
+func (c *Chan) Recv(ctx context.Context) (Message, error) {
+	c.mu.Lock()
+	if m, ok, err := c.take(); ok || err != nil {
 		c.mu.Unlock()
-		return Message{}, ErrClosed
+		return m, err
 	}
 	r := &receiver{got: make(chan Message, 1), err: make(chan error, 1)}
 	c.receivers = append(c.receivers, r)
