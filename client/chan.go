@@ -36,7 +36,7 @@ type SubscriptionStat struct {
 // and its later pieces are bigger, for throughput.
 const (
 	chunkSize       = 32 << 10
-	streamChunkSize = 512 << 10
+	streamChunkSize = 1 << 20
 )
 
 // ChanHandle is a channel (or subscription) element, in the context style.

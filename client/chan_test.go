@@ -432,3 +432,45 @@ func TestReceiversDieMidMessage(t *testing.T) {
 	}
 	t.Logf("%d messages, receivers died in %d of them", senders*each, deaths[0]+deaths[1])
 }
+
+// TestLargeMessagesWhole: messages around the buffer limit and the frame
+// size, and one of several MiB, arrive whole and unchanged on an
+// unbuffered channel.
+func TestLargeMessagesWhole(t *testing.T) {
+	servers := testcluster.StartInProcess(t, 2, nil)
+	clients := dialEach(t, servers, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	path := "/" + servers[1].ID().String() + "/large"
+	h, err := clients[0].MakeChanAt(ctx, path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{32 << 10, 32<<10 + 1, 1 << 20, 1<<20 + 32<<10 + 1, 5<<20 + 7} {
+		msg := make([]byte, size)
+		rand.Read(msg)
+		got := make(chan []byte, 1)
+		go func() {
+			b, err := recvBytes(ctx, clients[1].ChanAt(path))
+			if err != nil {
+				t.Error(err)
+			}
+			got <- b
+		}()
+		if err := h.Send(ctx, bytes.NewReader(msg)); err != nil {
+			t.Fatalf("send of %d bytes: %v", size, err)
+		}
+		if b := <-got; !bytes.Equal(b, msg) {
+			t.Fatalf("a message of %d bytes arrived as %d bytes, or changed", size, len(b))
+		}
+	}
+}
+
+func recvBytes(ctx context.Context, h *client.ChanHandle) ([]byte, error) {
+	r, err := h.Recv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/circuit-project/circuit/internal/anchor"
 	"github.com/circuit-project/circuit/internal/fault"
@@ -31,7 +32,17 @@ type chanStream struct {
 	buf  []byte // the last frame read
 	// faulted: the server reported the operation's failure.
 	faulted bool
+	// idleSince is when it went back to the pool.
+	idleSince time.Time
 }
+
+// trustIdle is how long a stream may have been idle and be taken without
+// looking whether its server closed it. A server closes an idle stream
+// only when it stops, or the stream's key or credential goes: an operation
+// in that window fails (as the connection's loss) instead of dialling
+// anew, and a program that sends or receives without pause pays no system
+// call for the look.
+const trustIdle = 250 * time.Millisecond
 
 // chanStreams are a client's idle channel streams, by channel path.
 type chanStreams map[string][]*chanStream
@@ -42,7 +53,7 @@ func (c *Client) chanStream(ctx context.Context, path string) (*chanStream, erro
 	for idle := c.chans[path]; len(idle) > 0; idle = c.chans[path] {
 		s := idle[len(idle)-1]
 		c.chans[path] = idle[:len(idle)-1]
-		if s.alive() {
+		if time.Since(s.idleSince) < trustIdle || s.alive() {
 			c.mu.Unlock()
 			return s, nil
 		}
@@ -72,6 +83,7 @@ func (s *chanStream) release() {
 	if c.chans == nil {
 		c.chans = chanStreams{}
 	}
+	s.idleSince = time.Now()
 	c.chans[s.path] = append(c.chans[s.path], s)
 }
 

@@ -116,8 +116,10 @@ func (l *Log) Begin(name string, f Fields) (*Op, error) {
 	op := &Op{l: l, Seq: l.seq, name: name, start: time.Now()}
 	rec := Record{Seq: op.Seq, Time: op.start, Event: Begin, Op: name, Path: f.Path, Who: f.Who, From: f.From, Via: f.Via, What: f.What}
 	l.ring[(op.Seq-1)%TailSize] = kept{begin: rec}
-	attrs := append([]slog.Attr{slog.Uint64("seq", op.Seq), slog.String("op", name)}, fieldAttrs(f)...)
-	l.log.LogAttrs(context.Background(), slog.LevelInfo, "op", attrs...)
+	if l.log.Enabled(context.Background(), slog.LevelInfo) { // its attributes cost more than the rest
+		attrs := append([]slog.Attr{slog.Uint64("seq", op.Seq), slog.String("op", name)}, fieldAttrs(f)...)
+		l.log.LogAttrs(context.Background(), slog.LevelInfo, "op", attrs...)
+	}
 	return op, l.emit(rec)
 }
 
