@@ -177,8 +177,8 @@ func (h *ChanHandle) Sender(ctx context.Context) (*MessageWriter, error) {
 }
 
 // MessageWriter writes one message to a channel. The first 32 KiB wait in
-// the writer: a message no longer goes as one frame, on a channel stream
-// taken at Close. A longer one is streamed as it is written.
+// the writer: a message no longer than that goes as one frame, on a
+// channel stream taken at Close. A longer one is streamed as it is written.
 type MessageWriter struct {
 	h   *ChanHandle
 	ctx context.Context
