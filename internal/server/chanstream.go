@@ -254,6 +254,14 @@ func (cs *chanStream) async(f func()) {
 	}()
 }
 
+// refuseSub refuses a send on a subscription.
+func (cs *chanStream) refuseSub() error {
+	if cs.sub {
+		return fault.Errorf(fault.BadRequest, "%s is a subscription: only the server sends on it", cs.path)
+	}
+	return nil
+}
+
 // sendWhole sends a message that came whole, at once if the channel takes
 // it without a wait.
 func (cs *chanStream) sendWhole(msg []byte) {
@@ -261,8 +269,8 @@ func (cs *chanStream) sendWhole(msg []byte) {
 	if !ok {
 		return
 	}
-	if cs.sub {
-		cs.end(o, fault.Errorf(fault.BadRequest, "%s is a subscription: only the server sends on it", cs.path))
+	if err := cs.refuseSub(); err != nil {
+		cs.end(o, err)
 		return
 	}
 	if sent, err := cs.c.Offer(msg); sent || err != nil {
@@ -284,9 +292,9 @@ func (cs *chanStream) sendStreamed(first chanFrame) {
 		close(gone)
 		return
 	}
-	if cs.sub {
+	if err := cs.refuseSub(); err != nil {
 		close(gone)
-		cs.end(o, fault.Errorf(fault.BadRequest, "%s is a subscription: only the server sends on it", cs.path))
+		cs.end(o, err)
 		return
 	}
 	cs.async(func() {

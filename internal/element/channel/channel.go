@@ -156,22 +156,8 @@ func (c *Chan) Send(ctx context.Context, data []byte) error {
 // TrySend sends without blocking; it reports whether the message was
 // accepted.
 func (c *Chan) TrySend(data []byte) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state() != nil {
-		return false
-	}
-	m := Message{Data: data}
-	if len(c.buf) == 0 && c.handOff(m) {
-		c.numSend++
-		return true
-	}
-	if len(c.buf) < c.cap {
-		c.buf = append(c.buf, m)
-		c.numSend++
-		return true
-	}
-	return false
+	ok, _ := c.Offer(data)
+	return ok
 }
 
 func (c *Chan) send(ctx context.Context, m Message) error {
